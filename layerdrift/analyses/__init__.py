@@ -1,0 +1,1 @@
+"""layerdrift.analyses"""

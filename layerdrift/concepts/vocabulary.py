@@ -1,0 +1,98 @@
+"""Concept vocabularies: TSV/CSV files of term + category (+ optional notes, index), validated.
+
+The 235-term, 4-category EmbeddingDrift vocabulary ships as ``embeddingdrift-235`` in its
+original row order, so results line up with that study's stored embeddings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerdrift.errors import LayerdriftError
+
+DATA = Path(__file__).parent / "data"
+BUILTIN_VOCABULARIES = {"embeddingdrift-235": DATA / "embeddingdrift-235.tsv"}
+REQUIRED = ("term", "category")
+OPTIONAL = ("notes", "index")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """An ordered list of terms with a category each."""
+
+    name: str
+    source: str
+    terms: tuple[str, ...]
+    categories: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    @property
+    def category_names(self) -> list[str]:
+        """Categories in order of first appearance."""
+        return list(dict.fromkeys(self.categories))
+
+
+def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
+    """Load a built-in vocabulary by name, or a .tsv/.csv file; every problem names its line."""
+    key = str(name_or_path)
+    path = BUILTIN_VOCABULARIES.get(key, Path(key))
+    if not path.is_file():
+        raise LayerdriftError(
+            f"vocabulary {key!r} is neither a built-in ({', '.join(BUILTIN_VOCABULARIES)}) nor an existing file; check the path."
+        )
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise LayerdriftError(f"{path}:{line}: the file is not UTF-8 text; save it as UTF-8.") from None
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    if not rows:
+        raise LayerdriftError(f"{path}: the vocabulary is empty; it needs a header line 'term{delimiter}category' and one row per term.")
+    header = [h.strip().lower() for h in rows[0]]
+    unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
+    if unknown:
+        raise LayerdriftError(f"{path}:1: unknown column {unknown[0]!r}; allowed columns are {', '.join(REQUIRED + OPTIONAL)}.")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise LayerdriftError(f"{path}:1: the header has no {missing[0]!r} column; columns needed: term, category.")
+    col = {h: i for i, h in enumerate(header)}
+    terms: list[str] = []
+    cats: list[str] = []
+    notes: list[str] = []
+    seen: dict[str, int] = {}
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise LayerdriftError(f"{path}:{lineno}: the row has {len(row)} fields but the header has {len(header)}; check the {'tabs' if delimiter == chr(9) else 'commas'}.")
+        term = row[col["term"]].strip()
+        cat = row[col["category"]].strip()
+        if not term:
+            raise LayerdriftError(f"{path}:{lineno}: the term is empty; fill it in or delete the row.")
+        if not cat:
+            raise LayerdriftError(f"{path}:{lineno}: term {term!r} has no category; give it one.")
+        if any(ch in term for ch in "{}\n\r"):
+            raise LayerdriftError(f"{path}:{lineno}: term {term!r} contains a brace or line break; remove it.")
+        if term in seen:
+            raise LayerdriftError(f"{path}:{lineno}: term {term!r} is a duplicate of line {seen[term]}; keep one of them.")
+        seen[term] = lineno
+        terms.append(term)
+        cats.append(cat)
+        notes.append(row[col["notes"]].strip() if "notes" in col else "")
+    if not terms:
+        raise LayerdriftError(f"{path}: the vocabulary has a header but no terms.")
+    name = key if key in BUILTIN_VOCABULARIES else path.stem
+    return Vocabulary(name=name, source=str(path), terms=tuple(terms), categories=tuple(cats), notes=tuple(notes))
+
+
+def render_prompts(vocabulary: Vocabulary, template: str) -> list[str]:
+    """Fill ``{term}`` in the template for every term, in vocabulary order."""
+    return [template.replace("{term}", term) for term in vocabulary.terms]

@@ -1,0 +1,1 @@
+"""Capture (and patching) on TransformerLens hook points: the only layer that knows TransformerLens."""

@@ -1,0 +1,1 @@
+"""Config, variant loading, the run store, the pipeline and the CLI: the only layer that knows files."""

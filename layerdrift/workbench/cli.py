@@ -1,0 +1,106 @@
+"""The ``layerdrift`` command line: every failure is one sentence and a non-zero exit (``--debug`` for tracebacks)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from typing import Any, Callable
+
+from layerdrift.errors import LayerdriftError
+
+
+def _quiet_libraries() -> None:
+    """Silence third-party chatter (deprecation notes, GGUF progress bars) on the terminal."""
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    for name in ("transformers", "transformer_lens", "bitsandbytes", "accelerate", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+
+
+def _load_config(args: argparse.Namespace):
+    from layerdrift.workbench.config import default_config, load_config
+
+    return load_config(args.config) if args.config else default_config()
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    from layerdrift.workbench.pipeline import extract
+
+    config = _load_config(args)
+    store = extract(config, out=args.out, quiet=args.quiet)
+    if not args.quiet:
+        print(f"captures written to {store.root}")
+        for key, entry in store.manifest["captures"].items():
+            multi = entry["n_multi_token_terms"]
+            print(f"  {key}: {entry['n_prompts']} prompts x {len(entry['hooks'])} hook points; {multi} terms span several tokens")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from layerdrift.workbench.embedded import cache_root, describe_embedded
+
+    print(f"embedded models (conversion cache: {cache_root()})")
+    for row in describe_embedded():
+        print(f"  {row['alias']:<24} {row['model']}")
+        print(f"  {'':<24} package:   {row['package']}")
+        print(f"  {'':<24} converted: {row['converted']}")
+
+
+def cmd_hooks(args: argparse.Namespace) -> None:
+    from layerdrift.workbench.config import VariantSpec
+    from layerdrift.workbench.variants import free, load_variant
+
+    loaded = load_variant(VariantSpec(name="probe", source=args.source))
+    try:
+        names = sorted(loaded.bridge.hook_dict)
+        pattern = args.filter or ""
+        for name in names:
+            if pattern in name:
+                print(name)
+    finally:
+        free(loaded)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {"extract": cmd_extract, "models": cmd_models, "hooks": cmd_hooks}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="layerdrift", description="Where inside a language model do post-training and quantization move concept representations?")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("extract", help="capture activations of every variant into the run store")
+    p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
+    p.add_argument("--out", help="run folder (default: the config's `out`)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+    sub.add_parser("models", help="list the embedded model aliases and their conversion cache")
+    p = sub.add_parser("hooks", help="list the hook points of a model source")
+    p.add_argument("source", help="embedded alias, folder, .gguf file or hub id")
+    p.add_argument("--filter", help="only names containing this text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.debug:
+        _quiet_libraries()
+    try:
+        COMMANDS[args.command](args)
+    except LayerdriftError as err:
+        if args.debug:
+            raise
+        print(f"layerdrift: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("layerdrift: interrupted; finished batches are kept and the next run resumes from them.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

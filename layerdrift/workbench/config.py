@@ -1,0 +1,208 @@
+"""Experiment configuration: one TOML or YAML file, validated with pydantic.
+
+Every error names the offending field (``variants[1].quantization``) and the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from layerdrift.errors import LayerdriftError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VariantSpec(_Strict):
+    """One model variant: a name, where its weights come from, and how to load it."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    source: str = Field(min_length=1, description="embedded alias | Hugging Face id | local folder | .gguf file")
+    revision: str | None = None
+    gguf_file: str | None = Field(None, description="GGUF file name inside a hub repo or folder")
+    dtype: DType = "auto"
+    device: str | None = None
+    quantization: Literal["none", "nf4", "int8"] = "none"
+    double_quant: bool = False
+    compute_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    attn_implementation: Literal["eager", "sdpa"] = "eager"
+    chat_template: bool = False
+    prepend_bos: Literal["auto", "yes", "no"] = "auto"
+    reference: bool = False
+    noise_floor: bool = Field(False, description="same weights as the reference under another dtype/attention: the floor every curve is read against")
+
+
+class PromptSetSpec(_Strict):
+    """A vocabulary of terms poured into a prompt template."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    vocabulary: str = "embeddingdrift-235"
+    template: str = "The concept of {term} is"
+
+    @field_validator("template")
+    @classmethod
+    def _has_term(cls, v: str) -> str:
+        if "{term}" not in v:
+            raise ValueError("the template must contain '{term}'")
+        return v
+
+
+class CaptureSpec(_Strict):
+    """Which hook points and token positions to capture, and in what batches."""
+
+    hooks: list[str] = ["residual"]
+    positions: list[str] = ["last"]
+    batch_size: int = Field(16, ge=1, le=4096)
+    padding_side: Literal["right", "left"] = "right"
+
+    @field_validator("positions")
+    @classmethod
+    def _positions_parse(cls, v: list[str]) -> list[str]:
+        from layerdrift.hooks.positions import parse_position
+
+        for p in v:
+            parse_position(p)
+        if len(set(v)) != len(v):
+            raise ValueError("positions are listed twice")
+        return v
+
+
+class ExperimentConfig(_Strict):
+    """The whole experiment: variants x prompt sets x capture settings, and where results go."""
+
+    name: str = Field("layerdrift-run", pattern=NAME_PATTERN)
+    out: str = "runs/{name}"
+    seed: int = 0
+    device: str = "auto"
+    dtype: DType = "auto"
+    variants: list[VariantSpec] = Field(min_length=1)
+    prompt_sets: list[PromptSetSpec] = Field(default_factory=lambda: [PromptSetSpec(name="concepts")], min_length=1)
+    capture: CaptureSpec = CaptureSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExperimentConfig":
+        for label, names in (("variant", [v.name for v in self.variants]), ("prompt set", [p.name for p in self.prompt_sets])):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{label} name {dup[0]!r} is used twice; names must be unique")
+        refs = [v.name for v in self.variants if v.reference]
+        if len(refs) > 1:
+            raise ValueError(f"only one variant can be the reference, but {refs} all say reference = true")
+        if any(v.noise_floor and v.reference for v in self.variants):
+            raise ValueError("the reference variant cannot also be the noise-floor variant")
+        return self
+
+    @property
+    def reference(self) -> str:
+        """Name of the reference variant (the one marked, else the first)."""
+        return next((v.name for v in self.variants if v.reference), self.variants[0].name)
+
+    def variant(self, name: str) -> VariantSpec:
+        return next(v for v in self.variants if v.name == name)
+
+    def out_dir(self, override: str | Path | None = None) -> Path:
+        return Path(override) if override is not None else Path(self.out.format(name=self.name))
+
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of the config (the run's identity)."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: Any = ExperimentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        inner = getattr(ann, "__args__", (ann,))
+        model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def explain_validation_error(err: ValidationError, where: str) -> str:
+    """One sentence per problem, naming the field and (for typos) the closest valid name."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    path = _field_path(loc)
+    if first["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        hint = ""
+        if model is not None:
+            close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+            if close:
+                hint = f"; did you mean '{close[0]}'?"
+        msg = f"unknown field '{path}'{hint}"
+    else:
+        msg = f"field '{path}': {first['msg']}"
+    more = len(err.errors()) - 1
+    tail = f" ({more} more problem{'s' if more > 1 else ''} after this one)" if more else ""
+    return f"{where}: {msg}{tail}."
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
+    """Validate a plain dict (e.g. parsed TOML) into an ExperimentConfig."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise LayerdriftError(explain_validation_error(err, where)) from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a .toml / .yaml / .yml experiment file."""
+    p = Path(path)
+    if not p.is_file():
+        raise LayerdriftError(f"config file {str(p)!r} does not exist; pass the path of a .toml or .yaml file.")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise LayerdriftError(f"config file {str(p)!r} must end in .toml, .yaml or .yml.")
+    except (tomllib.TOMLDecodeError, ValueError) as err:
+        if isinstance(err, LayerdriftError):
+            raise
+        raise LayerdriftError(f"config file {str(p)!r} is not valid {p.suffix[1:].upper()}: {err}.") from None
+    except Exception as err:  # yaml.YAMLError has no common base with the above
+        raise LayerdriftError(f"config file {str(p)!r} could not be parsed: {err}.") from None
+    if not isinstance(data, dict):
+        raise LayerdriftError(f"config file {str(p)!r} must hold a table of settings at the top level.")
+    return config_from_dict(data, where=f"config file {str(p)!r}")
+
+
+def default_config() -> ExperimentConfig:
+    """The embedded default: SmolLM2-135M-Instruct vs its NF4 and INT8 copies + a bf16 noise floor."""
+    text = (Path(__file__).parent / "default.toml").read_text(encoding="utf-8")
+    return config_from_dict(tomllib.loads(text), where="the built-in default config")
+
+
+def safe_name(text: str) -> str:
+    """A filesystem-safe slug for position specs and the like."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"

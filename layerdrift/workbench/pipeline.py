@@ -1,0 +1,245 @@
+"""Extraction: config -> variants -> hooks -> run store, one model in memory at a time, resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import signal
+from contextlib import nullcontext
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from layerdrift.concepts.vocabulary import Vocabulary, load_vocabulary, render_prompts
+from layerdrift.errors import LayerdriftError
+from layerdrift.hooks.capture import capture_batch, expand_hook_names, residual_hook_names
+from layerdrift.hooks.positions import PositionSpec, parse_position, resolve_position
+from layerdrift.hooks.prompts import EncodedPrompt, encode_prompt, pad_batch, pad_id
+from layerdrift.workbench.config import ExperimentConfig, PromptSetSpec, VariantSpec
+from layerdrift.workbench.embedded import EMBEDDED
+from layerdrift.workbench.store import CaptureJob, RunStore
+from layerdrift.workbench.variants import LoadedVariant, free, load_variant, pick_device, resolve_source
+
+PACKAGES = ("layerdrift", "torch", "transformers", "transformer-lens", "bitsandbytes", "gguf", "zarr", "numpy", "scikit-learn", "umap-learn", "panel", "plotly")
+# Fault injection for the kill-and-resume test: SIGKILL this process after N batches are written.
+KILL_AFTER_ENV = "LAYERDRIFT_KILL_AFTER_BATCHES"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def source_identity(spec: VariantSpec) -> dict[str, Any]:
+    """Cheap identity of a variant's weights (no hashing of big files) for cache fingerprints."""
+    if spec.source in EMBEDDED:
+        pkg = EMBEDDED[spec.source].package
+        try:
+            version = metadata.version(pkg.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            version = "missing"
+        return {"embedded": spec.source, "package_version": version}
+    path = Path(spec.source).expanduser()
+    if path.exists():
+        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+        return {"files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+    return {"hub": spec.source, "revision": spec.revision}
+
+
+def capture_fingerprint(config: ExperimentConfig, spec: VariantSpec, prompt_set: PromptSetSpec, prompts: list[str]) -> str:
+    """What a capture depends on; an unchanged fingerprint means the cached arrays are reused."""
+    device = pick_device(spec.device or config.device)
+    payload = {
+        "variant": spec.model_dump(mode="json", exclude={"name", "reference", "noise_floor"}),
+        "source": source_identity(spec),
+        "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(),
+        "template": prompt_set.template,
+        "capture": config.capture.model_dump(mode="json"),
+        "device": device,
+        "dtype": config.dtype,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def term_token_count(enc: EncodedPrompt, prompt: str, template: str, term: str) -> int:
+    """How many tokens cover the term's characters in the encoded prompt."""
+    start = enc.text.find(prompt) + template.index("{term}")
+    end = start + len(term)
+    return sum(1 for a, b in enc.offsets if a < end and b > start and b > a)
+
+
+def encode_prompt_set(
+    loaded: LoadedVariant, spec: VariantSpec, ps: PromptSetSpec, vocab: Vocabulary, positions: list[PositionSpec]
+) -> tuple[list[EncodedPrompt], dict[str, list[list[int]]], dict[str, Any]]:
+    """Tokenize every prompt, resolve every position, and describe the tokenization for the store."""
+    prompts = render_prompts(vocab, ps.template)
+    encoded, chosen = [], {p.spec: [] for p in positions}
+    counts = []
+    for i, (prompt, term) in enumerate(zip(prompts, vocab.terms)):
+        enc = encode_prompt(loaded.tokenizer, prompt, spec.chat_template, spec.prepend_bos)
+        where = f"prompt {i} ({prompt!r}) of prompt set '{ps.name}' for variant '{spec.name}'"
+        for p in positions:
+            chosen[p.spec].append(resolve_position(p, enc.text, enc.offsets, term, where))
+        encoded.append(enc)
+        counts.append(term_token_count(enc, prompt, ps.template, term))
+    multi = {t: c for t, c in zip(vocab.terms, counts) if c != 1}
+    tokens = {
+        "texts": [e.text for e in encoded],
+        "ids": [e.ids for e in encoded],
+        "tokens": [e.tokens(loaded.tokenizer) for e in encoded],
+        "lengths": [len(e.ids) for e in encoded],
+        "positions": chosen,
+        "term_token_counts": counts,
+    }
+    return encoded, chosen, {"tokens": tokens, "multi_token_terms": multi}
+
+
+def gather_index(chosen: list[list[int]], shifts: list[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b, width) padded-coordinate index and validity mask from per-prompt real-token indices."""
+    index = torch.zeros((len(chosen), width), dtype=torch.long)
+    valid = torch.zeros((len(chosen), width), dtype=torch.bool)
+    for row, (idx, shift) in enumerate(zip(chosen, shifts)):
+        index[row, : len(idx)] = torch.tensor(idx) + shift
+        valid[row, : len(idx)] = True
+    return index, valid
+
+
+def run_capture(
+    loaded: LoadedVariant,
+    job: CaptureJob,
+    encoded: list[EncodedPrompt],
+    chosen: dict[str, list[list[int]]],
+    positions: list[PositionSpec],
+    hooks: list[str],
+    padding_side: str,
+    progress: Any = None,
+) -> None:
+    """Capture every unfinished batch of a job into the store."""
+    done = job.prepare()
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
+    written = 0
+    task = progress.add_task(f"{loaded.name}", total=job.n_batches, completed=len(done)) if progress else None
+    pid = pad_id(loaded.tokenizer)
+    max_len = max(len(e.ids) for e in encoded)
+    for batch in range(job.n_batches):
+        if batch in done:
+            continue
+        rows = range(batch * job.batch_size, min(len(encoded), (batch + 1) * job.batch_size))
+        ids, mask, shifts = pad_batch([encoded[r] for r in rows], pid, padding_side)  # type: ignore[arg-type]
+        # One forward gathers every position spec: concatenate their indices along the slot axis.
+        slots, spans = [], {}
+        for p in positions:
+            width = max_len if p.kind == "all" else 1
+            idx, ok = gather_index([chosen[p.spec][r] for r in rows], shifts, width)
+            spans[p.spec] = (sum(s[0].shape[1] for s in slots), width)
+            slots.append((idx, ok))
+        index = torch.cat([s[0] for s in slots], dim=1)
+        valid = torch.cat([s[1] for s in slots], dim=1)
+        acts = capture_batch(loaded.bridge, ids, mask, hooks, index, valid)
+        arrays = {}
+        for p in positions:
+            start, width = spans[p.spec]
+            for hook, values in acts.items():
+                part = values[:, start : start + width]
+                arrays[(p.folder, hook)] = part[:, 0] if p.kind != "all" else part
+        job.write_batch(batch, arrays, done)
+        written += 1
+        if progress:
+            progress.update(task, advance=1)
+        if kill_after and written >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn())
+
+
+def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False) -> RunStore:
+    """Capture every (variant, prompt set) of the config into its run folder, reusing finished work."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
+    positions = [parse_position(p) for p in config.capture.positions]
+    for spec in config.variants:  # every source must exist before anything is written
+        resolve_source(spec)
+    prompts = {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in config.prompt_sets}
+    store = RunStore.create_or_update(
+        config.out_dir(out),
+        {
+            "config": config.model_dump(mode="json"),
+            "config_hash": config.hash(),
+            "reference": config.reference,
+            "noise_floor": [v.name for v in config.variants if v.noise_floor],
+            "packages": package_versions(),
+            "platform": {"machine": platform.machine(), "system": platform.system(), "cuda": torch.cuda.is_available()},
+            "prompt_sets": {
+                ps.name: {
+                    "vocabulary": vocabularies[ps.name].name,
+                    "vocabulary_source": vocabularies[ps.name].source,
+                    "template": ps.template,
+                    "n": len(vocabularies[ps.name]),
+                    "terms": list(vocabularies[ps.name].terms),
+                    "categories": list(vocabularies[ps.name].categories),
+                }
+                for ps in config.prompt_sets
+            },
+        },
+    )
+    store.manifest["captures"] = {k: v for k, v in store.manifest["captures"].items() if k.split("/")[0] in {s.name for s in config.variants}}
+    with _progress(quiet) as progress:
+        for spec in config.variants:
+            jobs = {
+                ps.name: CaptureJob(
+                    store.capture_folder(spec.name, ps.name),
+                    capture_fingerprint(config, spec, ps, prompts[ps.name]),
+                    len(prompts[ps.name]),
+                    config.capture.batch_size,
+                )
+                for ps in config.prompt_sets
+            }
+            todo = [ps for ps in config.prompt_sets if not jobs[ps.name].is_complete()]
+            if not todo:
+                continue
+            loaded = load_variant(spec, config.device, config.dtype)
+            try:
+                hooks = expand_hook_names(config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'")
+                store.manifest["variants"][spec.name] = loaded.info
+                for ps in todo:
+                    encoded, chosen, tok = encode_prompt_set(loaded, spec, ps, vocabularies[ps.name], positions)
+                    job = jobs[ps.name]
+                    run_capture(loaded, job, encoded, chosen, positions, hooks, config.capture.padding_side, progress)
+                    job.write_tokens(tok["tokens"])
+                    summary = {
+                        "complete": True,
+                        "fingerprint": job.fingerprint,
+                        "hooks": hooks,
+                        "residual_points": residual_hook_names(loaded.n_layers),
+                        "positions": {p.spec: p.folder for p in positions},
+                        "n_prompts": len(encoded),
+                        "max_len": max(len(e.ids) for e in encoded),
+                        "multi_token_terms": tok["multi_token_terms"],
+                        "n_multi_token_terms": len(tok["multi_token_terms"]),
+                        "tokens_file": str(job.folder.relative_to(store.root) / "tokens.json"),
+                        "tokenizer_sha256": loaded.info["tokenizer_sha256"],
+                    }
+                    job.mark_complete(summary)
+                    store.manifest["captures"][f"{spec.name}/{ps.name}"] = summary
+                    store.save()
+            finally:
+                free(loaded)
+    store.save()
+    return store
