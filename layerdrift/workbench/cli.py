@@ -18,7 +18,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
-    for name in ("transformers", "transformer_lens", "bitsandbytes", "accelerate", "root"):
+    for name in ("transformers", "transformer_lens", "bitsandbytes", "accelerate", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
 

@@ -64,9 +64,13 @@ def resolve_source(spec: VariantSpec) -> ResolvedSource:
                 f"({type(err).__name__}); check the id and revision, or use a local folder, a .gguf file, or an embedded alias (see `layerdrift models`)."
             ) from None
         return ResolvedSource("hub", s, spec.revision, spec.gguf_file)
-    aliases = ", ".join(EMBEDDED)
+    import difflib
+
+    close = difflib.get_close_matches(s, list(EMBEDDED), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
     raise LayerdriftError(
-        f"unknown model {s!r} for {where}: it is not an embedded alias ({aliases}), an existing folder, a .gguf file, or a Hugging Face id 'owner/name'; see `layerdrift models`."
+        f"unknown model {s!r} for {where}: it is not an embedded alias ({', '.join(EMBEDDED)}), an existing folder, "
+        f"a .gguf file, or a Hugging Face id 'owner/name'; {hint}see `layerdrift models`."
     )
 
 

