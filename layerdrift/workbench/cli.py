@@ -41,6 +41,20 @@ def cmd_extract(args: argparse.Namespace) -> None:
             print(f"  {key}: {entry['n_prompts']} prompts x {len(entry['hooks'])} hook points; {multi} terms span several tokens")
 
 
+def cmd_run(args: argparse.Namespace) -> None:
+    from layerdrift.workbench.runs import print_headline, run
+
+    result = run(_load_config(args), out=args.out, quiet=args.quiet)
+    if not args.quiet:
+        print_headline(result)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from layerdrift.workbench.runs import open_run, print_headline
+
+    print_headline(open_run(args.run))
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from layerdrift.workbench.embedded import cache_root, describe_embedded
 
@@ -66,13 +80,19 @@ def cmd_hooks(args: argparse.Namespace) -> None:
         free(loaded)
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {"extract": cmd_extract, "models": cmd_models, "hooks": cmd_hooks}
+COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {"run": cmd_run, "report": cmd_report, "extract": cmd_extract, "models": cmd_models, "hooks": cmd_hooks}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="layerdrift", description="Where inside a language model do post-training and quantization move concept representations?")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="extract (reusing the cache) + every analysis + the report folder")
+    p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
+    p.add_argument("--out", help="run folder (default: the config's `out`)")
+    p.add_argument("--quiet", action="store_true", help="no progress output or tables")
+    p = sub.add_parser("report", help="print the headline tables of a finished run")
+    p.add_argument("run", help="run folder")
     p = sub.add_parser("extract", help="capture activations of every variant into the run store")
     p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
     p.add_argument("--out", help="run folder (default: the config's `out`)")

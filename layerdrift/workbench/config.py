@@ -79,6 +79,22 @@ class CaptureSpec(_Strict):
         return v
 
 
+class AnalysisSpec(_Strict):
+    """Settings of the analyses and the report."""
+
+    headline_layer: int | Literal["final"] = Field("final", description="'final' = final-norm output; an int = residual point index (0 = embedding)")
+    k: int = Field(10, ge=1, description="neighbours for k-NN Jaccard")
+    top_n: int = Field(30, ge=1)
+    n_boot: int = Field(1000, ge=100)
+    n_perm: int = Field(5000, ge=100)
+    umap_layers: Literal["all", "headline"] | list[int] = "all"
+    umap_neighbors: int = Field(15, ge=2)
+    umap_min_dist: float = Field(0.1, ge=0.0)
+    align: Literal["none", "procrustes"] = Field("none", description="procrustes: report aligned drift between variants of different width")
+    prompt_set: str | None = Field(None, description="prompt set to analyse (default: the first)")
+    png: bool = Field(True, description="also render each figure to PNG (needs Chromium)")
+
+
 class ExperimentConfig(_Strict):
     """The whole experiment: variants x prompt sets x capture settings, and where results go."""
 
@@ -90,6 +106,7 @@ class ExperimentConfig(_Strict):
     variants: list[VariantSpec] = Field(min_length=1)
     prompt_sets: list[PromptSetSpec] = Field(default_factory=lambda: [PromptSetSpec(name="concepts")], min_length=1)
     capture: CaptureSpec = CaptureSpec()
+    analysis: AnalysisSpec = AnalysisSpec()
 
     @model_validator(mode="after")
     def _check(self) -> "ExperimentConfig":
@@ -100,6 +117,8 @@ class ExperimentConfig(_Strict):
         refs = [v.name for v in self.variants if v.reference]
         if len(refs) > 1:
             raise ValueError(f"only one variant can be the reference, but {refs} all say reference = true")
+        if self.analysis.prompt_set is not None and self.analysis.prompt_set not in {p.name for p in self.prompt_sets}:
+            raise ValueError(f"analysis.prompt_set {self.analysis.prompt_set!r} is not one of the prompt sets")
         if any(v.noise_floor and v.reference for v in self.variants):
             raise ValueError("the reference variant cannot also be the noise-floor variant")
         return self

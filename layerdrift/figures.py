@@ -1,0 +1,197 @@
+"""Plotly figures built from the result tables (never from raw arrays): the report and the dashboard share them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+CATEGORY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+PAIR_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+FLOOR_COLOUR = "#999999"
+LAYOUT = dict(template="plotly_white", font=dict(size=13), margin=dict(l=70, r=30, t=60, b=60))
+
+
+def category_colours(categories: list[str]) -> dict[str, str]:
+    return {c: CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)] for i, c in enumerate(dict.fromkeys(categories))}
+
+
+def pair_colours(pairs: list[str]) -> dict[str, str]:
+    return {p: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, p in enumerate(pairs)}
+
+
+def _hex_to_rgba(colour: str, alpha: float) -> str:
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def top_drifters_bar(top: pd.DataFrame, pair: str, categories: list[str], layer_label: str) -> go.Figure:
+    """Horizontal bars of the top-N drifters of one pair, coloured by category."""
+    t = top[top["pair"] == pair].sort_values("rank", ascending=False)
+    colours = category_colours(categories)
+    fig = go.Figure()
+    for cat in dict.fromkeys(categories):
+        sel = t[t["category"] == cat]
+        if sel.empty:
+            continue
+        fig.add_trace(go.Bar(x=sel["drift"], y=sel["term"], orientation="h", name=cat, marker_color=colours[cat],
+                             customdata=np.stack([sel["percentile"], sel["rank"]], axis=1),
+                             hovertemplate="%{y}<br>drift %{x:.4f}<br>percentile %{customdata[0]:.1f}<br>rank %{customdata[1]}<extra>" + cat + "</extra>"))
+    fig.update_layout(**LAYOUT, title=f"Top {len(t)} drifters, {pair} (layer {layer_label})", xaxis_title="cosine drift (1 − cos)",
+                      yaxis=dict(categoryorder="array", categoryarray=list(t["term"]), tickfont=dict(size=11)),
+                      height=max(420, 22 * len(t) + 140), legend_title="category", barmode="overlay")
+    return fig
+
+
+def category_comparison(categories_table: pd.DataFrame, layer_label: str) -> go.Figure:
+    """Mean drift per category for every pair, with bootstrap 95% CIs."""
+    fig = go.Figure()
+    colours = pair_colours(list(dict.fromkeys(categories_table["pair"])))
+    for pair, t in categories_table.groupby("pair", sort=False):
+        fig.add_trace(go.Bar(x=t["category"], y=t["mean"], name=pair, marker_color=FLOOR_COLOUR if t["floor"].iloc[0] else colours[pair],
+                             error_y=dict(type="data", symmetric=False, array=t["ci_high"] - t["mean"], arrayminus=t["mean"] - t["ci_low"]),
+                             hovertemplate="%{x}<br>mean %{y:.4f}<extra>" + pair + "</extra>"))
+    fig.update_layout(**LAYOUT, barmode="group", title=f"Mean drift by category (layer {layer_label}, 95% bootstrap CI)",
+                      yaxis_title="mean cosine drift", yaxis_type="log", legend_title="pair", height=480)
+    return fig
+
+
+def category_violins(drift: pd.DataFrame, pairs: list[str], layer: int, categories: list[str], layer_label: str) -> go.Figure:
+    """Distribution of drift per category, one subplot per pair (scales differ by orders of magnitude)."""
+    colours = category_colours(categories)
+    fig = make_subplots(rows=1, cols=len(pairs), subplot_titles=pairs, horizontal_spacing=0.06)
+    for col, pair in enumerate(pairs, start=1):
+        d = drift[(drift["pair"] == pair) & (drift["layer"] == layer)]
+        for cat in dict.fromkeys(categories):
+            sel = d[d["category"] == cat]
+            fig.add_trace(go.Violin(x=[cat] * len(sel), y=sel["drift"], name=cat, line_color=colours[cat], box_visible=True, meanline_visible=True,
+                                    points="outliers", text=sel["term"], hovertemplate="%{text}<br>drift %{y:.4f}<extra>" + cat + "</extra>",
+                                    showlegend=False, legendgroup=cat), row=1, col=col)
+    fig.update_layout(**LAYOUT, title=f"Drift distribution per category (layer {layer_label})", height=480, width=max(700, 420 * len(pairs)))
+    fig.update_yaxes(title_text="cosine drift", row=1, col=1)
+    return fig
+
+
+def _band(fig: go.Figure, x, lo, hi, colour: str, name: str, row: int | None = None, col: int | None = None) -> None:
+    kw = dict(row=row, col=col) if row else {}
+    fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(hi) + list(lo)[::-1], fill="toself", fillcolor=_hex_to_rgba(colour, 0.18),
+                             line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=name), **kw)
+
+
+def layer_curves(
+    layers: pd.DataFrame, metric: str, title: str, yaxis: str, log: bool = False, group: str = "pair", band: tuple[str, str] | None = None
+) -> go.Figure:
+    """A per-layer metric for every group (pair or category) with its 95% band; rows with floor=True dashed grey."""
+    fig = go.Figure()
+    colours = pair_colours(list(dict.fromkeys(layers[group]))) if group == "pair" else category_colours(list(dict.fromkeys(layers[group])))
+    lo, hi = band or (f"{metric.removesuffix('_mean')}_ci_low", f"{metric.removesuffix('_mean')}_ci_high")
+    for name, t in layers.groupby(group, sort=False):
+        if metric not in t or t[metric].isna().all():
+            continue
+        floor = bool(t["floor"].iloc[0]) if "floor" in t else False
+        colour = FLOOR_COLOUR if floor else colours[name]
+        if lo in t:
+            _band(fig, t["layer"], t[lo], t[hi], colour, name)
+        fig.add_trace(go.Scatter(x=t["layer"], y=t[metric], mode="lines+markers", name=f"{name}" + (" (noise floor)" if floor else ""),
+                                 line=dict(color=colour, dash="dash" if floor else "solid"), marker=dict(size=5), legendgroup=name,
+                                 customdata=t["label"], hovertemplate="layer %{customdata}<br>%{y:.4g}<extra>" + str(name) + "</extra>"))
+    labels = layers.drop_duplicates("layer").sort_values("layer")
+    step = max(1, len(labels) // 16)
+    fig.update_layout(**LAYOUT, title=title, yaxis_title=yaxis, height=460,
+                      xaxis=dict(title="residual point (embed, block outputs, final norm)", tickmode="array", tickvals=labels["layer"][::step], ticktext=labels["label"][::step]))
+    if log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def cka_curves(layers: pd.DataFrame) -> go.Figure:
+    """Same-layer CKA per pair: biased (solid) and debiased (dotted)."""
+    fig = go.Figure()
+    colours = pair_colours(list(dict.fromkeys(layers["pair"])))
+    for pair, t in layers.groupby("pair", sort=False):
+        colour = FLOOR_COLOUR if t["floor"].iloc[0] else colours[pair]
+        fig.add_trace(go.Scatter(x=t["layer"], y=t["cka"], mode="lines+markers", name=f"{pair}", line=dict(color=colour), marker=dict(size=5), legendgroup=pair, customdata=t["label"],
+                                 hovertemplate="layer %{customdata}<br>CKA %{y:.4f}<extra>" + pair + "</extra>"))
+        fig.add_trace(go.Scatter(x=t["layer"], y=t["cka_debiased"], mode="lines", name=f"{pair} (debiased)", line=dict(color=colour, dash="dot"), legendgroup=pair, customdata=t["label"],
+                                 hovertemplate="layer %{customdata}<br>debiased CKA %{y:.4f}<extra>" + pair + "</extra>"))
+    labels = layers.drop_duplicates("layer").sort_values("layer")
+    step = max(1, len(labels) // 16)
+    fig.update_layout(**LAYOUT, title="Same-layer linear CKA between variants", yaxis_title="CKA", height=460,
+                      xaxis=dict(title="residual point", tickmode="array", tickvals=labels["layer"][::step], ticktext=labels["label"][::step]))
+    return fig
+
+
+def cka_heatmap(cross: pd.DataFrame, pair: str, debiased: bool = False) -> go.Figure:
+    """Cross-layer CKA between the reference (rows) and a variant (columns)."""
+    t = cross[cross["pair"] == pair]
+    col = "cka_debiased" if debiased else "cka"
+    m = t.pivot(index="layer_a", columns="layer_b", values=col)
+    la = t.drop_duplicates("layer_a").sort_values("layer_a")["label_a"].tolist()
+    lb = t.drop_duplicates("layer_b").sort_values("layer_b")["label_b"].tolist()
+    a, b = pair.split("→")
+    fig = go.Figure(go.Heatmap(z=m.values, x=lb, y=la, colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="CKA"),
+                               hovertemplate=f"{a} %{{y}} × {b} %{{x}}<br>CKA %{{z:.4f}}<extra></extra>"))
+    fig.update_layout(**LAYOUT, title=f"Cross-layer {'debiased ' if debiased else ''}CKA: {pair}", xaxis_title=f"{b} layer", yaxis_title=f"{a} layer",
+                      height=620, width=680, xaxis=dict(type="category", tickangle=0, nticks=16), yaxis=dict(type="category", nticks=16, autorange="reversed"))
+    return fig
+
+
+def effective_rank_curves(ranks: pd.DataFrame) -> go.Figure:
+    """RankMe (solid) and Rényi ranks per variant and layer."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["RankMe (entropy effective rank)", "Rényi effective rank (α = 0.5, 2, ∞)"], horizontal_spacing=0.1)
+    colours = pair_colours(list(dict.fromkeys(ranks["variant"])))
+    dashes = {"renyi_0.5": "dot", "renyi_2": "dash", "renyi_inf": "longdash"}
+    for v, t in ranks.groupby("variant", sort=False):
+        fig.add_trace(go.Scatter(x=t["layer"], y=t["rankme"], name=v, mode="lines+markers", marker=dict(size=4), line=dict(color=colours[v]), legendgroup=v, customdata=t["label"],
+                                 hovertemplate="layer %{customdata}<br>RankMe %{y:.2f}<extra>" + v + "</extra>"), row=1, col=1)
+        for m, dash in dashes.items():
+            fig.add_trace(go.Scatter(x=t["layer"], y=t[m], name=f"{v} {m.replace('renyi_', 'α=')}", mode="lines", line=dict(color=colours[v], dash=dash), legendgroup=v, showlegend=False,
+                                     customdata=t["label"], hovertemplate="layer %{customdata}<br>" + m + " %{y:.2f}<extra>" + v + "</extra>"), row=1, col=2)
+    fig.update_layout(**LAYOUT, title="Effective rank per layer (centred activations)", height=460, width=1100)
+    fig.update_xaxes(title_text="residual point index")
+    return fig
+
+
+def umap_trajectories(proj: pd.DataFrame, drift: pd.DataFrame, reference: str, variant: str, pair: str, layer: int, terms: list[str], categories: list[str], method: str = "umap") -> go.Figure:
+    """Reference points with an arrow to the same concept in the variant, coloured by drift."""
+    p = proj[(proj["layer"] == layer) & (proj["method"] == method)]
+    r = p[p["variant"] == reference].sort_values("concept")
+    v = p[p["variant"] == variant].sort_values("concept")
+    d = drift[(drift["pair"] == pair) & (drift["layer"] == layer)].sort_values("concept")
+    dv = d["drift"].to_numpy() if len(d) else np.zeros(len(r))
+    fig = go.Figure()
+    xs, ys = [], []
+    for (x0, y0), (x1, y1) in zip(r[["x", "y"]].to_numpy(), v[["x", "y"]].to_numpy()):
+        xs += [x0, x1, None]
+        ys += [y0, y1, None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="rgba(80,80,80,0.35)", width=1), hoverinfo="skip", showlegend=False))
+    hover = [f"{t}<br>{c}<br>drift {x:.4f}" for t, c, x in zip(terms, categories, dv)]
+    fig.add_trace(go.Scatter(x=r["x"], y=r["y"], mode="markers", name=reference, marker=dict(size=6, color="white", line=dict(color="#333", width=1)), text=hover, hovertemplate="%{text}<extra>" + reference + "</extra>"))
+    fig.add_trace(go.Scatter(x=v["x"], y=v["y"], mode="markers", name=variant, text=hover, hovertemplate="%{text}<extra>" + variant + "</extra>",
+                             marker=dict(size=8, color=dv, colorscale="Inferno", colorbar=dict(title="drift"), symbol="triangle-up")))
+    fig.update_layout(**LAYOUT, title=f"Joint {method.upper()}: {reference} → {variant} (layer {layer_label_of(p)})", height=620, width=760,
+                      xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2", legend=dict(x=0, y=1, bgcolor="rgba(255,255,255,0.7)"))
+    return fig
+
+
+def umap_by_category(proj: pd.DataFrame, layer: int, terms: list[str], categories: list[str], method: str = "umap") -> go.Figure:
+    """All variants in the shared map, coloured by category, one marker symbol per variant."""
+    p = proj[(proj["layer"] == layer) & (proj["method"] == method)]
+    colours = category_colours(categories)
+    symbols = ["circle", "triangle-up", "square", "diamond", "cross", "x", "star"]
+    cats = np.asarray(categories)
+    fig = go.Figure()
+    for vi, (variant, t) in enumerate(p.groupby("variant", sort=False)):
+        t = t.sort_values("concept")
+        for cat in dict.fromkeys(categories):
+            sel = t[cats[t["concept"].to_numpy()] == cat]
+            fig.add_trace(go.Scatter(x=sel["x"], y=sel["y"], mode="markers", name=f"{cat} · {variant}", legendgroup=cat,
+                                     marker=dict(color=colours[cat], symbol=symbols[vi % len(symbols)], size=7, opacity=0.75, line=dict(width=0.5, color="white")),
+                                     text=[terms[i] for i in sel["concept"]], hovertemplate="%{text}<extra>" + f"{cat} · {variant}" + "</extra>"))
+    fig.update_layout(**LAYOUT, title=f"Joint {method.upper()} by category (layer {layer_label_of(p)})", height=620, width=860, xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")
+    return fig
+
+
+def layer_label_of(p: pd.DataFrame) -> str:
+    return str(p["label"].iloc[0]) if len(p) else "?"

@@ -1,0 +1,307 @@
+"""Run every analysis on a run store and write the result tables (Parquet) into ``RUN/results``.
+
+The analyses are pure functions in ``layerdrift.analyses``; this module only reads arrays from the
+store, loops over pairs and layers, and writes tables. The report, the dashboard and the Python
+API all read these tables, so a number is computed in exactly one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from layerdrift.analyses.drift import drift_by_layer, percentile_rank, procrustes_align
+from layerdrift.analyses.headline import category_rows, pair_row, top_drifters
+from layerdrift.analyses.neighbours import cosine_similarity_matrix, knn_indices, knn_jaccard
+from layerdrift.analyses.projection import joint_pca, joint_umap
+from layerdrift.analyses.similarity import cka_from_stacks, cka_rowwise, gram_stack
+from layerdrift.analyses.spectrum import effective_ranks
+from layerdrift.analyses.uncertainty import bootstrap_mean_ci
+from layerdrift.errors import LayerdriftError
+from layerdrift.workbench.config import AnalysisSpec
+from layerdrift.workbench.store import RunStore, write_json_atomic
+
+RESULTS = "results"
+TABLES = ("pairs", "categories", "top_drifters", "drift", "layers", "layers_by_category", "cka_cross", "effective_rank", "neighbours", "projections")
+
+
+def point_label(hook: str) -> str:
+    """Short label of a residual point: embed, block index, or final."""
+    if hook == "hook_embed":
+        return "embed"
+    if hook.startswith("ln_final"):
+        return "final"
+    return hook.split(".")[1]
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: str
+    b: str
+    floor: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.a}→{self.b}"
+
+
+def variant_pairs(store: RunStore) -> list[Pair]:
+    """Every pair of non-floor variants (config order), plus reference -> each noise-floor variant."""
+    floors = set(store.manifest.get("noise_floor", []))
+    main = [v for v in store.variants if v not in floors]
+    pairs = [Pair(a, b) for a, b in combinations(main, 2)]
+    return pairs + [Pair(store.reference, f, floor=True) for f in store.variants if f in floors]
+
+
+def results_dir(store: RunStore) -> Path:
+    return store.root / RESULTS
+
+
+def analysis_fingerprint(store: RunStore, prompt_set: str, spec: AnalysisSpec, seed: int, extra: dict[str, Any] | None = None) -> str:
+    captures = {v: store.manifest["captures"][f"{v}/{prompt_set}"]["fingerprint"] for v in store.variants}
+    payload = {"captures": captures, "spec": spec.model_dump(mode="json"), "seed": seed, "noise_floor": store.manifest.get("noise_floor"), **(extra or {})}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Stacks:
+    """Every variant's residual points at the last token, stacked: (points, n, d)."""
+
+    arrays: dict[str, np.ndarray]
+    labels: dict[str, list[str]]
+
+    @classmethod
+    def read(cls, store: RunStore, prompt_set: str) -> "Stacks":
+        arrays, labels = {}, {}
+        for v in store.variants:
+            points = store.residual_points(v, prompt_set)
+            arrays[v] = np.stack([store.activations(v, prompt_set, p, "last") for p in points]).astype(np.float64)
+            labels[v] = [point_label(p) for p in points]
+        return cls(arrays, labels)
+
+
+@dataclass
+class Analysis:
+    """All result tables of one run, plus what the report needs to know about them."""
+
+    tables: dict[str, pd.DataFrame]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def headline_index(spec: AnalysisSpec, n_points: int) -> int:
+    if spec.headline_layer == "final":
+        return n_points - 1
+    if not 0 <= spec.headline_layer < n_points:
+        raise LayerdriftError(f"analysis.headline_layer = {spec.headline_layer} is outside 0..{n_points - 1} (0 = embedding, {n_points - 1} = final norm).")
+    return spec.headline_layer
+
+
+def _pair_drift(stacks: Stacks, pair: Pair, align: str) -> tuple[np.ndarray | None, bool, str | None]:
+    """Per-layer drift (points, n) of a pair, aligned by Procrustes if widths differ and asked to."""
+    a, b = stacks.arrays[pair.a], stacks.arrays[pair.b]
+    if a.shape[0] != b.shape[0]:
+        return None, False, f"{pair.label}: the variants have {a.shape[0]} and {b.shape[0]} residual points, so per-layer curves are skipped; compare the cross-layer CKA map."
+    if a.shape[2] != b.shape[2]:
+        if align != "procrustes":
+            return None, False, (
+                f"{pair.label}: cosine drift needs one width, but the variants have {a.shape[2]} and {b.shape[2]} dimensions; "
+                "CKA and Jaccard are reported, and analysis.align = 'procrustes' adds aligned drift."
+            )
+        aligned = np.stack([procrustes_align(a[i], b[i]) for i in range(a.shape[0])])
+        return drift_by_layer(aligned, b), True, None
+    return drift_by_layer(a, b), False, None
+
+
+def analyze(store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callable[[str], None] | None = None) -> Analysis:
+    """Compute every table (drift, Jaccard, CKA, ranks, projections, headline) for a run."""
+    say = progress or (lambda msg: None)
+    ps = spec.prompt_set or store.prompt_sets[0]
+    info = store.manifest["prompt_sets"][ps]
+    terms, cats = info["terms"], info["categories"]
+    stacks = Stacks.read(store, ps)
+    pairs = variant_pairs(store)
+    warnings: list[str] = []
+    n_points = {v: a.shape[0] for v, a in stacks.arrays.items()}
+    ref_points = n_points[store.reference]
+    head = headline_index(spec, ref_points)
+
+    say("centred Grams")
+    grams = {v: (gram_stack(list(arr)), gram_stack(list(arr), debiased=True)) for v, arr in stacks.arrays.items()}
+    say("drift and neighbourhoods")
+    drift_rows, layer_rows, cat_layer_rows = [], [], []
+    pair_rows, category_table, tops = [], [], []
+    cats_arr = np.asarray(cats)
+    for pair in pairs:
+        drift, aligned, note = _pair_drift(stacks, pair, spec.align)
+        if note:
+            warnings.append(note)
+        a, b = stacks.arrays[pair.a], stacks.arrays[pair.b]
+        same_depth = a.shape[0] == b.shape[0]
+        layers = range(a.shape[0]) if same_depth else []
+        jac = np.stack([knn_jaccard(a[i], b[i], spec.k) for i in layers]) if same_depth else None
+        cka_b = cka_rowwise(grams[pair.a][0], grams[pair.b][0]) if same_depth else []
+        cka_d = cka_rowwise(grams[pair.a][1], grams[pair.b][1]) if same_depth else []
+        if drift is not None:
+            lo, hi = bootstrap_mean_ci(drift.T, n_boot=spec.n_boot, seed=seed)
+        if jac is not None:
+            jlo, jhi = bootstrap_mean_ci(jac.T, n_boot=spec.n_boot, seed=seed)
+        for i in layers:
+            label = stacks.labels[pair.a][i]
+            row = {"pair": pair.label, "a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned, "layer": i, "label": label,
+                   "jaccard_mean": float(jac[i].mean()), "jaccard_ci_low": float(jlo[i]), "jaccard_ci_high": float(jhi[i]),
+                   "cka": cka_b[i], "cka_debiased": cka_d[i]}
+            if drift is not None:
+                d = drift[i]
+                row.update(drift_mean=float(d.mean()), drift_std=float(d.std(ddof=1)), drift_median=float(np.median(d)), drift_ci_low=float(lo[i]), drift_ci_high=float(hi[i]))
+                drift_rows.append(pd.DataFrame({"pair": pair.label, "layer": i, "label": label, "concept": np.arange(len(terms)), "term": terms, "category": cats,
+                                                "drift": d, "percentile": percentile_rank(d), "jaccard": jac[i]}))
+                for cat in dict.fromkeys(cats):
+                    sel = d[cats_arr == cat]
+                    clo, chi = bootstrap_mean_ci(sel, n_boot=spec.n_boot, seed=seed)
+                    cat_layer_rows.append({"pair": pair.label, "floor": pair.floor, "layer": i, "label": label, "category": cat, "drift_mean": float(sel.mean()), "ci_low": float(clo), "ci_high": float(chi)})
+            layer_rows.append(row)
+        if drift is not None and same_depth:
+            dh = drift[head]
+            pair_rows.append({**pair_row(pair.label, dh, spec.n_boot, seed), "a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned, "layer": head, "jaccard_mean": float(jac[head].mean())})
+            category_table += [dict(r, floor=pair.floor) for r in category_rows(pair.label, dh, cats, spec.n_boot, spec.n_perm, seed)]
+            tops.append(top_drifters(pair.label, dh, terms, cats, spec.top_n).assign(floor=pair.floor))
+
+    say("cross-layer CKA")
+    cross_rows = []
+    for v in store.variants:
+        if v == store.reference:
+            continue
+        mb = cka_from_stacks(grams[store.reference][0], grams[v][0])
+        md = cka_from_stacks(grams[store.reference][1], grams[v][1])
+        for i in range(mb.shape[0]):
+            for j in range(mb.shape[1]):
+                cross_rows.append({"pair": f"{store.reference}→{v}", "layer_a": i, "layer_b": j, "label_a": stacks.labels[store.reference][i], "label_b": stacks.labels[v][j], "cka": mb[i, j], "cka_debiased": md[i, j]})
+
+    say("effective rank and neighbour lists")
+    rank_rows, neighbour_frames = [], []
+    for v, arr in stacks.arrays.items():
+        for i in range(arr.shape[0]):
+            rank_rows.append({"variant": v, "layer": i, "label": stacks.labels[v][i], **effective_ranks(arr[i])})
+            nb = knn_indices(arr[i], spec.k)
+            sims = np.take_along_axis(cosine_similarity_matrix(arr[i]), nb, axis=1)
+            neighbour_frames.append(pd.DataFrame({"variant": v, "layer": i, "concept": np.repeat(np.arange(arr.shape[1]), spec.k), "rank": np.tile(np.arange(1, spec.k + 1), arr.shape[1]),
+                                                  "neighbour": nb.ravel(), "neighbour_term": np.asarray(terms)[nb.ravel()], "similarity": sims.ravel()}))
+
+    say("projections (UMAP, PCA)")
+    projection = project_layers(store, stacks, spec, seed, ps, head, say)
+
+    tables = {
+        "pairs": pd.DataFrame(pair_rows),
+        "categories": pd.DataFrame(category_table),
+        "top_drifters": pd.concat(tops, ignore_index=True) if tops else pd.DataFrame(),
+        "drift": pd.concat(drift_rows, ignore_index=True) if drift_rows else pd.DataFrame(),
+        "layers": pd.DataFrame(layer_rows),
+        "layers_by_category": pd.DataFrame(cat_layer_rows),
+        "cka_cross": pd.DataFrame(cross_rows),
+        "effective_rank": pd.DataFrame(rank_rows),
+        "neighbours": pd.concat(neighbour_frames, ignore_index=True),
+        "projections": projection,
+    }
+    meta = {
+        "prompt_set": ps,
+        "reference": store.reference,
+        "variants": store.variants,
+        "noise_floor": store.manifest.get("noise_floor", []),
+        "pairs": [{"label": p.label, "a": p.a, "b": p.b, "floor": p.floor} for p in pairs],
+        "headline_layer": head,
+        "headline_label": stacks.labels[store.reference][head],
+        "labels": stacks.labels[store.reference],
+        "terms": terms,
+        "categories": cats,
+        "warnings": warnings,
+        "spec": spec.model_dump(mode="json"),
+        "seed": seed,
+    }
+    return Analysis(tables, meta)
+
+
+def project_layers(store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: int, ps: str, head: int, say: Callable[[str], None]) -> pd.DataFrame:
+    """Joint UMAP and PCA per layer, each layer cached in ``results/projections/`` by its own fingerprint."""
+    widths = {a.shape[2] for a in stacks.arrays.values()}
+    depths = {a.shape[0] for a in stacks.arrays.values()}
+    if len(widths) > 1 or len(depths) > 1:
+        return pd.DataFrame(columns=["layer", "label", "method", "variant", "concept", "x", "y"])
+    n_points = depths.pop()
+    layers = list(range(n_points)) if spec.umap_layers == "all" else [head] if spec.umap_layers == "headline" else [l for l in spec.umap_layers if 0 <= l < n_points]
+    cache = results_dir(store) / "projections"
+    cache.mkdir(parents=True, exist_ok=True)
+    key = analysis_fingerprint(store, ps, AnalysisSpec(umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist), seed)[:16]
+    frames = []
+    variants = store.variants
+    for layer in layers:
+        path = cache / f"layer-{layer:03d}-{key}.parquet"
+        if path.is_file():
+            frames.append(pd.read_parquet(path))
+            continue
+        say(f"projections: layer {layer + 1}/{n_points}")
+        xs = [stacks.arrays[v][layer] for v in variants]
+        umap_xy = joint_umap(xs, seed=seed, n_neighbors=spec.umap_neighbors, min_dist=spec.umap_min_dist)
+        pca_xy, _ = joint_pca(xs)
+        parts = []
+        for method, xy in (("umap", umap_xy), ("pca", pca_xy)):
+            for vi, v in enumerate(variants):
+                parts.append(pd.DataFrame({"layer": layer, "label": stacks.labels[v][layer], "method": method, "variant": v, "concept": np.arange(xy.shape[1]), "x": xy[vi, :, 0], "y": xy[vi, :, 1]}))
+        frame = pd.concat(parts, ignore_index=True)
+        tmp = path.with_suffix(".tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def save_analysis(store: RunStore, analysis: Analysis, fingerprint: str) -> None:
+    """Write every table as Parquet, then meta.json last (its fingerprint marks the results complete)."""
+    out = results_dir(store)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in analysis.tables.items():
+        tmp = out / f".{name}.parquet.tmp"
+        table.to_parquet(tmp, index=False)
+        tmp.replace(out / f"{name}.parquet")
+    write_json_atomic(out / "meta.json", {**analysis.meta, "fingerprint": fingerprint})
+
+
+def load_analysis(store: RunStore) -> Analysis:
+    """Read the result tables of a run; a clear error if the run has no (or incomplete) analyses."""
+    out = results_dir(store)
+    meta_path = out / "meta.json"
+    if not meta_path.is_file():
+        raise LayerdriftError(f"run {str(store.root)!r} has no analyses yet; run `layerdrift run --out {store.root}` (or `layerdrift analyze`).")
+    from layerdrift.workbench.store import read_json
+
+    meta = read_json(meta_path, "analysis metadata")
+    tables = {}
+    for name in TABLES:
+        path = out / f"{name}.parquet"
+        try:
+            tables[name] = pd.read_parquet(path)
+        except Exception as err:
+            raise LayerdriftError(f"result table {str(path)!r} is missing or unreadable ({type(err).__name__}); run `layerdrift run --out {store.root}` again to rebuild it.") from None
+    return Analysis(tables, meta)
+
+
+def analyze_cached(store: RunStore, spec: AnalysisSpec, seed: int, progress: Callable[[str], None] | None = None) -> Analysis:
+    """Reuse saved results when the captures and settings are unchanged; otherwise recompute and save."""
+    ps = spec.prompt_set or store.prompt_sets[0]
+    fingerprint = analysis_fingerprint(store, ps, spec, seed)
+    meta_path = results_dir(store) / "meta.json"
+    if meta_path.is_file():
+        try:
+            if json.loads(meta_path.read_text())["fingerprint"] == fingerprint:
+                return load_analysis(store)
+        except (json.JSONDecodeError, KeyError, LayerdriftError):
+            pass
+    analysis = analyze(store, spec, seed, progress)
+    save_analysis(store, analysis, fingerprint)
+    return analysis

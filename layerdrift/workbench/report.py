@@ -1,0 +1,136 @@
+"""The report folder of a run: tables (Parquet + CSV), figures (HTML + PNG) and index.html."""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from layerdrift import figures as F
+from layerdrift.workbench.analyze import Analysis
+from layerdrift.workbench.store import RunStore
+
+REPORT = "report"
+
+
+def build_figures(analysis: Analysis) -> dict[str, go.Figure]:
+    """Every report figure, by file stem, from the result tables."""
+    t, meta = analysis.tables, analysis.meta
+    terms, cats, head, head_label = meta["terms"], meta["categories"], meta["headline_layer"], meta["headline_label"]
+    pairs = [p for p in meta["pairs"] if p["label"] in set(t["pairs"]["pair"])] if len(t["pairs"]) else []
+    main_pairs = [p["label"] for p in pairs if not p["floor"]]
+    figs: dict[str, go.Figure] = {}
+    for i, pair in enumerate(main_pairs):
+        figs[f"top_drifters_{i + 1}"] = F.top_drifters_bar(t["top_drifters"], pair, cats, head_label)
+    if len(t["categories"]):
+        figs["category_comparison"] = F.category_comparison(t["categories"], head_label)
+        figs["category_violins"] = F.category_violins(t["drift"], main_pairs, head, cats, head_label)
+    layers = t["layers"]
+    if "drift_mean" in layers:
+        figs["drift_by_layer"] = F.layer_curves(layers, "drift_mean", "Mean cosine drift per layer (95% bootstrap band; dashed = noise floor)", "mean cosine drift (log)", log=True)
+    lbc = t["layers_by_category"]
+    floor_rows = layers[layers["floor"]].assign(category=lambda x: "noise floor (" + x["pair"] + ")", floor=True) if "drift_mean" in layers else pd.DataFrame()
+    for i, pair in enumerate(main_pairs):
+        curves = pd.concat([lbc[lbc["pair"] == pair].rename(columns={"ci_low": "drift_ci_low", "ci_high": "drift_ci_high"}), floor_rows], ignore_index=True)
+        figs[f"drift_by_layer_category_{i + 1}"] = F.layer_curves(curves, "drift_mean", f"Mean drift per layer by category: {pair} (95% band)", "mean cosine drift (log)", log=True, group="category")
+    if len(layers):
+        figs["jaccard_by_layer"] = F.layer_curves(layers, "jaccard_mean", f"k-NN Jaccard overlap per layer (k = {meta['spec']['k']}, 95% band)", "mean Jaccard")
+        figs["cka_by_layer"] = F.cka_curves(layers)
+    for i, pair in enumerate(dict.fromkeys(t["cka_cross"]["pair"]) if len(t["cka_cross"]) else []):
+        figs[f"cka_cross_{i + 1}"] = F.cka_heatmap(t["cka_cross"], pair)
+    figs["effective_rank"] = F.effective_rank_curves(t["effective_rank"])
+    proj = t["projections"]
+    if len(proj) and head in set(proj["layer"]):
+        for i, p in enumerate(x for x in meta["pairs"] if x["a"] == meta["reference"]):
+            figs[f"umap_trajectories_{i + 1}"] = F.umap_trajectories(proj, t["drift"], p["a"], p["b"], p["label"], head, terms, cats)
+        figs["umap_by_category"] = F.umap_by_category(proj, head, terms, cats)
+    return figs
+
+
+def write_figures(figs: dict[str, go.Figure], folder: Path, png: bool = True) -> str | None:
+    """HTML for each figure (plotly.js written once beside them) and PNGs in one Chromium session.
+
+    Returns a one-sentence note if PNGs could not be rendered, else None.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, fig in figs.items():
+        fig.write_html(folder / f"{name}.html", include_plotlyjs="directory", full_html=True)
+    if not png:
+        return None
+    try:
+        import plotly.io as pio
+
+        sizes = [(fig.layout.width or 1000, fig.layout.height or 500) for fig in figs.values()]
+        pio.write_images(list(figs.values()), [folder / f"{n}.png" for n in figs], width=[w for w, _ in sizes], height=[h for _, h in sizes], scale=1.5)
+    except Exception as err:
+        return f"PNG figures were not rendered ({type(err).__name__}: {str(err).splitlines()[0][:160]}); install Chromium (`apt-get install chromium`) or set analysis.png = false."
+    return None
+
+
+def _table_html(df: pd.DataFrame, floats: int = 4) -> str:
+    return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}g}", border=0, classes="t", escape=True)
+
+
+def headline_frames(analysis: Analysis, top_n: int = 10) -> dict[str, pd.DataFrame]:
+    """The three tables the terminal and index.html show."""
+    t = analysis.tables
+    pairs = t["pairs"][["pair", "mean", "std", "median", "min", "max", "ci_low", "ci_high", "jaccard_mean"]] if len(t["pairs"]) else pd.DataFrame()
+    cats = t["categories"][["pair", "category", "mean", "median", "std", "max", "share_top_quartile", "share_vocabulary", "ci_low", "ci_high", "p_vs_rest"]] if len(t["categories"]) else pd.DataFrame()
+    top = t["top_drifters"]
+    top = top[top["rank"] <= top_n][["pair", "rank", "term", "category", "drift", "percentile"]] if len(top) else pd.DataFrame()
+    return {"pairs": pairs, "categories": cats, "top": top}
+
+
+def write_report(store: RunStore, analysis: Analysis, png: bool = True) -> tuple[Path, list[str]]:
+    """Write RUN/report: tables/*.parquet|csv, figures/*.html|png, index.html. Returns (folder, notes)."""
+    folder = store.root / REPORT
+    tmp = store.root / f".{REPORT}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "tables").mkdir(parents=True)
+    for name, table in analysis.tables.items():
+        table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+        table.to_csv(tmp / "tables" / f"{name}.csv", index=False)
+    figs = build_figures(analysis)
+    notes = list(analysis.meta.get("warnings", []))
+    note = write_figures(figs, tmp / "figures", png)
+    if note:
+        notes.append(note)
+    (tmp / "index.html").write_text(index_html(store, analysis, figs, png and note is None, notes), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
+    return folder, notes
+
+
+def index_html(store: RunStore, analysis: Analysis, figs: dict[str, Any], with_png: bool, notes: list[str]) -> str:
+    m, meta = store.manifest, analysis.meta
+    frames = headline_frames(analysis)
+    variants = pd.DataFrame([{"variant": v, **{k: m["variants"].get(v, {}).get(k) for k in ("source", "quantization", "dtype", "device", "n_layers", "d_model", "gguf_sha256")}} for v in store.variants])
+    fig_html = []
+    for name, fig in figs.items():
+        title = html.escape(fig.layout.title.text or name)
+        body = f'<img src="figures/{name}.png" alt="{title}" loading="lazy">' if with_png else ""
+        fig_html.append(f'<figure><figcaption>{title} — <a href="figures/{name}.html">interactive</a></figcaption>{body}</figure>')
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {html.escape(m['config']['name'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}}
+table.t{{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}} table.t td,table.t th{{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}}
+table.t th{{background:#f3f3f3}} figure{{margin:1.5em 0}} figure img{{max-width:100%;border:1px solid #eee}} figcaption{{font-weight:600;margin-bottom:4px}}
+pre{{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}} .note{{color:#a40}}</style></head><body>
+<h1>layerdrift report: {html.escape(m['config']['name'])}</h1>
+<p>Reference <b>{html.escape(meta['reference'])}</b>; prompt set <b>{html.escape(meta['prompt_set'])}</b> ({len(meta['terms'])} concepts);
+headline layer <b>{html.escape(str(meta['headline_label']))}</b> (residual point {meta['headline_layer']}); noise floor: {html.escape(', '.join(meta['noise_floor']) or 'none')}.
+Drift = 1 − cos of L2-normalised last-token vectors; CIs are 95% bootstrap intervals over concepts ({meta['spec']['n_boot']} resamples).</p>
+{f'<ul class="note">{notes_html}</ul>' if notes else ''}
+<h2>Variant pairs</h2>{_table_html(frames['pairs'])}
+<h2>Categories</h2>{_table_html(frames['categories'])}
+<h2>Top 10 drifters per pair</h2>{_table_html(frames['top'])}
+<h2>Figures</h2>{''.join(fig_html)}
+<h2>Provenance</h2>{_table_html(variants)}
+<p>config hash <code>{m['config_hash']}</code>; created {m['created']}, updated {m['updated']}; seed {meta['seed']}.</p>
+<pre>{html.escape(json.dumps({'packages': m['packages'], 'platform': m['platform'], 'config': m['config']}, indent=1))}</pre>
+</body></html>"""
