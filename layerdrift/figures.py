@@ -73,6 +73,14 @@ def category_violins(drift: pd.DataFrame, pairs: list[str], layer: int, categori
     return fig
 
 
+def _layer_ticks(layers: pd.DataFrame) -> dict:
+    """About 16 tick labels along the residual points, always including the first and the last."""
+    labels = layers.drop_duplicates("layer").sort_values("layer")
+    step = max(1, len(labels) // 16)
+    keep = labels.iloc[sorted(set(range(0, len(labels), step)) | {len(labels) - 1})]
+    return dict(tickmode="array", tickvals=keep["layer"].tolist(), ticktext=keep["label"].astype(str).tolist())
+
+
 def _band(fig: go.Figure, x, lo, hi, colour: str, name: str, row: int | None = None, col: int | None = None) -> None:
     kw = dict(row=row, col=col) if row else {}
     fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(hi) + list(lo)[::-1], fill="toself", fillcolor=_hex_to_rgba(colour, 0.18),
@@ -89,17 +97,16 @@ def layer_curves(
     for name, t in layers.groupby(group, sort=False):
         if metric not in t or t[metric].isna().all():
             continue
+        if log:  # exact zeros (e.g. an unquantized embedding) have no place on a log axis
+            t = t.assign(**{c: t[c].where(t[c] > 0) for c in (metric, lo, hi) if c in t})
         floor = bool(t["floor"].iloc[0]) if "floor" in t else False
         colour = FLOOR_COLOUR if floor else colours[name]
         if lo in t:
             _band(fig, t["layer"], t[lo], t[hi], colour, name)
-        fig.add_trace(go.Scatter(x=t["layer"], y=t[metric], mode="lines+markers", name=f"{name}" + (" (noise floor)" if floor else ""),
+        fig.add_trace(go.Scatter(x=t["layer"], y=t[metric], mode="lines+markers", name=f"{name}" + (" (noise floor)" if floor and "floor" not in str(name) else ""),
                                  line=dict(color=colour, dash="dash" if floor else "solid"), marker=dict(size=5), legendgroup=name,
                                  customdata=t["label"], hovertemplate="layer %{customdata}<br>%{y:.4g}<extra>" + str(name) + "</extra>"))
-    labels = layers.drop_duplicates("layer").sort_values("layer")
-    step = max(1, len(labels) // 16)
-    fig.update_layout(**LAYOUT, title=title, yaxis_title=yaxis, height=460,
-                      xaxis=dict(title="residual point (embed, block outputs, final norm)", tickmode="array", tickvals=labels["layer"][::step], ticktext=labels["label"][::step]))
+    fig.update_layout(**LAYOUT, title=title, yaxis_title=yaxis, height=460, xaxis=dict(title="residual point (embed, block outputs, final norm)", **_layer_ticks(layers)))
     if log:
         fig.update_yaxes(type="log")
     return fig
@@ -115,10 +122,7 @@ def cka_curves(layers: pd.DataFrame) -> go.Figure:
                                  hovertemplate="layer %{customdata}<br>CKA %{y:.4f}<extra>" + pair + "</extra>"))
         fig.add_trace(go.Scatter(x=t["layer"], y=t["cka_debiased"], mode="lines", name=f"{pair} (debiased)", line=dict(color=colour, dash="dot"), legendgroup=pair, customdata=t["label"],
                                  hovertemplate="layer %{customdata}<br>debiased CKA %{y:.4f}<extra>" + pair + "</extra>"))
-    labels = layers.drop_duplicates("layer").sort_values("layer")
-    step = max(1, len(labels) // 16)
-    fig.update_layout(**LAYOUT, title="Same-layer linear CKA between variants", yaxis_title="CKA", height=460,
-                      xaxis=dict(title="residual point", tickmode="array", tickvals=labels["layer"][::step], ticktext=labels["label"][::step]))
+    fig.update_layout(**LAYOUT, title="Same-layer linear CKA between variants", yaxis_title="CKA", height=460, xaxis=dict(title="residual point", **_layer_ticks(layers)))
     return fig
 
 

@@ -34,7 +34,7 @@ def build_figures(analysis: Analysis) -> dict[str, go.Figure]:
     if "drift_mean" in layers:
         figs["drift_by_layer"] = F.layer_curves(layers, "drift_mean", "Mean cosine drift per layer (95% bootstrap band; dashed = noise floor)", "mean cosine drift (log)", log=True)
     lbc = t["layers_by_category"]
-    floor_rows = layers[layers["floor"]].assign(category=lambda x: "noise floor (" + x["pair"] + ")", floor=True) if "drift_mean" in layers else pd.DataFrame()
+    floor_rows = layers[layers["floor"]].assign(category=lambda x: "noise floor: " + x["pair"], floor=True) if "drift_mean" in layers else pd.DataFrame()
     for i, pair in enumerate(main_pairs):
         curves = pd.concat([lbc[lbc["pair"] == pair].rename(columns={"ci_low": "drift_ci_low", "ci_high": "drift_ci_high"}), floor_rows], ignore_index=True)
         figs[f"drift_by_layer_category_{i + 1}"] = F.layer_curves(curves, "drift_mean", f"Mean drift per layer by category: {pair} (95% band)", "mean cosine drift (log)", log=True, group="category")

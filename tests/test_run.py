@@ -1,0 +1,100 @@
+"""`layerdrift run` end to end on tiny models: tables, figures, report, caching, Python API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import build_tiny_llama
+from layerdrift import open_run, run
+from layerdrift.analyses.drift import cosine_drift
+from layerdrift.workbench.config import config_from_dict
+
+
+def tiny_run_config(out, model, other, vocab, **analysis):
+    return config_from_dict(
+        {
+            "name": "tiny",
+            "out": str(out),
+            "variants": [
+                {"name": "base", "source": str(model), "reference": True},
+                {"name": "tuned", "source": str(other)},
+                {"name": "floor", "source": str(model), "dtype": "bfloat16", "noise_floor": True},
+            ],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
+            "capture": {"batch_size": 4},
+            "analysis": {"k": 3, "top_n": 5, "n_boot": 200, "n_perm": 200, "umap_layers": "headline", "umap_neighbors": 4, **analysis},
+        }
+    )
+
+
+def test_run_writes_report_and_tables_agree(tiny_model, tiny_model_b, vocab_file, tmp_path):
+    result = run(tiny_run_config(tmp_path / "run", tiny_model, tiny_model_b, vocab_file, png=True), quiet=True)
+    t = result.tables
+    pairs = t["pairs"].set_index("pair")
+    assert list(pairs.index) == ["base→tuned", "base→floor"] and bool(pairs.loc["base→floor", "floor"])
+    # the headline number is the mean of the per-concept drift table at the final layer, and equals a direct computation
+    store = result.store
+    direct = cosine_drift(store.layer("base", "concepts", -1), store.layer("tuned", "concepts", -1))
+    final = t["drift"][(t["drift"]["pair"] == "base→tuned") & (t["drift"]["label"] == "final")]
+    np.testing.assert_allclose(final.sort_values("concept")["drift"], direct, atol=1e-12)
+    assert abs(pairs.loc["base→tuned", "mean"] - direct.mean()) < 1e-12
+    assert pairs.loc["base→floor", "mean"] < 0.01 * pairs.loc["base→tuned", "mean"], "bf16 copy of the same weights sits far below a different model"
+    cats = t["categories"][t["categories"]["pair"] == "base→tuned"]
+    assert abs(cats["share_vocabulary"].sum() - 100) < 1e-9 and abs(cats["share_top_quartile"].sum() - 100) < 1e-9
+    top = t["top_drifters"][t["top_drifters"]["pair"] == "base→tuned"]
+    assert top.iloc[0]["term"] == final.sort_values("drift").iloc[-1]["term"] and list(top["rank"]) == [1, 2, 3, 4, 5]
+    layers = t["layers"][t["layers"]["pair"] == "base→tuned"]
+    assert len(layers) == 5 and (layers["drift_ci_low"] <= layers["drift_mean"] + 1e-12).all()
+    assert len(t["cka_cross"]) == 2 * 5 * 5 and set(t["effective_rank"]["variant"]) == {"base", "tuned", "floor"}
+    report = tmp_path / "run/report"
+    assert (report / "index.html").is_file() and (report / "tables/pairs.csv").is_file() and (report / "tables/drift.parquet").is_file()
+    for name in ("top_drifters_1", "category_comparison", "category_violins", "drift_by_layer", "drift_by_layer_category_1", "jaccard_by_layer",
+                 "cka_by_layer", "cka_cross_1", "effective_rank", "umap_trajectories_1", "umap_by_category"):
+        assert (report / f"figures/{name}.html").is_file(), name
+        assert (report / f"figures/{name}.png").stat().st_size > 5000, name
+    html = (report / "index.html").read_text()
+    assert "base→tuned" in html and result.store.manifest["config_hash"] in html
+    # the Python API reads the same tables back, and builds the same figures
+    again = open_run(tmp_path / "run")
+    np.testing.assert_allclose(again.tables["pairs"]["mean"], t["pairs"]["mean"])
+    assert set(again.figures) == set(result.figures)
+
+
+def test_second_run_reuses_captures_and_analyses(tiny_model, tiny_model_b, vocab_file, tmp_path, monkeypatch):
+    cfg = tiny_run_config(tmp_path / "run", tiny_model, tiny_model_b, vocab_file, png=False)
+    run(cfg, quiet=True)
+    from layerdrift.workbench import analyze as analyze_module
+    from layerdrift.workbench import pipeline
+
+    monkeypatch.setattr(pipeline, "load_variant", lambda *a, **k: pytest.fail("model reloaded"))
+    monkeypatch.setattr(analyze_module, "analyze", lambda *a, **k: pytest.fail("analyses recomputed"))
+    result = run(cfg, quiet=True)
+    assert len(result.tables["pairs"]) == 2
+
+
+def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tmp_path_factory):
+    wide = build_tiny_llama(tmp_path_factory.mktemp("wide"), seed=2, hidden=48)
+    cfg = dict(
+        name="w", out=str(tmp_path_factory.mktemp("runw")),
+        variants=[{"name": "base", "source": str(tiny_model), "reference": True}, {"name": "wide", "source": str(wide)}],
+        prompt_sets=[{"name": "concepts", "vocabulary": str(vocab_file)}],
+        analysis={"k": 3, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 4, "png": False},
+    )
+    result = run(config_from_dict(cfg), quiet=True)
+    assert any("32 and 48 dimensions" in n for n in result.notes)
+    assert result.tables["pairs"].empty and result.tables["layers"]["cka"].notna().sum() >= 4
+    assert result.tables["layers"]["jaccard_mean"].between(0, 1).all()
+    cfg["analysis"]["align"] = "procrustes"
+    aligned = run(config_from_dict(cfg), quiet=True)
+    assert bool(aligned.tables["pairs"]["aligned"].iloc[0]) and 0 < aligned.tables["pairs"]["mean"].iloc[0] < 1
+
+
+def test_open_run_without_analyses_is_a_clear_error(tiny_model, vocab_file, tmp_path):
+    from conftest import tiny_config
+    from layerdrift.errors import LayerdriftError
+    from layerdrift.workbench.pipeline import extract
+
+    extract(tiny_config(tiny_model, vocab_file, tmp_path / "run"), quiet=True)
+    with pytest.raises(LayerdriftError, match="has no analyses yet"):
+        open_run(tmp_path / "run")
