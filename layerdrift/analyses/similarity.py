@@ -5,14 +5,14 @@ Biased:   CKA = <Kc, Lc>_F / (||Kc||_F ||Lc||_F),  Kc = Xc Xc^T for column-centr
 Debiased: the same ratio on Grams centred with the unbiased HSIC estimator (Song et al. 2012),
           as in Kornblith's ``center_gram(unbiased=True)``; near 0 for independent data.
 
-For many pairs, every centred Gram is reduced once to a vector whose dot products are the
-Frobenius inner products (diagonal + sqrt(2) x upper triangle), so an L x L matrix of CKA values
-is one matrix product.
+For many pairs, every centred Gram is computed once (a ``GramStack``) and an L x L matrix of CKA
+values is one matrix product over the Grams' triangles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Float
@@ -35,19 +35,54 @@ def centered_gram(x: Float[np.ndarray, "n d"], debiased: bool = False) -> Float[
     return gram
 
 
-def gram_vector(gram: Float[np.ndarray, "n n"]) -> Float[np.ndarray, "m"]:
-    """Vector v with v·w = <G, H>_F for symmetric G, H: diagonal, then sqrt(2) x upper triangle."""
-    iu = np.triu_indices(gram.shape[0], k=1)
-    return np.concatenate([np.diag(gram), np.sqrt(2.0) * gram[iu]])
+@dataclass(frozen=True)
+class GramStack:
+    """Centred Grams of several representations of the same n inputs, each computed once.
+
+    ``tri`` holds one triangle (diagonal included) of each Gram, flattened, the other triangle
+    zero; so <G_i, H_j>_F = 2 tri_i . tri_j - diag_i . diag_j, and all pairs are one matrix product.
+    """
+
+    tri: Float[np.ndarray, "l nn"]
+    diag: Float[np.ndarray, "l n"]
+
+    def inner(self, other: "GramStack") -> Float[np.ndarray, "la lb"]:
+        """Frobenius inner products <G_i, H_j> for every pair."""
+        return 2.0 * (self.tri @ other.tri.T) - self.diag @ other.diag.T
+
+    def inner_rowwise(self, other: "GramStack") -> Float[np.ndarray, "l"]:
+        """<G_i, H_i> for matching rows."""
+        return 2.0 * np.einsum("lm,lm->l", self.tri, other.tri) - np.einsum("ln,ln->l", self.diag, other.diag)
+
+    def norms(self) -> Float[np.ndarray, "l"]:
+        return np.sqrt(np.maximum(self.inner_rowwise(self), 0.0))
 
 
-def gram_stack(xs: Sequence[Float[np.ndarray, "n d"]], debiased: bool = False) -> Float[np.ndarray, "l m"]:
-    """One Gram vector per layer (or per variant), computed once and reused for every pair."""
-    return np.stack([gram_vector(centered_gram(x, debiased)) for x in xs])
+def gram_stack(xs: Sequence[Float[np.ndarray, "n d"]], debiased: bool = False) -> GramStack:
+    """Centred Gram of every representation, built once (BLAS syrk for the biased case)."""
+    from scipy.linalg.blas import dsyrk
 
-
-def _norms(s: Float[np.ndarray, "l m"]) -> Float[np.ndarray, "l"]:
-    return np.sqrt(np.maximum(np.einsum("lm,lm->l", s, s), 0.0))
+    n = xs[0].shape[0]
+    tri = np.zeros((len(xs), n * n))  # calloc: the untouched triangle costs no page faults
+    diag = np.empty((len(xs), n))
+    centred: np.ndarray | None = None  # one reused buffer for the centred features
+    for i, x in enumerate(xs):
+        if x.shape[0] != n:
+            raise ValueError(f"representation {i} has {x.shape[0]} rows, expected {n}: CKA compares the same inputs")
+        out = tri[i].reshape(n, n)
+        if debiased:
+            gram = centered_gram(x, debiased=True)
+            rows, cols = np.tril_indices(n)
+            out[rows, cols] = gram[rows, cols]
+        else:
+            if centred is None or centred.shape != x.shape:
+                centred = np.empty(x.shape)
+            xc = np.subtract(x, np.mean(x, axis=0, dtype=np.float64), out=centred)
+            # xc.T is a Fortran-ordered view (no copy); trans=1 gives xc xc^T into the upper
+            # triangle of out.T (Fortran view) = the lower triangle of out, in place
+            dsyrk(1.0, xc.T, c=out.T, trans=1, overwrite_c=1)
+        diag[i] = np.diagonal(out)
+    return GramStack(tri, diag)
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -56,14 +91,14 @@ def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def cka_from_stacks(a: Float[np.ndarray, "la m"], b: Float[np.ndarray, "lb m"]) -> Float[np.ndarray, "la lb"]:
-    """CKA for every (row of a, row of b) pair: one matrix product over Gram vectors."""
-    return _safe_ratio(a @ b.T, np.outer(_norms(a), _norms(b)))
+def cka_from_stacks(a: GramStack, b: GramStack) -> Float[np.ndarray, "la lb"]:
+    """CKA for every (row of a, row of b) pair: one matrix product over the Gram triangles."""
+    return _safe_ratio(a.inner(b), np.outer(a.norms(), b.norms()))
 
 
-def cka_rowwise(a: Float[np.ndarray, "l m"], b: Float[np.ndarray, "l m"]) -> Float[np.ndarray, "l"]:
+def cka_rowwise(a: GramStack, b: GramStack) -> Float[np.ndarray, "l"]:
     """Same-row CKA (layer i of a vs layer i of b) from two Gram stacks."""
-    return _safe_ratio(np.einsum("lm,lm->l", a, b), _norms(a) * _norms(b))
+    return _safe_ratio(a.inner_rowwise(b), a.norms() * b.norms())
 
 
 def cka_matrix(
