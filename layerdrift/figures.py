@@ -143,7 +143,7 @@ def cka_heatmap(cross: pd.DataFrame, pair: str, debiased: bool = False) -> go.Fi
 
 def effective_rank_curves(ranks: pd.DataFrame) -> go.Figure:
     """RankMe (solid) and Rényi ranks per variant and layer."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["RankMe (entropy effective rank)", "Rényi effective rank (α = 0.5, 2, ∞)"], horizontal_spacing=0.1)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["RankMe (entropy effective rank)", "Rényi rank: dotted α=0.5, dashed α=2, long-dash α=∞"], horizontal_spacing=0.1)
     colours = pair_colours(list(dict.fromkeys(ranks["variant"])))
     dashes = {"renyi_0.5": "dot", "renyi_2": "dash", "renyi_inf": "longdash"}
     for v, t in ranks.groupby("variant", sort=False):
