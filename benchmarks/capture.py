@@ -80,6 +80,10 @@ def peak_rss_of_extract(n_prompts: int, folder: Path) -> float:
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\nsys.exit(rc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    from layerdrift.workbench.store import RunStore
+
+    captured = RunStore.open(folder / f"run{n_prompts}").layer("reference", "c", -1).shape[0]
+    assert captured == n_prompts, f"expected {n_prompts} captured prompts, found {captured}"
     return float(out.stdout.strip().splitlines()[-1])
 
 
