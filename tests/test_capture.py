@@ -8,7 +8,6 @@ import torch
 
 from conftest import tiny_config
 from layerdrift.workbench.pipeline import extract
-from layerdrift.workbench.store import RunStore
 
 
 def hf_states(model_dir, texts):

@@ -7,6 +7,7 @@ API all read these tables, so a number is computed in exactly one place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -291,17 +292,21 @@ def load_analysis(store: RunStore) -> Analysis:
     return Analysis(tables, meta)
 
 
+def saved_fingerprint(store: RunStore) -> str | None:
+    """Fingerprint of the results on disk, or None when there are none (or they are unreadable)."""
+    try:
+        return json.loads((results_dir(store) / "meta.json").read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+
+
 def analyze_cached(store: RunStore, spec: AnalysisSpec, seed: int, progress: Callable[[str], None] | None = None) -> Analysis:
     """Reuse saved results when the captures and settings are unchanged; otherwise recompute and save."""
     ps = spec.prompt_set or store.prompt_sets[0]
     fingerprint = analysis_fingerprint(store, ps, spec, seed)
-    meta_path = results_dir(store) / "meta.json"
-    if meta_path.is_file():
-        try:
-            if json.loads(meta_path.read_text())["fingerprint"] == fingerprint:
-                return load_analysis(store)
-        except (json.JSONDecodeError, KeyError, LayerdriftError):
-            pass
+    if saved_fingerprint(store) == fingerprint:
+        with contextlib.suppress(LayerdriftError):  # a damaged table is simply rebuilt below
+            return load_analysis(store)
     analysis = analyze(store, spec, seed, progress)
     save_analysis(store, analysis, fingerprint)
     return analysis

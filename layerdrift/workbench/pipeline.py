@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from layerdrift.concepts.vocabulary import Vocabulary, load_vocabulary, render_prompts
-from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.capture import capture_batch, expand_hook_names, residual_hook_names
 from layerdrift.hooks.positions import PositionSpec, parse_position, resolve_position
 from layerdrift.hooks.prompts import EncodedPrompt, encode_prompt, pad_batch, pad_id
