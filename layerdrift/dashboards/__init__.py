@@ -1,1 +1,1 @@
-"""layerdrift.dashboards"""
+"""Panel dashboards that read a run store (never a model)."""

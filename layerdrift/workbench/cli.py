@@ -55,6 +55,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     print_headline(open_run(args.run))
 
 
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    from layerdrift.dashboards.app import serve
+
+    serve(args.run, port=args.port, address=args.address, show=args.show)
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from layerdrift.workbench.embedded import cache_root, describe_embedded
 
@@ -80,7 +86,7 @@ def cmd_hooks(args: argparse.Namespace) -> None:
         free(loaded)
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {"run": cmd_run, "report": cmd_report, "extract": cmd_extract, "models": cmd_models, "hooks": cmd_hooks}
+COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {"run": cmd_run, "report": cmd_report, "dashboard": cmd_dashboard, "extract": cmd_extract, "models": cmd_models, "hooks": cmd_hooks}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output or tables")
     p = sub.add_parser("report", help="print the headline tables of a finished run")
     p.add_argument("run", help="run folder")
+    p = sub.add_parser("dashboard", help="serve the Panel dashboard of a finished run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--port", type=int, default=5006)
+    p.add_argument("--address", default="127.0.0.1", help="bind address (default localhost only)")
+    p.add_argument("--show", action="store_true", help="open a browser")
     p = sub.add_parser("extract", help="capture activations of every variant into the run store")
     p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
     p.add_argument("--out", help="run folder (default: the config's `out`)")
