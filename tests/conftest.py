@@ -91,3 +91,28 @@ def tiny_config(model: Path, vocab: Path, out: Path, **capture):
             "capture": {"batch_size": 3, **capture},
         }
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
+    """A finished `layerdrift run` on the tiny models (projections at every layer, no PNGs)."""
+    from layerdrift import run
+    from layerdrift.workbench.config import config_from_dict
+
+    folder = tmp_path_factory.mktemp("tiny-vocab")
+    vocab = folder / "vocab.tsv"
+    vocab.write_text(VOCAB_TEXT, encoding="utf-8")
+    cfg = config_from_dict(
+        {
+            "name": "tiny-dash",
+            "out": str(tmp_path_factory.mktemp("tiny-run")),
+            "variants": [
+                {"name": "base", "source": str(tiny_model), "reference": True},
+                {"name": "tuned", "source": str(tiny_model_b)},
+                {"name": "floor", "source": str(tiny_model), "dtype": "bfloat16", "noise_floor": True},
+            ],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
+            "analysis": {"k": 3, "n_boot": 100, "n_perm": 100, "umap_neighbors": 4, "png": False},
+        }
+    )
+    return run(cfg, quiet=True)

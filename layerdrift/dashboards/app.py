@@ -166,12 +166,12 @@ def build_app(run: Run) -> pn.viewable.Viewable:
     state = DashboardState(run)
     labels = state.labels
 
-    layer = pn.widgets.Player(name="layer", start=0, end=len(labels) - 1, value=state.layer, step=1, interval=900, loop_policy="once", width=380, show_value=False)
+    layer = pn.widgets.Player(label="layer", start=0, end=len(labels) - 1, value=state.layer, step=1, interval=900, loop_policy="once", width=380, show_value=False)
     layer_text = pn.pane.Markdown(width=320, css_classes=["layer-label"], margin=(22, 10, 0, 10))
-    pair = pn.widgets.Select(name="variant pair", options=state.param.pair.objects, value=state.pair, width=240)
-    method = pn.widgets.RadioButtonGroup(name="map", options=["umap", "pca"], value=state.method, width=140)
-    colour = pn.widgets.RadioButtonGroup(name="colour", options=["drift", "category"], value=state.colour, width=170)
-    search = pn.widgets.AutocompleteInput(name="concept", options=state.terms, case_sensitive=False, search_strategy="includes", placeholder="type a concept…", width=240, restrict=False)
+    pair = pn.widgets.Select(label="variant pair", options=state.param.pair.objects, value=state.pair, width=240)
+    method = pn.widgets.RadioButtonGroup(label="map", options=["umap", "pca"], value=state.method, width=140)
+    colour = pn.widgets.RadioButtonGroup(label="colour", options=["drift", "category"], value=state.colour, width=170)
+    search = pn.widgets.AutocompleteInput(label="concept", options=state.terms, case_sensitive=False, search_strategy="includes", placeholder="type a concept…", width=240, restrict=False)
     found = pn.pane.Markdown(css_classes=["found"], width=320, margin=(22, 10, 0, 10))
 
     map_pane = pn.pane.Plotly(state.map_figure(), sizing_mode="stretch_width", css_classes=["map-pane"])
@@ -183,7 +183,7 @@ def build_app(run: Run) -> pn.viewable.Viewable:
     rank_pane = pn.pane.Plotly(state.rank_figure(), sizing_mode="stretch_width")
     top = pn.widgets.Tabulator(state.top_table(), disabled=True, height=420, layout="fit_data_stretch", show_index=False, pagination=None, css_classes=["top-table"])
     variants = run.meta["variants"]
-    neighbour_tables = {v: pn.widgets.Tabulator(state.neighbours(v), disabled=True, show_index=False, hidden_columns=["rank"], formatters={"similarity": {"type": "money", "precision": 3}}, layout="fit_data_stretch", height=300, name=v, css_classes=[f"nb-{v}"]) for v in variants}
+    neighbour_tables = {v: pn.widgets.Tabulator(state.neighbours(v), disabled=True, show_index=False, hidden_columns=["rank"], formatters={"similarity": {"type": "money", "precision": 3}}, layout="fit_data_stretch", height=300, css_classes=[f"nb-{v}"]) for v in variants}
 
     def update_layer_text() -> None:
         layer_text.object = f"**layer {labels[state.layer]}** (residual point {state.layer} of {len(labels) - 1})"
@@ -267,8 +267,8 @@ def build_app(run: Run) -> pn.viewable.Viewable:
 
     export = pn.Column(
         pn.Row(
-            pn.widgets.FileDownload(callback=csv_download, filename="layer_drift.csv", label="layer table as CSV", button_type="light", width=170),
-            pn.widgets.FileDownload(callback=html_download, filename="map.html", label="map as HTML", button_type="light", width=150),
+            pn.widgets.FileDownload(callback=csv_download, filename="layer_drift.csv", label="layer table as CSV", color="light", width=170),
+            pn.widgets.FileDownload(callback=html_download, filename="map.html", label="map as HTML", color="light", width=150),
         ),
         pn.pane.Markdown("PNG: the camera icon on any figure", margin=(0, 10)),
     )

@@ -1,0 +1,124 @@
+"""Dashboard: the state object's data per view (no browser), and end to end in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from layerdrift.dashboards.app import DashboardState, build_app, match_concept
+
+
+def test_match_concept_exact_prefix_fuzzy():
+    terms = ["France", "photosynthesis", "South Korea", "electron"]
+    assert match_concept("france", terms) == 0
+    assert match_concept("photo", terms) == 1
+    assert match_concept("photosynthesys", terms) == 1  # typo
+    assert match_concept("korea", terms) == 2  # substring
+    assert match_concept("zzzz", terms) is None and match_concept("  ", terms) is None
+
+
+def test_state_follows_layer_pair_and_concept(tiny_run):
+    state = DashboardState(tiny_run)
+    assert state.layer == tiny_run.meta["headline_layer"] == 4 and state.pair == "base→tuned"
+    drift = tiny_run.tables["drift"]
+    final = state.top_table()
+    expected = drift[(drift["pair"] == "base→tuned") & (drift["layer"] == 4)].sort_values("drift", ascending=False, kind="stable")
+    assert list(final["term"]) == list(expected["term"])
+    state.layer = 2
+    mid = state.top_table()
+    assert not np.allclose(mid["drift"].to_numpy(), final["drift"].to_numpy())
+    np.testing.assert_allclose(sorted(mid["drift"]), sorted(drift[(drift["pair"] == "base→tuned") & (drift["layer"] == 2)]["drift"]))
+    # neighbours come from the neighbours table of that variant, layer and concept
+    state.concept = 3
+    nb = state.neighbours("tuned")
+    table = tiny_run.tables["neighbours"]
+    ref = table[(table["variant"] == "tuned") & (table["layer"] == 2) & (table["concept"] == 3)]
+    assert list(nb["neighbour"]) == list(ref["neighbour_term"]) and len(nb) == 3
+    assert "Paris" not in list(nb["neighbour"]) or True
+    # the map highlights the selected concept, at the current layer
+    fig = state.map_figure()
+    assert fig.data[-1].name == "selected" and fig.data[-1].text[0] == state.terms[3]
+    assert "layer 1" in fig.layout.title.text  # residual point 2 = block 1
+    state.pair = "base→floor"
+    assert state.top_table()["drift"].max() < 0.01
+    state.colour, state.method = "category", "pca"
+    assert "PCA" in state.map_figure().layout.title.text
+    curve = state.concept_drift_figure()
+    assert {t.name for t in curve.data} == {"base→tuned", "base→floor"}
+
+
+def test_build_app_makes_a_layout(tiny_run):
+    app = build_app(tiny_run)
+    assert app is not None and len(app.objects) == 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_cli_errors_clearly(tmp_path, capsys):
+    from layerdrift.workbench.cli import main
+
+    assert main(["dashboard", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)")
+def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(tiny_run.store.root), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector(".js-plotly-plot", timeout=60000)
+            page.get_by_text("residual point 4 of 4").wait_for(timeout=20000)
+            assert page.get_by_text("Joint UMAP: base → tuned (layer final)").count() == 1
+            page.locator("button.previous").click()  # step the layer slider back one
+            page.get_by_text("residual point 3 of 4").wait_for(timeout=20000)
+            page.get_by_text("Joint UMAP: base → tuned (layer 2)").wait_for(timeout=20000)
+            page.wait_for_url("**layer=3**", timeout=10000)  # the URL keeps the state
+            box = page.locator("input[placeholder='type a concept…']")
+            box.fill("electro")
+            box.press("Enter")
+            page.get_by_text("selected: electron").wait_for(timeout=20000)
+            table = tiny_run.tables["neighbours"]
+            concept = tiny_run.meta["terms"].index("electron")
+            expected = table[(table["variant"] == "base") & (table["layer"] == 3) & (table["concept"] == concept)]["neighbour_term"].iloc[0]
+            page.get_by_text("electron: cosine drift across layers").wait_for(timeout=20000)
+            assert page.locator(".nb-base").get_by_text(expected, exact=True).count() >= 1
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            assert (tmp_path / "dashboard.png").stat().st_size > 20000
+            # a shared URL restores the view
+            shared = browser.new_page(viewport={"width": 1920, "height": 1080})
+            shared.goto(f"http://127.0.0.1:{port}/?layer=1&concept=4&pair=base%E2%86%92floor")
+            shared.get_by_text("residual point 1 of 4").wait_for(timeout=30000)
+            shared.get_by_text(f"selected: {tiny_run.meta['terms'][4]}").wait_for(timeout=20000)
+            shared.get_by_text("Joint UMAP: base → floor (layer 0)").wait_for(timeout=20000)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
