@@ -121,10 +121,10 @@ class DashboardState(param.Parameterized):
         return np.array([lookup.get((round(x, 6), round(y, 6)), -1) for x, y in zip(trace.x, trace.y)])
 
     def concept_drift_figure(self) -> go.Figure:
-        return F.concept_layer_curves(self.run.tables["drift"], self.concept, self.terms[self.concept], "drift", self.pairs, self.layer)
+        return F.concept_layer_curves(self.run.tables["drift"], self.concept, self.terms[self.concept], "drift", self.pairs)
 
     def concept_jaccard_figure(self) -> go.Figure:
-        return F.concept_layer_curves(self.run.tables["drift"], self.concept, self.terms[self.concept], "jaccard", self.pairs, self.layer)
+        return F.concept_layer_curves(self.run.tables["drift"], self.concept, self.terms[self.concept], "jaccard", self.pairs)
 
     def violin_figure(self) -> go.Figure:
         fig = F.category_violins(self.run.tables["drift"], [self.pair], self.layer, self.categories, self.labels[self.layer])
@@ -133,7 +133,6 @@ class DashboardState(param.Parameterized):
 
     def cka_figure(self) -> go.Figure:
         fig = F.cka_curves(self.run.tables["layers"])
-        fig.add_vline(x=self.layer, line=dict(color="#888", width=1, dash="dot"))
         fig.update_layout(height=360, legend=dict(orientation="h", y=-0.35))
         return fig
 
@@ -189,29 +188,29 @@ def build_app(run: Run) -> pn.viewable.Viewable:
         layer_text.object = f"**layer {labels[state.layer]}** (residual point {state.layer} of {len(labels) - 1})"
 
     def redraw_layer(*_):
-        update_layer_text()
-        map_pane.object = state.map_figure()
-        violin_pane.object = state.violin_figure()
-        top.value = state.top_table()
-        for v, table in neighbour_tables.items():
-            table.value = state.neighbours(v)
-        drift_pane.object = state.concept_drift_figure()
-        jaccard_pane.object = state.concept_jaccard_figure()
-        cka_pane.object = state.cka_figure()
+        with pn.io.hold():  # one message to the browser for all views
+            update_layer_text()
+            map_pane.object = state.map_figure()
+            violin_pane.object = state.violin_figure()
+            top.value = state.top_table()
+            for v, table in neighbour_tables.items():
+                table.value = state.neighbours(v)
 
     def redraw_concept(*_):
-        found.object = f"selected: **{state.terms[state.concept]}** ({state.categories[state.concept]})"
-        map_pane.object = state.map_figure()
-        for v, table in neighbour_tables.items():
-            table.value = state.neighbours(v)
-        drift_pane.object = state.concept_drift_figure()
-        jaccard_pane.object = state.concept_jaccard_figure()
+        with pn.io.hold():
+            found.object = f"selected: **{state.terms[state.concept]}** ({state.categories[state.concept]})"
+            map_pane.object = state.map_figure()
+            for v, table in neighbour_tables.items():
+                table.value = state.neighbours(v)
+            drift_pane.object = state.concept_drift_figure()
+            jaccard_pane.object = state.concept_jaccard_figure()
 
     def redraw_pair(*_):
-        map_pane.object = state.map_figure()
-        violin_pane.object = state.violin_figure()
-        top.value = state.top_table()
-        heat_pane.object = state.heatmap_figure()
+        with pn.io.hold():
+            map_pane.object = state.map_figure()
+            violin_pane.object = state.violin_figure()
+            top.value = state.top_table()
+            heat_pane.object = state.heatmap_figure()
 
     # widgets -> state
     layer.param.watch(lambda e: setattr(state, "layer", int(e.new)), "value")
