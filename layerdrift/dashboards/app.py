@@ -180,9 +180,10 @@ def build_app(run: Run) -> pn.viewable.Viewable:
     cka_pane = pn.pane.Plotly(state.cka_figure(), sizing_mode="stretch_width")
     heat_pane = pn.pane.Plotly(state.heatmap_figure(), sizing_mode="stretch_width")
     rank_pane = pn.pane.Plotly(state.rank_figure(), sizing_mode="stretch_width")
-    top = pn.widgets.Tabulator(state.top_table(), disabled=True, height=420, layout="fit_data_stretch", show_index=False, pagination=None, css_classes=["top-table"])
+    top = pn.widgets.Tabulator(state.top_table(), disabled=True, height=420, layout="fit_data_stretch", show_index=False, pagination=None, css_classes=["top-table"],
+                               formatters={"drift": {"type": "money", "precision": 5}, "percentile": {"type": "money", "precision": 1}, "jaccard": {"type": "money", "precision": 3}})
     variants = run.meta["variants"]
-    neighbour_tables = {v: pn.widgets.Tabulator(state.neighbours(v), disabled=True, show_index=False, hidden_columns=["rank"], formatters={"similarity": {"type": "money", "precision": 3}}, layout="fit_data_stretch", height=300, css_classes=[f"nb-{v}"]) for v in variants}
+    neighbour_tables = {v: pn.widgets.Tabulator(state.neighbours(v), disabled=True, show_index=False, hidden_columns=["rank"], formatters={"similarity": {"type": "money", "precision": 3}}, titles={"similarity": "cos"}, layout="fit_data_stretch", height=300, css_classes=[f"nb-{v}"]) for v in variants}
 
     def update_layer_text() -> None:
         layer_text.object = f"**layer {labels[state.layer]}** (residual point {state.layer} of {len(labels) - 1})"
