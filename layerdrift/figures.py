@@ -201,8 +201,8 @@ def layer_label_of(p: pd.DataFrame) -> str:
     return str(p["label"].iloc[0]) if len(p) else "?"
 
 
-def concept_layer_curves(drift: pd.DataFrame, concept: int, term: str, metric: str, pairs: list[dict], layer: int | None = None) -> go.Figure:
-    """One concept's drift (or Jaccard) across layers for every pair; floor pairs dashed grey; a line at the current layer."""
+def concept_layer_curves(drift: pd.DataFrame, concept: int, term: str, metric: str, pairs: list[dict]) -> go.Figure:
+    """One concept's drift (or Jaccard) across layers for every pair; floor pairs dashed grey."""
     d = drift[drift["concept"] == concept]
     fig = go.Figure()
     colours = pair_colours([p["label"] for p in pairs])
@@ -215,8 +215,6 @@ def concept_layer_curves(drift: pd.DataFrame, concept: int, term: str, metric: s
                                  line=dict(color=FLOOR_COLOUR if p["floor"] else colours[p["label"]], dash="dash" if p["floor"] else "solid"),
                                  customdata=np.stack([t["label"], t["percentile"]], axis=1),
                                  hovertemplate="layer %{customdata[0]}<br>%{y:.4g}<br>percentile %{customdata[1]:.1f}<extra>" + p["label"] + "</extra>"))
-    if layer is not None:
-        fig.add_vline(x=layer, line=dict(color="#888", width=1, dash="dot"))
     fig.update_layout(**LAYOUT, title=f"{term}: {'cosine drift' if metric == 'drift' else 'k-NN Jaccard'} across layers", height=330,
                       yaxis=dict(title="drift (log)" if metric == "drift" else "Jaccard", type="log" if metric == "drift" else "linear"),
                       xaxis=dict(title="residual point", **(_layer_ticks(d) if len(d) else {})), legend=dict(orientation="h", y=-0.3))
