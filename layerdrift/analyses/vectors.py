@@ -1,0 +1,40 @@
+"""Behaviour (steering) vectors compared across variants and layers (contrastive activation addition).
+
+A behaviour vector at layer l is the mean over items of (activation with the matching answer -
+activation with the non-matching answer) at the answer-letter token (Rimsky et al. 2024).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import Float
+
+from layerdrift.analyses.drift import l2_normalize
+
+
+def contrast_vectors(matching: Float[np.ndarray, "l n d"], non_matching: Float[np.ndarray, "l n d"]) -> Float[np.ndarray, "l d"]:
+    """Per layer: mean over items of (matching - non-matching) activations."""
+    return np.mean(np.asarray(matching, np.float64) - np.asarray(non_matching, np.float64), axis=1)
+
+
+def layerwise_cosine(a: Float[np.ndarray, "l d"], b: Float[np.ndarray, "l d"]) -> Float[np.ndarray, "l"]:
+    """cos(a_l, b_l) for every layer: how far a behaviour direction moved between two variants."""
+    return np.einsum("ld,ld->l", l2_normalize(a), l2_normalize(b))
+
+
+def cross_layer_cosine(a: Float[np.ndarray, "la d"], b: Float[np.ndarray, "lb d"] | None = None) -> Float[np.ndarray, "la lb"]:
+    """cos(a_i, b_j) for every pair of layers (b defaults to a: a variant's own layer-to-layer map)."""
+    an = l2_normalize(a)
+    return an @ (an if b is None else l2_normalize(b)).T
+
+
+def vector_pca(vectors: dict[str, Float[np.ndarray, "l d"]], n_components: int = 2) -> tuple[dict[str, Float[np.ndarray, "l c"]], Float[np.ndarray, "c"]]:
+    """PCA of L2-normalised vectors of every (variant, layer), fitted jointly; returns coordinates per variant."""
+    names = list(vectors)
+    stacked = np.concatenate([l2_normalize(vectors[n]) for n in names])
+    centred = stacked - stacked.mean(axis=0, keepdims=True)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    signs = np.sign(vt[np.arange(n_components), np.argmax(np.abs(vt[:n_components]), axis=1)])
+    coords = centred @ (vt[:n_components].T * signs)
+    sizes = np.cumsum([0] + [vectors[n].shape[0] for n in names])
+    return {n: coords[sizes[i] : sizes[i + 1]] for i, n in enumerate(names)}, (s**2 / np.sum(s**2))[:n_components]
