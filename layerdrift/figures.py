@@ -171,8 +171,8 @@ def umap_trajectories(proj: pd.DataFrame, drift: pd.DataFrame, reference: str, v
         ys += [y0, y1, None]
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="rgba(80,80,80,0.35)", width=1), hoverinfo="skip", showlegend=False))
     hover = [f"{t}<br>{c}<br>drift {x:.4f}" for t, c, x in zip(terms, categories, dv)]
-    fig.add_trace(go.Scatter(x=r["x"], y=r["y"], mode="markers", name=reference, marker=dict(size=6, color="white", line=dict(color="#333", width=1)), text=hover, hovertemplate="%{text}<extra>" + reference + "</extra>"))
-    fig.add_trace(go.Scatter(x=v["x"], y=v["y"], mode="markers", name=variant, text=hover, hovertemplate="%{text}<extra>" + variant + "</extra>",
+    fig.add_trace(go.Scatter(x=r["x"], y=r["y"], mode="markers", name=reference, marker=dict(size=6, color="white", line=dict(color="#333", width=1)), text=hover, customdata=r["concept"], hovertemplate="%{text}<extra>" + reference + "</extra>"))
+    fig.add_trace(go.Scatter(x=v["x"], y=v["y"], mode="markers", name=variant, text=hover, customdata=v["concept"], hovertemplate="%{text}<extra>" + variant + "</extra>",
                              marker=dict(size=8, color=dv, colorscale="Inferno", colorbar=dict(title="drift"), symbol="triangle-up")))
     fig.update_layout(**LAYOUT, title=f"Joint {method.upper()}: {reference} → {variant} (layer {layer_label_of(p)})", height=620, width=760,
                       xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2", legend=dict(x=0, y=1, bgcolor="rgba(255,255,255,0.7)"))
@@ -192,7 +192,7 @@ def umap_by_category(proj: pd.DataFrame, layer: int, terms: list[str], categorie
             sel = t[cats[t["concept"].to_numpy()] == cat]
             fig.add_trace(go.Scatter(x=sel["x"], y=sel["y"], mode="markers", name=f"{cat} · {variant}", legendgroup=cat,
                                      marker=dict(color=colours[cat], symbol=symbols[vi % len(symbols)], size=7, opacity=0.75, line=dict(width=0.5, color="white")),
-                                     text=[terms[i] for i in sel["concept"]], hovertemplate="%{text}<extra>" + f"{cat} · {variant}" + "</extra>"))
+                                     text=[terms[i] for i in sel["concept"]], customdata=sel["concept"], hovertemplate="%{text}<extra>" + f"{cat} · {variant}" + "</extra>"))
     fig.update_layout(**LAYOUT, title=f"Joint {method.upper()} by category (layer {layer_label_of(p)})", height=620, width=860, xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")
     return fig
 

@@ -22,12 +22,15 @@ def joint_umap(
     return coords.reshape(len(xs), -1, 2)
 
 
+def pca(x: Float[np.ndarray, "m d"], n_components: int = 2) -> tuple[Float[np.ndarray, "m c"], Float[np.ndarray, "c"]]:
+    """PCA coordinates (sign fixed so the largest loading is positive) and explained-variance ratios."""
+    centred = x - x.mean(axis=0, keepdims=True)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    signs = np.sign(vt[np.arange(n_components), np.argmax(np.abs(vt[:n_components]), axis=1)])
+    return centred @ (vt[:n_components].T * signs), (s**2 / np.sum(s**2))[:n_components]
+
+
 def joint_pca(xs: Sequence[Float[np.ndarray, "n d"]], n_components: int = 2) -> tuple[Float[np.ndarray, "v n c"], Float[np.ndarray, "c"]]:
     """PCA of the L2-normalised, stacked variants; returns coordinates and explained-variance ratios."""
-    stacked = l2_normalize(np.concatenate(xs))
-    centred = stacked - stacked.mean(axis=0, keepdims=True)
-    u, s, vt = np.linalg.svd(centred, full_matrices=False)
-    signs = np.sign(vt[np.arange(n_components), np.argmax(np.abs(vt[:n_components]), axis=1)])  # deterministic sign
-    coords = centred @ (vt[:n_components].T * signs)
-    ratio = (s**2 / np.sum(s**2))[:n_components]
+    coords, ratio = pca(l2_normalize(np.concatenate(xs)), n_components)
     return coords.reshape(len(xs), -1, n_components), ratio

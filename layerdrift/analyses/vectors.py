@@ -10,6 +10,7 @@ import numpy as np
 from jaxtyping import Float
 
 from layerdrift.analyses.drift import l2_normalize
+from layerdrift.analyses.projection import pca
 
 
 def contrast_vectors(matching: Float[np.ndarray, "l n d"], non_matching: Float[np.ndarray, "l n d"]) -> Float[np.ndarray, "l d"]:
@@ -31,10 +32,6 @@ def cross_layer_cosine(a: Float[np.ndarray, "la d"], b: Float[np.ndarray, "lb d"
 def vector_pca(vectors: dict[str, Float[np.ndarray, "l d"]], n_components: int = 2) -> tuple[dict[str, Float[np.ndarray, "l c"]], Float[np.ndarray, "c"]]:
     """PCA of L2-normalised vectors of every (variant, layer), fitted jointly; returns coordinates per variant."""
     names = list(vectors)
-    stacked = np.concatenate([l2_normalize(vectors[n]) for n in names])
-    centred = stacked - stacked.mean(axis=0, keepdims=True)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    signs = np.sign(vt[np.arange(n_components), np.argmax(np.abs(vt[:n_components]), axis=1)])
-    coords = centred @ (vt[:n_components].T * signs)
+    coords, ratio = pca(np.concatenate([l2_normalize(vectors[n]) for n in names]), n_components)
     sizes = np.cumsum([0] + [vectors[n].shape[0] for n in names])
-    return {n: coords[sizes[i] : sizes[i + 1]] for i, n in enumerate(names)}, (s**2 / np.sum(s**2))[:n_components]
+    return {n: coords[sizes[i] : sizes[i + 1]] for i, n in enumerate(names)}, ratio

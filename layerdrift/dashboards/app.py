@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import io
 
-import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -105,20 +104,11 @@ class DashboardState(param.Parameterized):
             fig = F.umap_by_category(proj, layer, self.terms, self.categories, self.method)
         else:
             fig = F.umap_trajectories(proj, self.run.tables["drift"], info["a"], info["b"], info["label"], layer, self.terms, self.categories, self.method)
-        for trace in fig.data:  # clicking a point reports its concept index
-            if trace.mode == "markers":
-                trace.customdata = self._concepts_of(trace, proj, layer)
         sel = proj[(proj["layer"] == layer) & (proj["method"] == self.method) & (proj["concept"] == self.concept)]
         fig.add_trace(go.Scatter(x=sel["x"], y=sel["y"], mode="markers+text", text=[self.terms[self.concept]] + [""] * (len(sel) - 1), textposition="top center",
                                  marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#00a0ff", width=3)), name="selected", hoverinfo="skip"))
         fig.update_layout(height=560, width=None, autosize=True, margin=dict(l=50, r=20, t=50, b=40))
         return fig
-
-    def _concepts_of(self, trace, proj: pd.DataFrame, layer: int) -> np.ndarray:
-        """Concept index of each marker of a map trace (looked up by its coordinates)."""
-        p = proj[(proj["layer"] == layer) & (proj["method"] == self.method)]
-        lookup = {(round(x, 6), round(y, 6)): c for x, y, c in zip(p["x"], p["y"], p["concept"])}
-        return np.array([lookup.get((round(x, 6), round(y, 6)), -1) for x, y in zip(trace.x, trace.y)])
 
     def concept_drift_figure(self) -> go.Figure:
         return F.concept_layer_curves(self.run.tables["drift"], self.concept, self.terms[self.concept], "drift", self.pairs)

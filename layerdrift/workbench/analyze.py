@@ -27,7 +27,7 @@ from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import AnalysisSpec
-from layerdrift.workbench.store import RunStore, write_json_atomic
+from layerdrift.workbench.store import RunStore, read_json, write_json_atomic
 
 RESULTS = "results"
 TABLES = ("pairs", "categories", "top_drifters", "drift", "layers", "layers_by_category", "cka_cross", "effective_rank", "neighbours", "projections")
@@ -279,8 +279,6 @@ def load_analysis(store: RunStore) -> Analysis:
     meta_path = out / "meta.json"
     if not meta_path.is_file():
         raise LayerdriftError(f"run {str(store.root)!r} has no analyses yet; run `layerdrift run --out {store.root}` (or `layerdrift analyze`).")
-    from layerdrift.workbench.store import read_json
-
     meta = read_json(meta_path, "analysis metadata")
     tables = {}
     for name in TABLES:
