@@ -24,13 +24,14 @@ class EncodedPrompt:
         return tokenizer.convert_ids_to_tokens(self.ids)
 
 
-def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, chat_template: bool) -> str:
-    """The prompt itself, or wrapped as one user turn by the tokenizer's chat template."""
+def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, chat_template: bool, response: str = "") -> str:
+    """The prompt (+ the start of a response), or the prompt wrapped as one user turn by the chat template, then the response."""
     if not chat_template:
-        return prompt
+        return prompt + response
     if not getattr(tokenizer, "chat_template", None):
         raise LayerdriftError("chat_template = true, but this variant's tokenizer has no chat template; set chat_template = false for it.")
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    turn = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    return turn + response.lstrip()
 
 
 def encode_prompt(
@@ -38,11 +39,12 @@ def encode_prompt(
     prompt: str,
     chat_template: bool = False,
     prepend_bos: Literal["auto", "yes", "no"] = "auto",
+    response: str = "",
 ) -> EncodedPrompt:
-    """Tokenize one prompt with offsets; ``prepend_bos`` forces a BOS token on or off ("auto": tokenizer default)."""
+    """Tokenize one prompt (+ ``response`` text after it) with offsets; ``prepend_bos`` forces BOS on or off ("auto": tokenizer default)."""
     if not getattr(tokenizer, "is_fast", False):
         raise LayerdriftError("this variant's tokenizer is a slow (Python) tokenizer without character offsets; load a fast tokenizer (tokenizer.json) for it.")
-    text = format_prompt(tokenizer, prompt, chat_template)
+    text = format_prompt(tokenizer, prompt, chat_template, response)
     enc = tokenizer(text, add_special_tokens=not chat_template, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     bos = tokenizer.bos_token_id

@@ -13,7 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from layerdrift.errors import LayerdriftError
 
@@ -95,6 +102,46 @@ class AnalysisSpec(_Strict):
     png: bool = Field(True, description="also render each figure to PNG (needs Chromium)")
 
 
+class PatchingSpec(_Strict):
+    """Activation patching between a receiver variant and each compared variant (both directions)."""
+
+    prompts: str = Field("flip-probes", description="built-in patch set or a JSONL file of prompt + target")
+    receiver: str | None = Field(None, description="variant patched into (default: the reference)")
+    compare: list[str] | None = Field(None, description="source variants (default: every other non-floor variant)")
+    components: list[Literal["resid", "attn", "mlp"]] = Field(["resid"], min_length=1, description="block output, attention output or MLP output")
+    positions: int = Field(4, ge=1, le=64, description="patch each of the last N token positions alone, plus all positions at once")
+    layers: Literal["all"] | list[int] = "all"
+    select: Literal["flips", "all"] = Field("flips", description="flips: only prompts whose greedy answers differ between the two variants")
+    max_prompts: int = Field(24, ge=1, description="at most this many prompts per pair (first ones in file order)")
+    max_new_tokens: int = Field(4, ge=1, le=64, description="greedy answer length used to find flips")
+    both_directions: bool = True
+    batch_size: int = Field(32, ge=1, le=4096)
+
+
+class BehaviourSpec(_Strict):
+    """Behaviour vectors (contrastive activation addition) per variant, compared across variants, and a steering check."""
+
+    sets: list[str] = Field(
+        ["myopic-reward", "power-seeking", "survival-instinct", "corrigibility", "sycophancy", "self-awareness"], min_length=1,
+        description="built-in behaviour sets or JSONL files in the model-written-evals format",
+    )
+    template: str = Field("{question}\n\nAnswer:", description="prompt format, the same for every variant; holds {question}")
+    answer_prefix: str = Field(" (", description="text between the prompt and the answer letter")
+    variants: list[str] | None = Field(None, description="default: every non-floor variant")
+    max_items: int = Field(40, ge=2, description="items per set (the first ones)")
+    steering_items: int = Field(10, ge=0, description="items held out of the vector and used for the steering check (0: no check)")
+    steering_layers: Literal["auto"] | list[int] = Field("auto", description="blocks to steer at; auto = 4 evenly spaced blocks between 1/4 and 3/4 of the depth")
+    steering_scale: float = Field(4.0, gt=0, description="c in +/- c * vector, the vector being the raw mean difference")
+    batch_size: int = Field(32, ge=1, le=4096)
+
+    @field_validator("template")
+    @classmethod
+    def _has_question(cls, v: str) -> str:
+        if "{question}" not in v:
+            raise ValueError("the template must contain '{question}'")
+        return v
+
+
 class ExperimentConfig(_Strict):
     """The whole experiment: variants x prompt sets x capture settings, and where results go."""
 
@@ -107,9 +154,11 @@ class ExperimentConfig(_Strict):
     prompt_sets: list[PromptSetSpec] = Field(default_factory=lambda: [PromptSetSpec(name="concepts")], min_length=1)
     capture: CaptureSpec = CaptureSpec()
     analysis: AnalysisSpec = AnalysisSpec()
+    patching: PatchingSpec | None = None
+    behaviour: BehaviourSpec | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "ExperimentConfig":
+    def _check(self) -> ExperimentConfig:
         for label, names in (("variant", [v.name for v in self.variants]), ("prompt set", [p.name for p in self.prompt_sets])):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
@@ -121,7 +170,19 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"analysis.prompt_set {self.analysis.prompt_set!r} is not one of the prompt sets")
         if any(v.noise_floor and v.reference for v in self.variants):
             raise ValueError("the reference variant cannot also be the noise-floor variant")
+        known = {v.name for v in self.variants}
+        named = []
+        if self.patching:
+            named += [("patching.receiver", self.patching.receiver)] + [("patching.compare", n) for n in self.patching.compare or []]
+        if self.behaviour:
+            named += [("behaviour.variants", n) for n in self.behaviour.variants or []]
+        for field, name in named:
+            if name is not None and name not in known:
+                raise ValueError(f"{field} names variant {name!r}, which is not one of {sorted(known)}")
         return self
+
+    def non_floor_variants(self) -> list[str]:
+        return [v.name for v in self.variants if not v.noise_floor]
 
     @property
     def reference(self) -> str:

@@ -16,13 +16,23 @@ import numpy as np
 import torch
 
 from layerdrift.concepts.vocabulary import Vocabulary, load_vocabulary, render_prompts
-from layerdrift.hooks.capture import capture_batch, expand_hook_names, residual_hook_names
+from layerdrift.hooks.capture import (
+    capture_batch,
+    expand_hook_names,
+    residual_hook_names,
+)
 from layerdrift.hooks.positions import PositionSpec, parse_position, resolve_position
 from layerdrift.hooks.prompts import EncodedPrompt, encode_prompt, pad_batch, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PromptSetSpec, VariantSpec
 from layerdrift.workbench.embedded import EMBEDDED
 from layerdrift.workbench.store import CaptureJob, RunStore
-from layerdrift.workbench.variants import LoadedVariant, free, load_variant, pick_device, resolve_source
+from layerdrift.workbench.variants import (
+    LoadedVariant,
+    free,
+    load_variant,
+    pick_device,
+    resolve_source,
+)
 
 PACKAGES = ("layerdrift", "torch", "transformers", "transformer-lens", "bitsandbytes", "gguf", "zarr", "numpy", "scikit-learn", "umap-learn", "panel", "plotly")
 # Fault injection for the kill-and-resume test: SIGKILL this process after N batches are written.
@@ -55,19 +65,29 @@ def source_identity(spec: VariantSpec) -> dict[str, Any]:
     return {"hub": spec.source, "revision": spec.revision}
 
 
-def capture_fingerprint(config: ExperimentConfig, spec: VariantSpec, prompt_set: PromptSetSpec, prompts: list[str]) -> str:
-    """What a capture depends on; an unchanged fingerprint means the cached arrays are reused."""
-    device = pick_device(spec.device or config.device)
-    payload = {
+def variant_identity(config: ExperimentConfig, spec: VariantSpec) -> dict[str, Any]:
+    """Everything about a variant that changes its activations (weights, loading, device, dtype)."""
+    return {
         "variant": spec.model_dump(mode="json", exclude={"name", "reference", "noise_floor"}),
         "source": source_identity(spec),
-        "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(),
-        "template": prompt_set.template,
-        "capture": config.capture.model_dump(mode="json"),
-        "device": device,
+        "device": pick_device(spec.device or config.device),
         "dtype": config.dtype,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def fingerprint(payload: Any) -> str:
+    """sha256 of the canonical JSON of a payload (cache keys)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def capture_fingerprint(config: ExperimentConfig, spec: VariantSpec, prompt_set: PromptSetSpec, prompts: list[str]) -> str:
+    """What a capture depends on; an unchanged fingerprint means the cached arrays are reused."""
+    return fingerprint({
+        **variant_identity(config, spec),
+        "prompts": fingerprint(prompts),
+        "template": prompt_set.template,
+        "capture": config.capture.model_dump(mode="json"),
+    })
 
 
 def term_token_count(enc: EncodedPrompt, prompt: str, template: str, term: str) -> int:
@@ -159,10 +179,38 @@ def run_capture(
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def capture_token_sequences(
+    loaded: LoadedVariant, job: CaptureJob, seqs: list[list[int]], hooks: list[str], position: str, progress: Any = None
+) -> None:
+    """Capture token-id sequences (left-padded) at every real token (``all``) or the last one (``last``), resumably."""
+    done = job.prepare()
+    pid = pad_id(loaded.tokenizer)
+    width_all = max(len(s) for s in seqs)
+    task = progress.add_task(f"{loaded.name} ({job.folder.name})", total=job.n_batches, completed=len(done)) if progress else None
+    for batch in range(job.n_batches):
+        if batch in done:
+            continue
+        rows = seqs[batch * job.batch_size : (batch + 1) * job.batch_size]
+        encoded = [EncodedPrompt(text="", ids=list(r), offsets=[(0, 0)] * len(r)) for r in rows]
+        ids, mask, shifts = pad_batch(encoded, pid, "left")
+        chosen = [list(range(len(r))) if position == "all" else [len(r) - 1] for r in rows]
+        index, valid = gather_index(chosen, shifts, width_all if position == "all" else 1)
+        acts = capture_batch(loaded.bridge, ids, mask, hooks, index, valid)
+        job.write_batch(batch, {(position, h): (v if position == "all" else v[:, 0]) for h, v in acts.items()}, done)
+        if progress:
+            progress.update(task, advance=1)
+
+
 def _progress(quiet: bool):
     if quiet:
         return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn())
 

@@ -17,7 +17,12 @@ import torch
 
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import VariantSpec
-from layerdrift.workbench.embedded import EMBEDDED, embedded_gguf, ensure_converted, file_sha256
+from layerdrift.workbench.embedded import (
+    EMBEDDED,
+    embedded_gguf,
+    ensure_converted,
+    file_sha256,
+)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -134,8 +139,8 @@ def quantization_config(spec: VariantSpec) -> Any:
 
 def load_variant(spec: VariantSpec, default_device: str = "auto", default_dtype: str = "auto") -> LoadedVariant:
     """Load one variant as a TransformerBridge (quantized with bitsandbytes if asked)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve_source(spec)
     device = pick_device(spec.device or default_device)
@@ -203,3 +208,20 @@ def free(loaded: LoadedVariant | None) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+class LazyVariant:
+    """A variant loaded on first call (and only then); ``release()`` frees it if it was loaded."""
+
+    def __init__(self, spec: VariantSpec, default_device: str = "auto", default_dtype: str = "auto"):
+        self.spec, self.default_device, self.default_dtype = spec, default_device, default_dtype
+        self.loaded: LoadedVariant | None = None
+
+    def __call__(self) -> LoadedVariant:
+        if self.loaded is None:
+            self.loaded = load_variant(self.spec, self.default_device, self.default_dtype)
+        return self.loaded
+
+    def release(self) -> None:
+        free(self.loaded)
+        self.loaded = None

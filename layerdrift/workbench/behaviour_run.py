@@ -1,0 +1,211 @@
+"""Behaviour vectors (contrastive activation addition) of every variant, compared across variants, with a steering check.
+
+Flow, per behaviour set and variant (one model in memory at a time)::
+
+    prompts: template(question) + answer_prefix + letter, once with the matching letter and once
+      with the other; captured at the last token (the answer letter) at every residual point
+      (a capture job in the store: RUN/captures/VARIANT/behaviour-SET/last/HOOK)
+    vector per layer = mean over the training items of (matching - non-matching)
+      -> RUN/behaviour/vectors.npz (keys VARIANT/SET, the layout of the published reference file)
+    steering check on held-out items: + / - c * vector added at a block output, P(matching letter)
+    tables: behaviour_vectors, behaviour_cosine, behaviour_cross, behaviour_pca, behaviour_steering
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from layerdrift.analyses.vectors import contrast_vectors, cross_layer_cosine, layerwise_cosine, vector_pca
+from layerdrift.concepts.behaviours import BehaviourSet, load_behaviour_set, render_question
+from layerdrift.errors import LayerdriftError
+from layerdrift.hooks.capture import residual_hook_names
+from layerdrift.hooks.interventions import component_hook, steered_readout
+from layerdrift.hooks.prompts import encode_prompt, pad_id
+from layerdrift.workbench.analyze import point_label
+from layerdrift.workbench.config import BehaviourSpec, ExperimentConfig
+from layerdrift.workbench.pipeline import capture_token_sequences, fingerprint, variant_identity
+from layerdrift.workbench.store import CaptureJob, RunStore, write_json_atomic
+from layerdrift.workbench.variants import LazyVariant, LoadedVariant
+
+BEHAVIOUR = "behaviour"
+
+
+def auto_steering_layers(n_layers: int, count: int = 4) -> list[int]:
+    """``count`` evenly spaced block indices from a quarter to three quarters of the depth (where steering usually works)."""
+    return sorted({int(round(x)) for x in np.linspace(n_layers / 4, 3 * n_layers / 4, count)})
+
+
+def p_matching(logits: np.ndarray) -> np.ndarray:
+    """P(matching letter) among the two letters, from their logits (..., 2) with the matching one first."""
+    return 1.0 / (1.0 + np.exp(logits[..., 1] - logits[..., 0]))
+
+
+class BehaviourRun:
+    """One behaviour-vector experiment of a config on a run store."""
+
+    def __init__(self, config: ExperimentConfig, store: RunStore):
+        assert config.behaviour is not None
+        self.config, self.store = config, store
+        self.spec: BehaviourSpec = config.behaviour
+        self.sets: list[BehaviourSet] = [load_behaviour_set(s) for s in self.spec.sets]
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise LayerdriftError(f"behaviour.sets lists a set twice ({names}); give each file a distinct name.")
+        for s in self.sets:
+            n = min(len(s.items), self.spec.max_items)
+            if n - self.spec.steering_items < 2:
+                raise LayerdriftError(f"behaviour set '{s.name}' has {n} items, too few to hold out {self.spec.steering_items} for steering and keep 2 for the vector; lower behaviour.steering_items.")
+        self.variants = self.spec.variants or config.non_floor_variants()
+        self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in self.variants}
+        self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "sets": [[i.__dict__ for i in s.items] for s in self.sets], "variants": self.identity})
+
+    def items(self, s: BehaviourSet) -> tuple[list, list]:
+        """(training items for the vector, held-out items for steering)."""
+        items = list(s.items[: self.spec.max_items])
+        cut = len(items) - self.spec.steering_items
+        return items[:cut], items[cut:]
+
+    def encode(self, loaded: LoadedVariant, s: BehaviourSet) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids of every item answered with the matching letter and with the other letter."""
+        spec = self.config.variant(loaded.name)
+        out: tuple[list[list[int]], list[list[int]]] = ([], [])
+        for i, item in enumerate(s.items[: self.spec.max_items]):
+            question = render_question(item, self.spec.template)
+            for side, letter in ((0, item.matching), (1, item.not_matching)):
+                enc = encode_prompt(loaded.tokenizer, question, spec.chat_template, spec.prepend_bos, response=self.spec.answer_prefix + letter)
+                last = enc.offsets[-1]
+                if letter not in enc.text[last[0] : last[1]]:
+                    raise LayerdriftError(
+                        f"behaviour set '{s.name}', item {i + 1}: in variant '{loaded.name}' the last token is {enc.text[last[0]:last[1]]!r}, not the answer letter {letter!r}; "
+                        "change behaviour.answer_prefix so the letter ends the prompt."
+                    )
+                out[side].append(enc.ids)
+        return out
+
+    def capture(self, s: BehaviourSet, name: str, model: Callable[[], LoadedVariant], progress: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(matching, non-matching) activations at the letter token, (points, n, d) each, and point labels."""
+        prompt_set = f"behaviour-{s.name}"
+        n_layers = self.store.n_layers(name)
+        hooks = residual_hook_names(n_layers)
+        key = fingerprint({"variant": self.identity[name], "spec": self.spec.model_dump(mode="json", include={"template", "answer_prefix", "max_items"}),
+                           "items": [i.__dict__ for i in s.items[: self.spec.max_items]], "hooks": hooks})
+        job = CaptureJob(self.store.capture_folder(name, prompt_set), key, 2 * min(len(s.items), self.spec.max_items), self.spec.batch_size)
+        if not job.is_complete():
+            loaded = model()
+            matching, other = self.encode(loaded, s)
+            capture_token_sequences(loaded, job, matching + other, hooks, "last", progress)
+            summary = {"complete": True, "fingerprint": key, "hooks": hooks, "residual_points": hooks, "positions": {"last": "last"}, "n_prompts": job.n_prompts,
+                       "tokenizer_sha256": loaded.info["tokenizer_sha256"], "kind": "behaviour"}
+            job.mark_complete(summary)
+            self.store.manifest["captures"][f"{name}/{prompt_set}"] = summary
+            self.store.save()
+        acts = np.stack([self.store.activations(name, prompt_set, h, "last") for h in hooks]).astype(np.float64)
+        half = acts.shape[1] // 2
+        return acts[:, :half], acts[:, half:], [point_label(h) for h in hooks]
+
+    def steering_layers(self, n_layers: int) -> list[int]:
+        if self.spec.steering_layers == "auto":
+            return auto_steering_layers(n_layers)
+        bad = [l for l in self.spec.steering_layers if not 0 <= l < n_layers]
+        if bad:
+            raise LayerdriftError(f"behaviour.steering_layers {bad} are outside the blocks 0..{n_layers - 1}.")
+        return sorted(set(self.spec.steering_layers))
+
+    def steer(self, s: BehaviourSet, name: str, vectors: np.ndarray, model: Callable[[], LoadedVariant]) -> list[dict[str, Any]]:
+        """P(matching letter) on held-out items with 0, +c and -c times the vector added at each steering block (cached)."""
+        _, held_out = self.items(s)
+        if not held_out:
+            return []
+        n_layers = self.store.n_layers(name)
+        layers = self.steering_layers(n_layers)
+        path = self.store.root / BEHAVIOUR / "steering" / f"{name}--{s.name}.json"
+        key = fingerprint({"variant": self.identity[name], "vectors": np.round(vectors, 6).tolist(), "layers": layers, "spec": self.spec.model_dump(mode="json")})
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if cached.get("fingerprint") == key:
+                return cached["rows"]
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            pass
+        loaded = model()
+        matching, other = self.encode(loaded, s)
+        first_held = len(matching) - len(held_out)
+        seqs, reads = [], []
+        for m, o in zip(matching[first_held:], other[first_held:]):
+            j = next(k for k, (x, y) in enumerate(zip(m, o)) if x != y)
+            seqs.append(m[:j])
+            reads.append([m[j], o[j]])
+        read_ids = np.asarray(reads, dtype=np.int64)
+        c = self.spec.steering_scale
+        pid = pad_id(loaded.tokenizer)
+        base = p_matching(steered_readout(loaded.bridge, seqs, pid, component_hook("resid", layers[0]), np.zeros((1, vectors.shape[1])), read_ids, self.spec.batch_size)).mean(axis=1)[0]
+        rows = []
+        for layer in layers:
+            v = vectors[layer + 1]  # residual point layer+1 is block `layer`'s output
+            p = p_matching(steered_readout(loaded.bridge, seqs, pid, component_hook("resid", layer), np.stack([c * v, -c * v]), read_ids, self.spec.batch_size)).mean(axis=1)
+            for scale, value in ((0.0, base), (c, p[0]), (-c, p[1])):
+                rows.append({"behaviour": s.name, "variant": name, "layer": layer, "scale": scale, "p_matching": float(value), "shift": float(value - base), "n_items": len(seqs)})
+        write_json_atomic(path, {"fingerprint": key, "rows": rows})
+        return rows
+
+    def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+        """Capture, vectors, steering, and the comparison tables."""
+        vectors: dict[str, dict[str, np.ndarray]] = {}
+        labels: dict[str, list[str]] = {}
+        steering: list[dict[str, Any]] = []
+        for v in self.variants:
+            say(f"behaviour vectors: {v}")
+            model = LazyVariant(self.config.variant(v), self.config.device, self.config.dtype)
+            try:
+                for s in self.sets:
+                    matching, other, labels[v] = self.capture(s, v, model, progress)
+                    n_train = len(self.items(s)[0])
+                    vectors.setdefault(v, {})[s.name] = contrast_vectors(matching[:, :n_train], other[:, :n_train])
+                    if self.spec.steering_items:
+                        steering += self.steer(s, v, vectors[v][s.name], model)
+            finally:
+                model.release()
+        self.save_vectors(vectors)
+        return self.tables(vectors, labels, steering)
+
+    def save_vectors(self, vectors: dict[str, dict[str, np.ndarray]]) -> None:
+        """All vectors as one .npz of VARIANT/SET arrays (readable with load_behaviour_vectors)."""
+        path = self.store.root / BEHAVIOUR / "vectors.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".vectors.tmp.npz")
+        np.savez(tmp, **{f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()})
+        tmp.replace(path)
+
+    def tables(self, vectors: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]], steering: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+        norms, cos_rows, cross_rows, pca_rows = [], [], [], []
+        for s in self.sets:
+            b = s.name
+            for v in self.variants:
+                vec = vectors[v][b]
+                norms += [{"behaviour": b, "variant": v, "layer": i, "label": labels[v][i], "norm": float(np.linalg.norm(vec[i]))} for i in range(vec.shape[0])]
+                cross = cross_layer_cosine(vec)
+                cross_rows += [{"behaviour": b, "variant": v, "layer_a": i, "layer_b": j, "label_a": labels[v][i], "label_b": labels[v][j], "cosine": float(cross[i, j])}
+                               for i in range(cross.shape[0]) for j in range(cross.shape[1])]
+            for a, c in combinations(self.variants, 2):
+                if vectors[a][b].shape != vectors[c][b].shape:
+                    continue  # other depth or width: only the within-variant maps apply
+                cos = layerwise_cosine(vectors[a][b], vectors[c][b])
+                cos_rows += [{"behaviour": b, "pair": f"{a}→{c}", "a": a, "b": c, "layer": i, "label": labels[a][i], "cosine": float(cos[i])} for i in range(len(cos))]
+            same_width = {vectors[v][b].shape[1] for v in self.variants}
+            if len(same_width) == 1:
+                coords, ratio = vector_pca({v: vectors[v][b] for v in self.variants})
+                for v, xy in coords.items():
+                    pca_rows += [{"behaviour": b, "variant": v, "layer": i, "label": labels[v][i], "pc1": float(xy[i, 0]), "pc2": float(xy[i, 1]),
+                                  "explained_pc1": float(ratio[0]), "explained_pc2": float(ratio[1])} for i in range(xy.shape[0])]
+        return {
+            "behaviour_vectors": pd.DataFrame(norms),
+            "behaviour_cosine": pd.DataFrame(cos_rows, columns=["behaviour", "pair", "a", "b", "layer", "label", "cosine"]),
+            "behaviour_cross": pd.DataFrame(cross_rows),
+            "behaviour_pca": pd.DataFrame(pca_rows),
+            "behaviour_steering": pd.DataFrame(steering, columns=["behaviour", "variant", "layer", "scale", "p_matching", "shift", "n_items"]),
+        }

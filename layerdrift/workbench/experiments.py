@@ -1,0 +1,80 @@
+"""Experiments that need the models again (patching, behaviour vectors), cached as result tables.
+
+Unlike the analyses, these run forward passes; their tables join the others in ``RUN/results``
+(Parquet), and ``RUN/results/experiments.json`` records the fingerprint each was made under, so
+an unchanged config reuses them and a changed one recomputes only what changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from layerdrift.workbench.analyze import results_dir
+from layerdrift.workbench.config import ExperimentConfig
+from layerdrift.workbench.store import RunStore, write_json_atomic
+
+EXPERIMENT_TABLES = {
+    "patching": ("patching", "patching_prompts"),
+    "behaviour": ("behaviour_vectors", "behaviour_cosine", "behaviour_cross", "behaviour_pca", "behaviour_steering"),
+}
+OPTIONAL_TABLES = tuple(t for tables in EXPERIMENT_TABLES.values() for t in tables)
+RECORD = "experiments.json"
+
+
+def _record(store: RunStore) -> dict[str, Any]:
+    try:
+        return json.loads((results_dir(store) / RECORD).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _load(store: RunStore, names: tuple[str, ...]) -> dict[str, pd.DataFrame] | None:
+    try:
+        return {n: pd.read_parquet(results_dir(store) / f"{n}.parquet") for n in names}
+    except Exception:  # noqa: BLE001 - any damage means: recompute
+        return None
+
+
+def _save(store: RunStore, experiment: str, key: str, tables: dict[str, pd.DataFrame]) -> None:
+    out = results_dir(store)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        tmp = out / f".{name}.parquet.tmp"
+        table.to_parquet(tmp, index=False)
+        tmp.replace(out / f"{name}.parquet")
+    record = _record(store)
+    record[experiment] = key
+    write_json_atomic(out / RECORD, record)
+
+
+def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+    """Run (or reuse) the patching and behaviour experiments a config asks for; returns their tables."""
+    from layerdrift.workbench.behaviour_run import BehaviourRun
+    from layerdrift.workbench.patching_run import PatchingRun
+
+    tables: dict[str, pd.DataFrame] = {}
+    for experiment, spec, runner in (("patching", config.patching, PatchingRun), ("behaviour", config.behaviour, BehaviourRun)):
+        if spec is None:
+            continue
+        job = runner(config, store)
+        cached = _load(store, EXPERIMENT_TABLES[experiment]) if _record(store).get(experiment) == job.key else None
+        if cached is None:
+            cached = job.run(progress, say)
+            _save(store, experiment, job.key, cached)
+        tables.update(cached)
+    return tables
+
+
+def load_experiment_tables(store: RunStore) -> dict[str, pd.DataFrame]:
+    """Whatever experiment tables a finished run has (none is an error: they are optional)."""
+    found = {}
+    for experiment, names in EXPERIMENT_TABLES.items():
+        if experiment in _record(store):
+            tables = _load(store, names)
+            if tables is not None:
+                found.update(tables)
+    return found

@@ -1,0 +1,309 @@
+"""Activation patching between variants, reusing the run store for every activation it patches in.
+
+Flow for a receiver R and each compared variant S (one model in memory at a time)::
+
+    greedy answers of every variant        RUN/patching/answers/VARIANT.json
+    per pair: the prompts where answers differ (flips), extended by the answers' common prefix,
+      with the two branch tokens and the target token            RUN/patching/PAIR/plan.json
+    per pair and variant: block / attention / MLP outputs at every token
+      (a capture job in the store: RUN/captures/VARIANT/patch-PAIR/all/HOOK) + clean readouts
+    patch sweeps: S's cached activations into R (and R's into S), per component, layer and
+      position                                                   RUN/patching/PAIR/sweep-*.npz
+    tables: RUN/results/patching.parquet, RUN/results/patching_prompts.parquet
+
+Every step is cached under a fingerprint, so a second run (or a resumed one) redoes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from layerdrift.analyses.patching import (
+    first_divergence,
+    logit_difference,
+    normalised_effect,
+    target_logprob,
+)
+from layerdrift.concepts.patch_prompts import load_patch_prompts
+from layerdrift.errors import LayerdriftError
+from layerdrift.hooks.interventions import (
+    ALL_POSITIONS,
+    clean_readout,
+    component_hook,
+    greedy_continuations,
+    patch_sweep,
+)
+from layerdrift.hooks.prompts import encode_prompt, pad_id
+from layerdrift.workbench.config import ExperimentConfig, PatchingSpec
+from layerdrift.workbench.pipeline import (
+    capture_token_sequences,
+    fingerprint,
+    variant_identity,
+)
+from layerdrift.workbench.store import (
+    CaptureJob,
+    RunStore,
+    write_json_atomic,
+)
+from layerdrift.workbench.variants import LazyVariant, LoadedVariant, free, load_variant
+
+PATCHING = "patching"
+READ = {"a": 0, "b": 1, "target": 2}  # columns of the read-out token ids: A's branch token, B's, the target's
+
+
+def normalise_answer(text: str) -> str:
+    """An answer as compared for flips: its first line, trimmed, without trailing punctuation."""
+    return text.strip().split("\n")[0].strip().rstrip(".,;:!?").strip()
+
+
+@dataclass
+class PairPlan:
+    """The patching prompts of one pair: token ids, branch tokens (A's, B's, target's), provenance."""
+
+    a: str
+    b: str
+    seqs: list[list[int]]
+    read_ids: np.ndarray  # (n, 3)
+    target_ok: np.ndarray  # (n,) whether the target token is defined at the branch point
+    rows: list[dict[str, Any]]
+
+    @property
+    def key(self) -> str:
+        return f"{self.a}--{self.b}"
+
+
+def pair_metric(name: str, plan: PairPlan, logits: np.ndarray, lse: np.ndarray) -> np.ndarray:
+    """``logprob``: log p(target) where the target is defined at the branch point; ``logit_diff``: logit(B's token) - logit(A's)."""
+    if name == "logprob":
+        return np.where(plan.target_ok, target_logprob(logits, lse, READ["target"]), np.nan)
+    return logit_difference(logits, READ["b"], READ["a"])
+
+
+class PatchingRun:
+    """One patching experiment of a config on a run store."""
+
+    def __init__(self, config: ExperimentConfig, store: RunStore, quiet: bool = True):
+        assert config.patching is not None
+        self.config, self.store, self.quiet = config, store, quiet
+        self.spec: PatchingSpec = config.patching
+        self.source, self.prompts = load_patch_prompts(self.spec.prompts)
+        self.receiver = self.spec.receiver or config.reference
+        self.others = [v for v in (self.spec.compare or config.non_floor_variants()) if v != self.receiver]
+        if not self.others:
+            raise LayerdriftError(f"patching has no variant to compare with '{self.receiver}'; add another variant or set patching.compare.")
+        self.root = store.root / PATCHING
+        self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in [self.receiver, *self.others]}
+        self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "prompts": [p.__dict__ for p in self.prompts], "variants": self.identity})
+
+    # ---- caching helpers ----------------------------------------------------------------
+    def _cached_json(self, path: Path, key: str) -> Any | None:
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return data if data.get("fingerprint") == key else None
+
+    def _load(self, name: str) -> LoadedVariant:
+        return load_variant(self.config.variant(name), self.config.device, self.config.dtype)
+
+    # ---- step 1: greedy answers ---------------------------------------------------------
+    def answers(self, name: str, loaded: LoadedVariant | None = None) -> dict[str, Any]:
+        """Prompt ids and greedy answer ids of one variant (cached)."""
+        spec = self.config.variant(name)
+        path = self.root / "answers" / f"{name}.json"
+        key = fingerprint({"variant": self.identity[name], "prompts": [p.prompt for p in self.prompts], "targets": [p.target for p in self.prompts], "max_new_tokens": self.spec.max_new_tokens})
+        cached = self._cached_json(path, key)
+        if cached is not None:
+            return cached
+        own = loaded is None
+        loaded = loaded or self._load(name)
+        try:
+            tok = loaded.tokenizer
+            prompt_ids = [encode_prompt(tok, p.prompt, spec.chat_template, spec.prepend_bos).ids for p in self.prompts]
+            target_ids = [encode_prompt(tok, p.prompt, spec.chat_template, spec.prepend_bos, response=p.target).ids for p in self.prompts]
+            stops = [t for t in (tok.eos_token_id,) if t is not None]
+            new = greedy_continuations(loaded.bridge, prompt_ids, pad_id(tok), self.spec.max_new_tokens, stops, self.spec.batch_size)
+            data = {
+                "fingerprint": key,
+                "tokenizer_sha256": loaded.info["tokenizer_sha256"],
+                "prompt_ids": prompt_ids,
+                "target_ids": target_ids,
+                "answer_ids": new,
+                "answers": [tok.decode(a, skip_special_tokens=True) for a in new],
+                "tokens": {str(t): tok.convert_ids_to_tokens([t])[0] for a in new for t in a},
+            }
+        finally:
+            if own:
+                free(loaded)
+        write_json_atomic(path, data)
+        return data
+
+    # ---- step 2: the plan of one pair ---------------------------------------------------
+    def plan(self, a: str, b: str, ans: dict[str, dict[str, Any]]) -> PairPlan:
+        """Select the prompts (flips or all), extend them to the branch point, and pick the read-out tokens."""
+        A, B = ans[a], ans[b]
+        if A["tokenizer_sha256"] != B["tokenizer_sha256"]:
+            raise LayerdriftError(f"patching needs variants with one tokenizer, but '{a}' and '{b}' have different vocabularies; patch only between variants of the same model family.")
+        seqs, reads, ok, rows = [], [], [], []
+        for i, p in enumerate(self.prompts):
+            if A["prompt_ids"][i] != B["prompt_ids"][i]:
+                raise LayerdriftError(f"patching prompt {i} ({p.prompt!r}) tokenizes differently for '{a}' and '{b}' (check chat_template and prepend_bos); both variants must see the same tokens.")
+            text_a, text_b = normalise_answer(A["answers"][i]), normalise_answer(B["answers"][i])
+            flip = text_a != text_b
+            if self.spec.select == "flips" and not flip:
+                continue
+            j = first_divergence(A["answer_ids"][i], B["answer_ids"][i]) if flip else 0
+            if j is None:
+                continue  # the answers differ only after the decoded length; nothing to contrast
+            seq = A["prompt_ids"][i] + A["answer_ids"][i][:j]
+            full = A["target_ids"][i]
+            target_ok = len(full) > len(seq) and full[: len(seq)] == seq
+            read = [A["answer_ids"][i][j], B["answer_ids"][i][j], full[len(seq)] if target_ok else 0]
+            seqs.append(seq)
+            reads.append(read)
+            ok.append(target_ok)
+            rows.append({"prompt_index": i, "prompt": p.prompt, "category": p.category, "target": p.target, "answer_a": A["answers"][i], "answer_b": B["answers"][i],
+                         "flip": flip, "branch": j, "token_a": A["tokens"].get(str(read[0]), str(read[0])), "token_b": B["tokens"].get(str(read[1]), str(read[1])),
+                         "n_tokens": len(seq)})
+            if len(seqs) >= self.spec.max_prompts:
+                break
+        return PairPlan(a, b, seqs, np.asarray(reads, dtype=np.int64).reshape(-1, 3), np.asarray(ok, dtype=bool), rows)
+
+    # ---- step 3: captures and clean readouts ---------------------------------------------
+    def hooks(self, name: str) -> list[str]:
+        """Patched hook points of a variant, component-major: resid of every layer, then attn, then mlp."""
+        n_layers = self.store.n_layers(name)
+        return [component_hook(c, l) for c in self.spec.components for l in self.layers(n_layers)]
+
+    def layers(self, n_layers: int) -> list[int]:
+        return list(range(n_layers)) if self.spec.layers == "all" else [l for l in self.spec.layers if 0 <= l < n_layers]
+
+    def capture(self, plan: PairPlan, name: str, model: Callable[[], LoadedVariant], progress: Any) -> dict[str, Any]:
+        """One variant's component outputs on a pair's prompts (a store capture job) and its clean readout."""
+        prompt_set = f"patch-{plan.key}"
+        hooks = self.hooks(name)
+        key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "hooks": hooks})
+        job = CaptureJob(self.store.capture_folder(name, prompt_set), key, len(plan.seqs), self.spec.batch_size)
+        if not job.is_complete():
+            loaded = model()
+            capture_token_sequences(loaded, job, plan.seqs, hooks, "all", progress)
+            summary = {"complete": True, "fingerprint": key, "hooks": hooks, "residual_points": [], "positions": {"all": "all"}, "n_prompts": len(plan.seqs),
+                       "max_len": max(len(s) for s in plan.seqs), "tokenizer_sha256": loaded.info["tokenizer_sha256"], "kind": "patching"}
+            job.mark_complete(summary)
+            self.store.manifest["captures"][f"{name}/{prompt_set}"] = summary
+            self.store.save()
+        path = self.root / plan.key / f"clean-{name}.json"
+        clean_key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "read": plan.read_ids.tolist()})
+        cached = self._cached_json(path, clean_key)
+        if cached is None:
+            loaded = model()
+            logits, lse = clean_readout(loaded.bridge, plan.seqs, pad_id(loaded.tokenizer), plan.read_ids, self.spec.batch_size)
+            cached = {"fingerprint": clean_key, "logits": logits.tolist(), "lse": lse.tolist()}
+            write_json_atomic(path, cached)
+        return cached
+
+    # ---- step 4: sweeps -----------------------------------------------------------------
+    def offsets(self) -> list[int]:
+        return [-k for k in range(1, self.spec.positions + 1)] + [ALL_POSITIONS]
+
+    def sweep(self, plan: PairPlan, receiver: str, source: str, model: Callable[[], LoadedVariant], progress: Any) -> dict[str, np.ndarray]:
+        """Patch the source's cached activations into the receiver at every hook and offset (cached .npz)."""
+        hooks = self.hooks(receiver)
+        if hooks != self.hooks(source):
+            raise LayerdriftError(f"patching needs one architecture, but '{source}' and '{receiver}' have different numbers of layers; patch only between variants of the same model.")
+        key = fingerprint({"plan": plan.seqs, "read": plan.read_ids.tolist(), "receiver": self.identity[receiver], "source": self.identity[source], "hooks": hooks, "offsets": self.offsets()})[:20]
+        path = self.root / plan.key / f"sweep-{source}-into-{receiver}-{key}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    return {k: data[k] for k in data.files}
+            except (OSError, ValueError):
+                path.unlink()
+        loaded = model()
+        prompt_set = f"patch-{plan.key}"
+        sources = {h: self.store.activations(source, prompt_set, h, "all") for h in hooks}
+        task = progress.add_task(f"patch {source} → {receiver}", total=len(hooks)) if progress else None
+        logits, lse, valid = patch_sweep(loaded.bridge, plan.seqs, pad_id(loaded.tokenizer), hooks, sources, self.offsets(), plan.read_ids, self.spec.batch_size,
+                                         progress=(lambda: progress.update(task, advance=1)) if progress else None)
+        result = {"logits": logits, "lse": lse, "valid": valid}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez(tmp, **result)
+        tmp.replace(path)
+        return result
+
+    # ---- the whole experiment -----------------------------------------------------------
+    def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+        """Answers, plans, captures, sweeps; each variant is loaded at most three times and only when something is not cached."""
+        variants = [self.receiver, *self.others]
+        say("patching: greedy answers")
+        answers = {v: self.answers(v) for v in variants}
+        plans = {o: self.plan(self.receiver, o, answers) for o in self.others}
+        for o, plan in plans.items():
+            say(f"patching: {len(plan.seqs)} prompts for {self.receiver} vs {o} (select = {self.spec.select})")
+        plans = {o: p for o, p in plans.items() if p.seqs}
+        clean: dict[tuple[str, str], dict[str, Any]] = {}
+        sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
+        pending = [(o, s, d) for o in plans for s, d in ([(o, self.receiver), (self.receiver, o)] if self.spec.both_directions else [(o, self.receiver)])]
+        # Visit each variant: capture its activations on its pairs' prompts, then patch into it what is already captured.
+        # A second round patches what needed a partner captured later.
+        for visit in [*variants, *variants]:
+            model = LazyVariant(self.config.variant(visit), self.config.device, self.config.dtype)
+            try:
+                for o in plans:
+                    if visit in (self.receiver, o) and (o, visit) not in clean:
+                        clean[(o, visit)] = self.capture(plans[o], visit, model, progress)
+                for o, s, d in list(pending):
+                    if d == visit and (o, s) in clean:
+                        sweeps[(o, s, d)] = self.sweep(plans[o], d, s, model, progress)
+                        pending.remove((o, s, d))
+            finally:
+                model.release()
+        return self.tables(plans, clean, sweeps)
+
+    def tables(self, plans: dict[str, PairPlan], clean: dict[tuple[str, str], dict[str, Any]], sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]]) -> dict[str, pd.DataFrame]:
+        """The long effect table (pair, direction, component, layer, position) and the per-prompt table."""
+        rows, prompt_frames = [], []
+        offsets = self.offsets()
+        labels = [str(o) if o != ALL_POSITIONS else "all" for o in offsets]
+        for (o, src, dst), res in sweeps.items():
+            plan = plans[o]
+            pair = f"{plan.a}→{plan.b}"
+            metrics = {}
+            for name in ("logprob", "logit_diff"):
+                c_dst = pair_metric(name, plan, np.asarray(clean[(o, dst)]["logits"]), np.asarray(clean[(o, dst)]["lse"]))
+                c_src = pair_metric(name, plan, np.asarray(clean[(o, src)]["logits"]), np.asarray(clean[(o, src)]["lse"]))
+                patched = pair_metric(name, plan, res["logits"], res["lse"])  # (hooks, offsets, n)
+                metrics[name] = (patched, c_dst, c_src, normalised_effect(patched, c_dst, c_src))
+            layers = self.layers(self.store.n_layers(dst))
+            for h, (component, layer) in enumerate((c, l) for c in self.spec.components for l in layers):
+                for k, label in enumerate(labels):
+                    row = {"pair": pair, "source": src, "receiver": dst, "direction": f"{src} into {dst}", "component": component, "layer": layer, "position": label,
+                           "offset": offsets[k], "n_prompts": int(res["valid"][k].sum())}
+                    for name, (patched, c_dst, c_src, norm) in metrics.items():
+                        with np.errstate(invalid="ignore"):
+                            row[f"delta_{name}"] = float(np.nanmean(patched[h, k] - c_dst)) if np.isfinite(patched[h, k] - c_dst).any() else float("nan")
+                        row[f"normalised_{name}"] = float(norm[h, k])
+                    rows.append(row)
+        for o, plan in plans.items():
+            frame = pd.DataFrame(plan.rows)
+            frame.insert(0, "pair", f"{plan.a}→{plan.b}")
+            for v in (plan.a, plan.b):
+                c = clean.get((o, v))
+                if c is None:
+                    continue
+                logits, lse = np.asarray(c["logits"]), np.asarray(c["lse"])
+                side = "a" if v == plan.a else "b"
+                frame[f"logit_diff_{side}"] = pair_metric("logit_diff", plan, logits, lse)
+                frame[f"logprob_target_{side}"] = pair_metric("logprob", plan, logits, lse)
+            prompt_frames.append(frame)
+        return {"patching": pd.DataFrame(rows), "patching_prompts": pd.concat(prompt_frames, ignore_index=True) if prompt_frames else pd.DataFrame()}
