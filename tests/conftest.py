@@ -116,3 +116,64 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
         }
     )
     return run(cfg, quiet=True)
+
+
+def derive_tiny_llama(source: Path, folder: Path, edit) -> Path:
+    """Copy a tiny model folder, applying ``edit(model)`` to the weights (tokenizer unchanged)."""
+    import shutil
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    shutil.copytree(source, folder, dirs_exist_ok=True)
+    model = LlamaForCausalLM.from_pretrained(source)
+    with torch.no_grad():
+        edit(model)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_tuned(tiny_model, tmp_path_factory) -> Path:
+    """tiny_model with only its blocks changed (embedding, final norm and unembedding shared), like a block-wise fine-tune."""
+    import torch
+
+    def edit(model):
+        gen = torch.Generator().manual_seed(7)
+        for p in model.model.layers.parameters():
+            p.add_(0.5 * p.std() * torch.randn(p.shape, generator=gen))
+
+    return derive_tiny_llama(tiny_model, tmp_path_factory.mktemp("tiny-tuned"), edit)
+
+
+PLANT_SEED = 11
+
+
+def planted_direction(d_model: int = 32):
+    import numpy as np
+
+    v = np.random.default_rng(PLANT_SEED).normal(size=d_model)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_planted(tiny_model, tmp_path_factory) -> Path:
+    """tiny_model whose letters 'A' and 'B' sit at +/- a planted unit direction (embedding and unembedding), blocks damped."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    a, b = tok.convert_tokens_to_ids("A"), tok.convert_tokens_to_ids("B")
+    direction = torch.tensor(planted_direction(), dtype=torch.float32)
+
+    def edit(model):
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.mul_(0.1)
+            layer.mlp.down_proj.weight.mul_(0.1)
+        emb = model.model.embed_tokens.weight
+        base = emb[[a, b]].mean(0)
+        emb[a], emb[b] = base + direction, base - direction
+        head = model.lm_head.weight
+        head[a], head[b] = 3 * direction, -3 * direction
+
+    return derive_tiny_llama(tiny_model, tmp_path_factory.mktemp("tiny-planted"), edit)

@@ -38,7 +38,7 @@ BEHAVIOUR = "behaviour"
 
 def auto_steering_layers(n_layers: int, count: int = 4) -> list[int]:
     """``count`` evenly spaced block indices from a quarter to three quarters of the depth (where steering usually works)."""
-    return sorted({int(round(x)) for x in np.linspace(n_layers / 4, 3 * n_layers / 4, count)})
+    return sorted({int(np.rint(x)) for x in np.linspace(n_layers / 4, 3 * n_layers / 4, count)})
 
 
 def p_matching(logits: np.ndarray) -> np.ndarray:
@@ -81,9 +81,10 @@ class BehaviourRun:
                 enc = encode_prompt(loaded.tokenizer, question, spec.chat_template, spec.prepend_bos, response=self.spec.answer_prefix + letter)
                 last = enc.offsets[-1]
                 if letter not in enc.text[last[0] : last[1]]:
+                    shown = loaded.tokenizer.convert_ids_to_tokens([enc.ids[-1]])[0]
                     raise LayerdriftError(
-                        f"behaviour set '{s.name}', item {i + 1}: in variant '{loaded.name}' the last token is {enc.text[last[0]:last[1]]!r}, not the answer letter {letter!r}; "
-                        "change behaviour.answer_prefix so the letter ends the prompt."
+                        f"behaviour set '{s.name}', item {i + 1}: in variant '{loaded.name}' the last token is {shown!r}, not the answer letter {letter!r} "
+                        "(the tokenizer adds a token after the text); the letter must be the last token, so use a tokenizer or chat template that ends the prompt there."
                     )
                 out[side].append(enc.ids)
         return out

@@ -52,7 +52,7 @@ from layerdrift.workbench.store import (
     RunStore,
     write_json_atomic,
 )
-from layerdrift.workbench.variants import LazyVariant, LoadedVariant, free, load_variant
+from layerdrift.workbench.variants import LazyVariant, LoadedVariant
 
 PATCHING = "patching"
 READ = {"a": 0, "b": 1, "target": 2}  # columns of the read-out token ids: A's branch token, B's, the target's
@@ -112,11 +112,8 @@ class PatchingRun:
             return None
         return data if data.get("fingerprint") == key else None
 
-    def _load(self, name: str) -> LoadedVariant:
-        return load_variant(self.config.variant(name), self.config.device, self.config.dtype)
-
     # ---- step 1: greedy answers ---------------------------------------------------------
-    def answers(self, name: str, loaded: LoadedVariant | None = None) -> dict[str, Any]:
+    def answers(self, name: str) -> dict[str, Any]:
         """Prompt ids and greedy answer ids of one variant (cached)."""
         spec = self.config.variant(name)
         path = self.root / "answers" / f"{name}.json"
@@ -124,9 +121,9 @@ class PatchingRun:
         cached = self._cached_json(path, key)
         if cached is not None:
             return cached
-        own = loaded is None
-        loaded = loaded or self._load(name)
+        model = LazyVariant(spec, self.config.device, self.config.dtype)
         try:
+            loaded = model()
             tok = loaded.tokenizer
             prompt_ids = [encode_prompt(tok, p.prompt, spec.chat_template, spec.prepend_bos).ids for p in self.prompts]
             target_ids = [encode_prompt(tok, p.prompt, spec.chat_template, spec.prepend_bos, response=p.target).ids for p in self.prompts]
@@ -142,8 +139,7 @@ class PatchingRun:
                 "tokens": {str(t): tok.convert_ids_to_tokens([t])[0] for a in new for t in a},
             }
         finally:
-            if own:
-                free(loaded)
+            model.release()
         write_json_atomic(path, data)
         return data
 

@@ -201,7 +201,7 @@ def capture_token_sequences(
             progress.update(task, advance=1)
 
 
-def _progress(quiet: bool):
+def progress_bars(quiet: bool):
     if quiet:
         return nullcontext(None)
     from rich.progress import (
@@ -247,7 +247,7 @@ def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool
         },
     )
     store.manifest["captures"] = {k: v for k, v in store.manifest["captures"].items() if k.split("/")[0] in {s.name for s in config.variants}}
-    with _progress(quiet) as progress:
+    with progress_bars(quiet) as progress:
         for spec in config.variants:
             jobs = {
                 ps.name: CaptureJob(

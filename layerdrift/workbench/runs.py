@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 
 from layerdrift.workbench.analyze import Analysis, analyze_cached, load_analysis
 from layerdrift.workbench.config import ExperimentConfig
-from layerdrift.workbench.pipeline import extract
+from layerdrift.workbench.experiments import load_experiment_tables, run_experiments
+from layerdrift.workbench.pipeline import extract, progress_bars
 from layerdrift.workbench.report import REPORT, build_figures, headline_frames, write_report
 from layerdrift.workbench.store import RunStore
 
@@ -46,6 +47,7 @@ def open_run(path: str | Path) -> Run:
     """Open a run folder written by ``layerdrift run``: tables and figures, nothing recomputed."""
     store = RunStore.open(path)
     analysis = load_analysis(store)
+    analysis.tables.update(load_experiment_tables(store))
     return Run(store, analysis, list(analysis.meta.get("warnings", [])))
 
 
@@ -60,6 +62,9 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
 
     say("analyses")
     analysis = analyze_cached(store, config.analysis, config.seed, say)
+    if config.patching or config.behaviour:
+        with progress_bars(quiet) as progress:
+            analysis.tables.update(run_experiments(config, store, progress, say))
     say("report")
     _, notes = write_report(store, analysis, png=config.analysis.png)
     return Run(store, analysis, notes)

@@ -1,0 +1,162 @@
+"""Activation patching: identities on tiny models, the normalised effect, flips, caching and data validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from layerdrift.analyses.patching import first_divergence, normalised_effect
+from layerdrift.concepts.patch_prompts import BUILTIN_PATCH_SETS, load_patch_prompts
+from layerdrift.errors import LayerdriftError
+from layerdrift.hooks.interventions import ALL_POSITIONS, clean_readout, component_hook, left_pad, patch_sweep
+from layerdrift.workbench.config import VariantSpec, config_from_dict
+from layerdrift.workbench.variants import free, load_variant
+
+PROMPTS = ["The concept of love is", "France Paris electron", "The concept of justice", "nurse teenager photosynthesis is", "Paris is"]
+
+
+def capture_all_positions(loaded, seqs, hook):
+    """Slow obvious capture: one prompt at a time, no padding."""
+    out = []
+    for s in seqs:
+        store = {}
+
+        def grab(act, hook=None):
+            store["x"] = act[0].detach().clone()
+
+        with loaded.bridge.hooks(fwd_hooks=[(hook, grab)]):
+            loaded.bridge(torch.tensor([s]), return_type=None)
+        out.append(store["x"].numpy())
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tiny_model, tiny_model_tuned):
+    a = load_variant(VariantSpec(name="a", source=str(tiny_model)))
+    b = load_variant(VariantSpec(name="b", source=str(tiny_model_tuned)))
+    seqs = [a.tokenizer(p)["input_ids"] for p in PROMPTS]
+    yield a, b, seqs
+    free(a)
+    free(b)
+
+
+def test_patching_a_variant_into_itself_changes_nothing(tiny_pair):
+    a, _, seqs = tiny_pair
+    vocab = np.tile(np.arange(len(a.tokenizer)), (len(seqs), 1))
+    hooks = [component_hook(c, l) for c in ("resid", "attn", "mlp") for l in range(a.n_layers)]
+    sources = {h: capture_all_positions(a, seqs, h) for h in hooks}
+    logits, lse, valid = patch_sweep(a.bridge, seqs, 0, hooks, sources, [-1, -2, ALL_POSITIONS], vocab, batch_size=4)
+    clean, clean_lse = clean_readout(a.bridge, seqs, 0, vocab)
+    assert valid.all()
+    np.testing.assert_allclose(logits, np.broadcast_to(clean, logits.shape), atol=1e-5)
+    np.testing.assert_allclose(lse, np.broadcast_to(clean_lse, lse.shape), atol=1e-5)
+
+
+def test_last_block_at_every_position_reproduces_the_source_logits(tiny_pair):
+    a, b, seqs = tiny_pair
+    vocab = np.tile(np.arange(len(a.tokenizer)), (len(seqs), 1))
+    last = component_hook("resid", a.n_layers - 1)
+    first = component_hook("resid", 0)
+    sources = {h: capture_all_positions(b, seqs, h) for h in (first, last)}
+    logits, _, _ = patch_sweep(a.bridge, seqs, 0, [first, last], sources, [-2, ALL_POSITIONS], vocab, batch_size=3)
+    clean_a, _ = clean_readout(a.bridge, seqs, 0, vocab)
+    clean_b, _ = clean_readout(b.bridge, seqs, 0, vocab)
+    assert np.abs(clean_a - clean_b).max() > 0.1  # the two models really differ
+    np.testing.assert_allclose(logits[1, 1], clean_b, atol=1e-4)  # last block, all positions -> B
+    np.testing.assert_allclose(logits[1, 0], clean_a, atol=1e-4)  # last block, an earlier token only -> no effect on the next token
+    assert np.abs(logits[0, 1] - clean_b).max() > 1e-3  # an early block is not enough: later blocks are still A's
+
+
+def test_left_padding_is_invisible(tiny_pair):
+    a, _, seqs = tiny_pair
+    vocab = np.tile(np.arange(len(a.tokenizer)), (len(seqs), 1))
+    batched, _ = clean_readout(a.bridge, seqs, 0, vocab, batch_size=8)
+    single = np.stack([clean_readout(a.bridge, [s], 0, vocab[:1])[0][0] for s in seqs])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    ids, mask = left_pad([[5, 6], [7]], 0)
+    assert ids.tolist() == [[5, 6], [0, 7]] and mask.tolist() == [[1, 1], [0, 1]]
+
+
+def test_normalised_effect_known_cases():
+    r, s = np.array([0.0, 1.0, 2.0]), np.array([2.0, 3.0, 4.0])
+    assert normalised_effect(r, r, s) == 0.0
+    assert normalised_effect(s, r, s) == 1.0
+    assert normalised_effect((r + s) / 2, r, s) == pytest.approx(0.5)
+    stacked = normalised_effect(np.stack([r, s]), r, s)
+    np.testing.assert_allclose(stacked, [0.0, 1.0])
+    assert np.isnan(normalised_effect(r, r, r))  # no gap: undefined, not infinite
+    assert first_divergence([1, 2, 3], [1, 2, 4]) == 2 and first_divergence([1, 2], [1, 2, 3]) is None
+
+
+def patch_config(tmp_path, base, other, prompts, **patching):
+    return config_from_dict({
+        "name": "patch", "out": str(tmp_path / "run"),
+        "variants": [{"name": "base", "source": str(base), "reference": True}, {"name": "other", "source": str(other)}],
+        "prompt_sets": [{"name": "concepts", "vocabulary": str(prompts.parent / "vocab.tsv")}],
+        "analysis": {"n_boot": 100, "n_perm": 100, "umap_layers": "headline", "png": False, "k": 3},
+        "patching": {"prompts": str(prompts), "positions": 2, "batch_size": 7, **patching},
+    })
+
+
+@pytest.fixture()
+def patch_files(tmp_path, vocab_file):
+    (tmp_path / "vocab.tsv").write_text(vocab_file.read_text())
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "target": " is", "category": "c"}) + "\n" for p in PROMPTS))
+    return path
+
+
+def test_pipeline_self_patch_is_zero_and_last_layer_is_one(tiny_model, tiny_model_tuned, patch_files, tmp_path, monkeypatch):
+    from layerdrift import run
+
+    same = run(patch_config(tmp_path / "same", tiny_model, tiny_model, patch_files, select="all"), quiet=True).tables["patching"]
+    assert len(same) == 2 * 3 * 3  # two directions x three blocks x (two positions + all)
+    np.testing.assert_allclose(same["delta_logprob"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(same["delta_logit_diff"], 0.0, atol=1e-5)
+
+    result = run(patch_config(tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]), quiet=True)
+    table, prompts = result.tables["patching"], result.tables["patching_prompts"]
+    assert prompts["flip"].all() and len(prompts) >= 1
+    assert (prompts["token_a"] != prompts["token_b"]).all()
+    assert set(table["direction"]) == {"other into base", "base into other"}
+    last = table[(table.layer == 2) & (table.component == "resid")]
+    np.testing.assert_allclose(last.query("position == 'all'")["normalised_logit_diff"], 1.0, atol=1e-5)
+    np.testing.assert_allclose(last.query("position == '-2'")["normalised_logit_diff"], 0.0, atol=1e-5)
+    # A second run reuses everything: no model is loaded again.
+    import layerdrift.workbench.variants as variants
+
+    monkeypatch.setattr(variants, "load_variant", lambda *a, **k: pytest.fail("a cached patching run loaded a model"))
+    again = run(patch_config(tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]), quiet=True)
+    assert again.tables["patching"].equals(table)
+
+
+def test_patch_prompt_files_are_validated(tmp_path):
+    assert "flip-probes" in BUILTIN_PATCH_SETS
+    source, rows = load_patch_prompts("flip-probes")
+    assert len(rows) == 170 and {r.category for r in rows} == {"addition", "multiplication", "capital", "opposite"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "target": "b"}\n{"prompt": "a"}\n')
+    with pytest.raises(LayerdriftError, match=r"line 2 lacks a non-empty str field 'target'"):
+        load_patch_prompts(bad)
+    bad.write_text('{"prompt": "a", "target": "b"\n')
+    with pytest.raises(LayerdriftError, match="line 1 is not valid JSON"):
+        load_patch_prompts(bad)
+    with pytest.raises(LayerdriftError, match="neither a built-in"):
+        load_patch_prompts(tmp_path / "missing.jsonl")
+
+
+def test_patching_refuses_different_tokenizers(tiny_model, patch_files, tmp_path, vocab_file):
+    from layerdrift import run
+    from tests.conftest import build_tiny_llama
+
+    other = tmp_path / "other-tok"
+    other.mkdir()
+    build_tiny_llama(other)
+    tok = json.loads((other / "tokenizer.json").read_text())
+    tok["model"]["vocab"]["zzz-extra"] = len(tok["model"]["vocab"]) + 50
+    (other / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(LayerdriftError, match="one tokenizer"):
+        run(patch_config(tmp_path, tiny_model, other, patch_files), quiet=True)
