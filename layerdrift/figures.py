@@ -219,3 +219,122 @@ def concept_layer_curves(drift: pd.DataFrame, concept: int, term: str, metric: s
                       yaxis=dict(title="drift (log)" if metric == "drift" else "Jaccard", type="log" if metric == "drift" else "linear"),
                       xaxis=dict(title="residual point", **(_layer_ticks(d) if len(d) else {})), legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+# ---- activation patching -----------------------------------------------------------------
+PATCH_METRICS = {"normalised_logit_diff": "normalised effect on logit(B) − logit(A)", "normalised_logprob": "normalised effect on log p(target)",
+                 "delta_logit_diff": "Δ logit difference", "delta_logprob": "Δ log p(target)"}
+
+
+def _position_order(positions) -> list[str]:
+    """Offsets from the earliest to the last token, then 'all'."""
+    offsets = sorted((p for p in set(positions) if p != "all"), key=int)
+    return offsets + (["all"] if "all" in set(positions) else [])
+
+
+def patching_heatmap(patching: pd.DataFrame, direction: str, component: str, metric: str = "normalised_logit_diff") -> go.Figure:
+    """Layer x position map of one patching direction and component (0 = receiver unchanged, 1 = source's behaviour)."""
+    t = patching[(patching["direction"] == direction) & (patching["component"] == component)]
+    order = _position_order(t["position"])
+    grid = t.pivot_table(index="layer", columns="position", values=metric, aggfunc="first").reindex(columns=order)
+    normalised = metric.startswith("normalised")
+    fig = go.Figure(go.Heatmap(z=grid.values, x=[("token " + p) if p != "all" else "all tokens" for p in order], y=grid.index, colorscale="RdBu_r", zmid=0,
+                               zmin=-1 if normalised else None, zmax=1 if normalised else None, colorbar=dict(title="effect"),
+                               hovertemplate="block %{y}<br>%{x}<br>" + metric + " %{z:.3f}<extra></extra>"))
+    n = int(t["n_prompts"].max()) if len(t) else 0
+    fig.update_layout(**LAYOUT, title=f"Patching {direction}: {component} output<br><sup>{PATCH_METRICS[metric]}, {n} prompts</sup>",
+                      xaxis_title="patched position (from the end)", yaxis_title="block", height=560, width=760)
+    return fig
+
+
+def patching_curves(patching: pd.DataFrame, metric: str = "normalised_logit_diff", position: str = "all") -> go.Figure:
+    """Per-block effect of patching at one position (default every position at once), a line per direction and component."""
+    t = patching[patching["position"] == position]
+    fig = go.Figure()
+    colours = pair_colours(list(dict.fromkeys(t["direction"])))
+    dashes = {"resid": "solid", "attn": "dot", "mlp": "dash"}
+    for (direction, component), g in t.groupby(["direction", "component"], sort=False):
+        g = g.sort_values("layer")
+        fig.add_trace(go.Scatter(x=g["layer"], y=g[metric], mode="lines+markers", name=f"{direction} ({component})",
+                                 line=dict(color=colours[direction], dash=dashes.get(component, "solid")), marker=dict(size=5),
+                                 hovertemplate="block %{x}<br>%{y:.3f}<extra>" + f"{direction} ({component})" + "</extra>"))
+    where = "every position at once" if position == "all" else f"token {position}"
+    fig.add_hline(y=0, line=dict(color=FLOOR_COLOUR, width=1))
+    if metric.startswith("normalised"):
+        fig.add_hline(y=1, line=dict(color=FLOOR_COLOUR, width=1, dash="dash"))
+    fig.update_layout(**LAYOUT, title=f"Patching per block ({where}): {PATCH_METRICS[metric]}", xaxis_title="block", yaxis_title=metric.replace("_", " "),
+                      height=460, legend_title="source into receiver (component)")
+    return fig
+
+
+# ---- behaviour vectors --------------------------------------------------------------------
+def _behaviour_colours(behaviours) -> dict[str, str]:
+    return {b: CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)] for i, b in enumerate(dict.fromkeys(behaviours))}
+
+
+def behaviour_cosine_curves(cosine: pd.DataFrame, pair: str) -> go.Figure:
+    """Per-layer cosine between two variants' behaviour vectors, a line per behaviour."""
+    t = cosine[cosine["pair"] == pair]
+    colours = _behaviour_colours(cosine["behaviour"])
+    fig = go.Figure()
+    for b, g in t.groupby("behaviour", sort=False):
+        fig.add_trace(go.Scatter(x=g["layer"], y=g["cosine"], mode="lines+markers", name=b, line=dict(color=colours[b]), marker=dict(size=5),
+                                 customdata=g["label"], hovertemplate="layer %{customdata}<br>cos %{y:.3f}<extra>" + b + "</extra>"))
+    if len(t):
+        g = t.drop_duplicates("layer")
+        fig.update_xaxes(tickmode="array", tickvals=g["layer"][::2], ticktext=g["label"][::2])
+    fig.update_layout(**LAYOUT, title=f"Behaviour vectors, {pair}: cosine per layer", xaxis_title="residual point", yaxis_title="cosine", yaxis_range=[-0.2, 1.05],
+                      height=460, legend_title="behaviour")
+    return fig
+
+
+def behaviour_cross_heatmap(cross: pd.DataFrame, behaviour: str, variant: str) -> go.Figure:
+    """Cosine between a variant's behaviour vectors at every pair of layers."""
+    t = cross[(cross["behaviour"] == behaviour) & (cross["variant"] == variant)]
+    grid = t.pivot_table(index="layer_a", columns="layer_b", values="cosine", aggfunc="first")
+    labels = t.drop_duplicates("layer_a").sort_values("layer_a")["label_a"].tolist()
+    fig = go.Figure(go.Heatmap(z=grid.values, x=labels, y=labels, colorscale="Viridis", zmin=-0.2, zmax=1, colorbar=dict(title="cos"),
+                               hovertemplate="layer %{y} vs %{x}<br>cos %{z:.3f}<extra></extra>"))
+    fig.update_layout(**LAYOUT, title=f"{behaviour}: cosine between layers' vectors ({variant})", xaxis_title="layer", yaxis_title="layer", height=600, width=680)
+    return fig
+
+
+def behaviour_pca_scatter(pca: pd.DataFrame, behaviour: str) -> go.Figure:
+    """Joint PCA of every (variant, layer) L2-normalised vector of one behaviour, labelled by layer."""
+    t = pca[pca["behaviour"] == behaviour]
+    fig = go.Figure()
+    symbols = ["circle", "x", "diamond", "square", "triangle-up", "cross"]
+    colours = pair_colours(list(dict.fromkeys(t["variant"])))
+    for i, (v, g) in enumerate(t.groupby("variant", sort=False)):
+        fig.add_trace(go.Scatter(x=g["pc1"], y=g["pc2"], mode="lines+markers+text", name=v, text=g["label"], textposition="top right", textfont=dict(size=9),
+                                 marker=dict(symbol=symbols[i % len(symbols)], size=8, color=colours[v]), line=dict(color=colours[v], width=0.6),
+                                 hovertemplate="layer %{text}<br>(%{x:.3f}, %{y:.3f})<extra>" + v + "</extra>"))
+    ratio = t[["explained_pc1", "explained_pc2"]].iloc[0].tolist() if len(t) else [0, 0]
+    fig.update_layout(**LAYOUT, title=f"{behaviour}: PCA of normalised vectors across layers and variants", xaxis_title=f"PC1 ({100 * ratio[0]:.0f}%)",
+                      yaxis_title=f"PC2 ({100 * ratio[1]:.0f}%)", height=600, width=760, legend_title="variant")
+    return fig
+
+
+def steering_curves(steering: pd.DataFrame) -> go.Figure:
+    """Shift in P(matching answer) when +c (solid) or −c (dashed) times the vector is added at a block; a panel per behaviour."""
+    behaviours = list(dict.fromkeys(steering["behaviour"]))
+    cols = min(3, len(behaviours)) or 1
+    rows = -(-len(behaviours) // cols) or 1
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=behaviours, shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.14)
+    colours = pair_colours(list(dict.fromkeys(steering["variant"])))
+    for k, b in enumerate(behaviours):
+        r, c = divmod(k, cols)
+        for v, g in steering[(steering["behaviour"] == b) & (steering["scale"] != 0)].groupby("variant", sort=False):
+            for sign, dash in ((1, "solid"), (-1, "dash")):
+                h = g[np.sign(g["scale"]) == sign].sort_values("layer")
+                fig.add_trace(go.Scatter(x=h["layer"], y=h["shift"], mode="lines+markers", name=f"{v} {'+' if sign > 0 else '−'}c", legendgroup=f"{v}{sign}",
+                                         showlegend=k == 0, line=dict(color=colours[v], dash=dash), marker=dict(size=5),
+                                         hovertemplate="block %{x}<br>ΔP %{y:+.3f}<extra>" + f"{v} {'+' if sign > 0 else '−'}c" + "</extra>"), row=r + 1, col=c + 1)
+        fig.add_hline(y=0, line=dict(color=FLOOR_COLOUR, width=1), row=r + 1, col=c + 1)
+    scale = float(steering["scale"].abs().max()) if len(steering) else 0.0
+    n = int(steering["n_items"].max()) if len(steering) else 0
+    fig.update_layout(**LAYOUT, title=f"Steering check: shift in P(matching answer), ± {scale:g} × vector added at a block ({n} held-out items each)",
+                      height=300 * rows + 120, legend_title="variant, sign")
+    fig.update_yaxes(title_text="ΔP(matching)", col=1)
+    fig.update_xaxes(title_text="block", row=rows)
+    return fig

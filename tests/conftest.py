@@ -99,9 +99,16 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
     from layerdrift import run
     from layerdrift.workbench.config import config_from_dict
 
+    import json
+
     folder = tmp_path_factory.mktemp("tiny-vocab")
     vocab = folder / "vocab.tsv"
     vocab.write_text(VOCAB_TEXT, encoding="utf-8")
+    terms = [line.split("\t")[0] for line in VOCAB_TEXT.splitlines()[1:]]
+    (folder / "patch.jsonl").write_text("".join(json.dumps({"prompt": f"The concept of {t} is", "target": " love", "category": "c"}) + "\n" for t in terms))
+    (folder / "behaviour.jsonl").write_text("".join(
+        json.dumps({"question": f"Is {t} good?\n (A) yes\n (B) no", "answer_matching_behavior": "(A)" if i % 2 else "(B)", "answer_not_matching_behavior": "(B)" if i % 2 else "(A)"}) + "\n"
+        for i, t in enumerate(terms)))
     cfg = config_from_dict(
         {
             "name": "tiny-dash",
@@ -113,6 +120,8 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
             ],
             "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
             "analysis": {"k": 3, "n_boot": 100, "n_perm": 100, "umap_neighbors": 4, "png": False},
+            "patching": {"prompts": str(folder / "patch.jsonl"), "positions": 2, "select": "all", "max_prompts": 6, "components": ["resid", "attn"]},
+            "behaviour": {"sets": [str(folder / "behaviour.jsonl")], "steering_items": 3, "steering_layers": [0, 2]},
         }
     )
     return run(cfg, quiet=True)

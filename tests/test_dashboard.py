@@ -53,6 +53,28 @@ def test_state_follows_layer_pair_and_concept(tiny_run):
     assert {t.name for t in curve.data} == {"base→tuned", "base→floor"}
 
 
+def test_experiment_views_follow_their_tables(tiny_run):
+    from layerdrift.dashboards.experiments import PatchingView, VectorsView, experiment_tabs
+
+    t = tiny_run.tables
+    view = PatchingView(t)
+    assert view.param.direction.objects == ["tuned into base", "base into tuned"] and view.param.component.objects == ["resid", "attn"]
+    view.component = "attn"
+    heat = view.heatmap()
+    sel = t["patching"].query("direction == 'tuned into base' and component == 'attn' and layer == 1 and position == '-1'")
+    assert heat.data[0].z[1][1] == pytest.approx(sel["normalised_logit_diff"].iloc[0], nan_ok=True)  # columns: token -2, token -1, all
+    assert list(heat.data[0].x) == ["token -2", "token -1", "all tokens"]
+    assert len(view.prompt_table()) == 6 and set(view.prompt_table()["prompt"]) <= {f"The concept of {x} is" for x in tiny_run.meta["terms"]}
+    vectors = VectorsView(t)
+    assert vectors.param.pair.objects == ["base→tuned"] and vectors.behaviour == "behaviour"
+    cos = vectors.cosine_figure()
+    np.testing.assert_allclose(cos.data[0].y, t["behaviour_cosine"]["cosine"])
+    vectors.variant = "tuned"
+    assert "(tuned)" in vectors.cross_figure().layout.title.text
+    assert {tr.name for tr in vectors.steering_figure().data} == {"base +c", "base −c", "tuned +c", "tuned −c"}
+    assert [name for name, _ in experiment_tabs(t)] == ["Patching", "Behaviour vectors"]
+
+
 def test_build_app_makes_a_layout(tiny_run):
     app = build_app(tiny_run)
     assert app is not None and len(app.objects) == 3
@@ -111,6 +133,10 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
             assert page.locator(".nb-base").get_by_text(expected, exact=True).count() >= 1
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             assert (tmp_path / "dashboard.png").stat().st_size > 20000
+            page.get_by_text("Patching", exact=True).click()
+            page.get_by_text("Patching tuned into base: resid output").wait_for(timeout=20000)
+            page.get_by_text("Behaviour vectors", exact=True).click()
+            page.get_by_text("Behaviour vectors, base→tuned: cosine per layer").wait_for(timeout=20000)
             # a shared URL restores the view
             shared = browser.new_page(viewport={"width": 1920, "height": 1080})
             shared.goto(f"http://127.0.0.1:{port}/?layer=1&concept=4&pair=base%E2%86%92floor")

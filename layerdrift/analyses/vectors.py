@@ -18,15 +18,23 @@ def contrast_vectors(matching: Float[np.ndarray, "l n d"], non_matching: Float[n
     return np.mean(np.asarray(matching, np.float64) - np.asarray(non_matching, np.float64), axis=1)
 
 
+def _unit_or_nan(x: Float[np.ndarray, "l d"]) -> Float[np.ndarray, "l d"]:
+    """Rows scaled to unit length; a zero row (no direction, e.g. balanced letters at the embedding) becomes NaN."""
+    x = np.asarray(x, np.float64)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 1e-12, x / norm, np.nan)
+
+
 def layerwise_cosine(a: Float[np.ndarray, "l d"], b: Float[np.ndarray, "l d"]) -> Float[np.ndarray, "l"]:
-    """cos(a_l, b_l) for every layer: how far a behaviour direction moved between two variants."""
-    return np.einsum("ld,ld->l", l2_normalize(a), l2_normalize(b))
+    """cos(a_l, b_l) for every layer: how far a behaviour direction moved between two variants (NaN for a zero vector)."""
+    return np.einsum("ld,ld->l", _unit_or_nan(a), _unit_or_nan(b))
 
 
 def cross_layer_cosine(a: Float[np.ndarray, "la d"], b: Float[np.ndarray, "lb d"] | None = None) -> Float[np.ndarray, "la lb"]:
-    """cos(a_i, b_j) for every pair of layers (b defaults to a: a variant's own layer-to-layer map)."""
-    an = l2_normalize(a)
-    return an @ (an if b is None else l2_normalize(b)).T
+    """cos(a_i, b_j) for every pair of layers (b defaults to a: a variant's own layer-to-layer map; NaN for zero vectors)."""
+    an = _unit_or_nan(a)
+    return an @ (an if b is None else _unit_or_nan(b)).T
 
 
 def vector_pca(vectors: dict[str, Float[np.ndarray, "l d"]], n_components: int = 2) -> tuple[dict[str, Float[np.ndarray, "l c"]], Float[np.ndarray, "c"]]:

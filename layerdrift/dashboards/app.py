@@ -17,6 +17,7 @@ import param
 import plotly.graph_objects as go
 
 from layerdrift import figures as F
+from layerdrift.dashboards.experiments import experiment_tabs
 from layerdrift.workbench.runs import Run
 
 
@@ -272,7 +273,7 @@ def build_app(run: Run) -> pn.viewable.Viewable:
         jaccard_pane,
     )
     overview = pn.Column(pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), top), violin_pane), pn.Row(cka_pane, rank_pane), heat_pane)
-    tabs = pn.Tabs(("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)), ("Overview", overview), dynamic=False)
+    tabs = pn.Tabs(("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)), ("Overview", overview), *experiment_tabs(run.tables), dynamic=False)
     title = f"layerdrift · {run.store.manifest['config']['name']} · reference {run.meta['reference']}"
     return pn.Column(pn.pane.Markdown(f"## {title}"), controls, tabs, sizing_mode="stretch_width")
 

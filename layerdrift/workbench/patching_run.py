@@ -250,6 +250,7 @@ class PatchingRun:
         clean: dict[tuple[str, str], dict[str, Any]] = {}
         sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
         pending = [(o, s, d) for o in plans for s, d in ([(o, self.receiver), (self.receiver, o)] if self.spec.both_directions else [(o, self.receiver)])]
+        order = list(pending)  # tables list each pair's "other into receiver" first, whatever order the sweeps ran in
         # Visit each variant: capture its activations on its pairs' prompts, then patch into it what is already captured.
         # A second round patches what needed a partner captured later.
         for visit in [*variants, *variants]:
@@ -264,7 +265,7 @@ class PatchingRun:
                         pending.remove((o, s, d))
             finally:
                 model.release()
-        return self.tables(plans, clean, sweeps)
+        return self.tables(plans, clean, {k: sweeps[k] for k in order})
 
     def tables(self, plans: dict[str, PairPlan], clean: dict[tuple[str, str], dict[str, Any]], sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]]) -> dict[str, pd.DataFrame]:
         """The long effect table (pair, direction, component, layer, position) and the per-prompt table."""

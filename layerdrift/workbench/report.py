@@ -49,6 +49,31 @@ def build_figures(analysis: Analysis) -> dict[str, go.Figure]:
         for i, p in enumerate(x for x in meta["pairs"] if x["a"] == meta["reference"]):
             figs[f"umap_trajectories_{i + 1}"] = F.umap_trajectories(proj, t["drift"], p["a"], p["b"], p["label"], head, terms, cats)
         figs["umap_by_category"] = F.umap_by_category(proj, head, terms, cats)
+    figs.update(experiment_figures(t))
+    return figs
+
+
+def experiment_figures(t: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
+    """Patching and behaviour-vector figures, when the run has those tables."""
+    figs: dict[str, go.Figure] = {}
+    patching = t.get("patching")
+    if patching is not None and len(patching):
+        figs["patching_by_block"] = F.patching_curves(patching)
+        figs["patching_by_block_last_token"] = F.patching_curves(patching, position="-1")
+        for i, ((direction, component), _) in enumerate(patching.groupby(["direction", "component"], sort=False)):
+            figs[f"patching_map_{i + 1}"] = F.patching_heatmap(patching, direction, component)
+    cosine = t.get("behaviour_cosine")
+    if cosine is not None and len(cosine):
+        for i, pair in enumerate(dict.fromkeys(cosine["pair"])):
+            figs[f"behaviour_cosine_{i + 1}"] = F.behaviour_cosine_curves(cosine, pair)
+    pca, cross = t.get("behaviour_pca"), t.get("behaviour_cross")
+    for i, b in enumerate(dict.fromkeys(pca["behaviour"]) if pca is not None and len(pca) else []):
+        figs[f"behaviour_pca_{i + 1}"] = F.behaviour_pca_scatter(pca, b)
+        first = cross[cross["behaviour"] == b]["variant"].iloc[0]
+        figs[f"behaviour_layers_{i + 1}"] = F.behaviour_cross_heatmap(cross, b, first)
+    steering = t.get("behaviour_steering")
+    if steering is not None and len(steering):
+        figs["behaviour_steering"] = F.steering_curves(steering)
     return figs
 
 
@@ -86,6 +111,47 @@ def headline_frames(analysis: Analysis, top_n: int = 10) -> dict[str, pd.DataFra
     return {"pairs": pairs, "categories": cats, "top": top}
 
 
+def experiment_frames(t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Summary tables of the patching and behaviour experiments (empty when the run has none)."""
+    out: dict[str, pd.DataFrame] = {}
+    patching = t.get("patching")
+    if patching is not None and len(patching):
+        rows = []
+        for (direction, component), g in patching.groupby(["direction", "component"], sort=False):
+            every = g[g["position"] == "all"].sort_values("layer")
+            last = g[g["position"] == "-1"].dropna(subset=["normalised_logit_diff"])
+            others = g[~g["position"].isin(["all", "-1"])]["normalised_logit_diff"].dropna()
+            half = every[every["normalised_logit_diff"] >= 0.5]["layer"]
+            best_last = last.loc[last["normalised_logit_diff"].idxmax()] if len(last) else None
+            rows.append({"direction": direction, "component": component, "prompts": int(g["n_prompts"].max()),
+                         "first block ≥ 0.5 (all tokens)": int(half.iloc[0]) if len(half) else None,
+                         "max effect, last token": float(best_last["normalised_logit_diff"]) if best_last is not None else None,
+                         "at block": int(best_last["layer"]) if best_last is not None else None,
+                         "max effect, earlier tokens": float(others.max()) if len(others) else None})
+        out["patching"] = pd.DataFrame(rows)
+    cosine = t.get("behaviour_cosine")
+    if cosine is not None and len(cosine):
+        rows = []
+        for (b, pair), g in cosine.groupby(["behaviour", "pair"], sort=False):
+            blocks = g[~g["label"].isin(["embed", "final"])].dropna(subset=["cosine"]).sort_values("layer")
+            if blocks.empty:
+                continue
+            low = blocks.loc[blocks["cosine"].idxmin()]
+            rows.append({"behaviour": b, "pair": pair, "cos first block": float(blocks["cosine"].iloc[0]), "min cos": float(low["cosine"]), "at block": low["label"],
+                         "cos last block": float(blocks["cosine"].iloc[-1]), "mean cos": float(blocks["cosine"].mean())})
+        out["behaviour"] = pd.DataFrame(rows)
+    steering = t.get("behaviour_steering")
+    if steering is not None and len(steering):
+        rows = []
+        for (b, v), g in steering.groupby(["behaviour", "variant"], sort=False):
+            plus = g[g["scale"] > 0].set_index("layer")["shift"]
+            minus = g[g["scale"] < 0].set_index("layer")["shift"]
+            rows.append({"behaviour": b, "variant": v, "P(matching)": float(g[g["scale"] == 0]["p_matching"].iloc[0]), "max shift +c": float(plus.max()),
+                         "min shift −c": float(minus.min()), "blocks with the expected signs": f"{int(((plus > 0) & (minus < 0)).sum())}/{len(plus)}"})
+        out["steering"] = pd.DataFrame(rows)
+    return out
+
+
 def write_report(store: RunStore, analysis: Analysis, png: bool = True) -> tuple[Path, list[str]]:
     """Write RUN/report: tables/*.parquet|csv, figures/*.html|png, index.html. Returns (folder, notes)."""
     folder = store.root / REPORT
@@ -116,6 +182,9 @@ def index_html(store: RunStore, analysis: Analysis, figs: dict[str, Any], with_p
         body = f'<img src="figures/{name}.png" alt="{title}" loading="lazy">' if with_png else ""
         fig_html.append(f'<figure><figcaption>{title} — <a href="figures/{name}.html">interactive</a></figcaption>{body}</figure>')
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    titles = {"patching": "Activation patching (normalised effect on logit(B) − logit(A): 0 = receiver, 1 = source)",
+              "behaviour": "Behaviour vectors: cosine between variants", "steering": "Steering check: shift in P(matching answer)"}
+    experiments_html = "".join(f"<h2>{titles[k]}</h2>{_table_html(f, 3)}" for k, f in experiment_frames(analysis.tables).items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {html.escape(m['config']['name'])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}}
 table.t{{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}} table.t td,table.t th{{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}}
@@ -129,6 +198,7 @@ Drift = 1 − cos of L2-normalised last-token vectors; CIs are 95% bootstrap int
 <h2>Variant pairs</h2>{_table_html(frames['pairs'])}
 <h2>Categories</h2>{_table_html(frames['categories'])}
 <h2>Top 10 drifters per pair</h2>{_table_html(frames['top'])}
+{experiments_html}
 <h2>Figures</h2>{''.join(fig_html)}
 <h2>Provenance</h2>{_table_html(variants)}
 <p>config hash <code>{m['config_hash']}</code>; created {m['created']}, updated {m['updated']}; seed {meta['seed']}.</p>

@@ -14,7 +14,7 @@ from layerdrift.workbench.analyze import Analysis, analyze_cached, load_analysis
 from layerdrift.workbench.config import ExperimentConfig
 from layerdrift.workbench.experiments import load_experiment_tables, run_experiments
 from layerdrift.workbench.pipeline import extract, progress_bars
-from layerdrift.workbench.report import REPORT, build_figures, headline_frames, write_report
+from layerdrift.workbench.report import REPORT, build_figures, experiment_frames, headline_frames, write_report
 from layerdrift.workbench.store import RunStore
 
 
@@ -76,12 +76,15 @@ def print_headline(result: Run, top_n: int = 10) -> None:
     from rich.table import Table
 
     console = Console(width=160)
-    frames = headline_frames(result.analysis, top_n)
+    frames = {**headline_frames(result.analysis, top_n), **experiment_frames(result.tables)}
     meta = result.meta
     titles = {
         "pairs": f"Variant pairs: cosine drift at layer {meta['headline_label']} ({len(meta['terms'])} concepts, 95% bootstrap CI)",
         "categories": "Categories: drift by pair (share = % of the top quartile / of the vocabulary; p = permutation test vs the rest)",
         "top": f"Top {top_n} drifters per pair",
+        "patching": "Activation patching: normalised effect on logit(B) − logit(A) (0 = receiver unchanged, 1 = source's behaviour)",
+        "behaviour": "Behaviour vectors: cosine between variants per block",
+        "steering": "Steering check: shift in P(matching answer) with ± c × vector",
     }
     for key, frame in frames.items():
         if frame.empty:
