@@ -13,20 +13,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def quant_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smollm2")
-    cfg = config_from_dict(
-        {
-            "name": "smol",
-            "out": str(out),
-            "variants": [
-                {"name": "reference", "source": "smollm2-135m-instruct", "reference": True},
-                {"name": "nf4", "source": "smollm2-135m-instruct", "quantization": "nf4"},
-                {"name": "int8", "source": "smollm2-135m-instruct", "quantization": "int8"},
-            ],
-            "capture": {"batch_size": 47},
-        }
-    )
-    return extract(cfg, quiet=True)
+    return extract(quant_config(tmp_path_factory.mktemp("smollm2")), quiet=True)
 
 
 def mean_cosine_distance(a, b):
@@ -54,3 +41,53 @@ def test_final_norm_shapes_and_quantization_drift(quant_run):
 def test_multi_token_terms_are_flagged(quant_run):
     multi = quant_run.manifest["captures"]["reference/concepts"]["multi_token_terms"]
     assert multi["Feynman"] == 3 and "France" not in multi
+
+
+def test_patching_reference_vs_nf4_is_small_and_exact_at_the_last_block(quant_run):
+    """On all prompts (not only flips), NF4's activations barely move the reference's predictions."""
+    from layerdrift.workbench.patching_run import PatchingRun
+
+    cfg = quant_config(quant_run.root, patching={"compare": ["nf4"], "layers": [0, 15, 29], "positions": 1, "select": "all", "max_prompts": 12, "both_directions": False})
+    tables = PatchingRun(cfg, quant_run).run()
+    table, prompts = tables["patching"], tables["patching_prompts"]
+    assert len(prompts) == 12 and set(table["direction"]) == {"nf4 into reference"}
+    # the typical prompt's target log-probability moves little between the two (a few prompts move by 1-2.5 nats)
+    gap = (prompts["logprob_target_b"] - prompts["logprob_target_a"]).abs()
+    assert gap.median() < 0.5, gap.describe()
+    last = table[(table["layer"] == 29) & (table["position"] == "all")].iloc[0]
+    assert last["normalised_logprob"] == pytest.approx(1.0, abs=1e-3)  # NF4's last block output carries all of NF4's behaviour
+    first = table[(table["layer"] == 0) & (table["position"] == "all")].iloc[0]
+    assert abs(first["normalised_logprob"]) < 0.5  # one early block's quantization error carries a small part of it
+
+
+def test_behaviour_vectors_across_quantization(quant_run):
+    """Shipped sets on reference / NF4 / INT8: vectors agree early, and in the late blocks INT8 stays closer to the reference than NF4."""
+    from layerdrift.workbench.behaviour_run import BehaviourRun
+
+    cfg = quant_config(quant_run.root, behaviour={"sets": ["myopic-reward", "corrigibility"], "max_items": 28, "steering_items": 4, "steering_layers": [12]})
+    tables = BehaviourRun(cfg, quant_run).run()
+    cos = tables["behaviour_cosine"]
+    blocks = cos[~cos["label"].isin(["embed", "final"])]
+    early = blocks[blocks["layer"].between(1, 5)].groupby("pair")["cosine"].mean()
+    late = blocks[blocks["layer"] >= 20].groupby("pair")["cosine"].mean()
+    # (INT8 runs its matmuls in float16, which blurs the early, low-norm vectors more than NF4's float32 compute does)
+    assert early["reference→nf4"] > 0.9 and early["reference→int8"] > 0.7, early
+    assert late["reference→int8"] > late["reference→nf4"]  # 8-bit weights move the directions less than 4-bit ones
+    steer = tables["behaviour_steering"]
+    assert len(steer) == 2 * 3 * 3 and steer["p_matching"].between(0, 1).all()
+
+
+def quant_config(root, **extra):
+    return config_from_dict(
+        {
+            "name": "smol",
+            "out": str(root),
+            "variants": [
+                {"name": "reference", "source": "smollm2-135m-instruct", "reference": True},
+                {"name": "nf4", "source": "smollm2-135m-instruct", "quantization": "nf4"},
+                {"name": "int8", "source": "smollm2-135m-instruct", "quantization": "int8"},
+            ],
+            "capture": {"batch_size": 47},
+            **extra,
+        }
+    )
