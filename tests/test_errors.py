@@ -107,3 +107,22 @@ def test_term_missing_from_match_position(tiny_model, vocab_file, tmp_path):
 
     with pytest.raises(LayerdriftError, match=r"looks for 'banana', which does not occur in prompt 0 \('The concept of love is'\)"):
         extract(tiny_config(tiny_model, vocab_file, tmp_path / "run", positions=["match:banana"]), quiet=True)
+
+
+EXPERIMENT_CASES = {
+    "unknown behaviour set": ('[behaviour]\nsets = ["sycophancy", "nope"]', r"behaviour set 'nope' is neither a built-in \(corrigibility, .*\) nor an existing file"),
+    "too many held out": ('[behaviour]\nsets = ["sycophancy"]\nsteering_items = 45', r"behaviour set 'sycophancy' has 40 items, too few to hold out 45"),
+    "unknown patch set": ('[patching]\nprompts = "no-such-set"', r"patching prompt set 'no-such-set' is neither a built-in \(flip-probes\)"),
+    "nothing to patch": ('[patching]\ncompare = ["a"]', r"patching has no variant to compare with 'a'"),
+    "patching variant typo": ('[patching]\ncompare = ["nf5"]', r"patching.compare names variant 'nf5', which is not one of \['a'\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(EXPERIMENT_CASES))
+def test_experiment_errors_come_before_any_capture(tmp_path, capsys, case):
+    extra, pattern = EXPERIMENT_CASES[case]
+    code, err = run_cli(capsys, "run", "--config", write_config(tmp_path, '[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\n', extra), "--quiet")
+    import re
+
+    assert code == 2 and re.search(pattern, err), err
+    assert not (tmp_path / "out").exists()

@@ -46,6 +46,19 @@ def p_matching(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(logits[..., 1] - logits[..., 0]))
 
 
+def behaviour_sets(spec: BehaviourSpec) -> list[BehaviourSet]:
+    """Load and check the configured sets (run before anything is extracted, so a bad set writes nothing)."""
+    sets = [load_behaviour_set(s) for s in spec.sets]
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise LayerdriftError(f"behaviour.sets lists a set twice ({names}); give each file a distinct name.")
+    for s in sets:
+        n = min(len(s.items), spec.max_items)
+        if n - spec.steering_items < 2:
+            raise LayerdriftError(f"behaviour set '{s.name}' has {n} items, too few to hold out {spec.steering_items} for steering and keep 2 for the vector; lower behaviour.steering_items.")
+    return sets
+
+
 class BehaviourRun:
     """One behaviour-vector experiment of a config on a run store."""
 
@@ -53,14 +66,7 @@ class BehaviourRun:
         assert config.behaviour is not None
         self.config, self.store = config, store
         self.spec: BehaviourSpec = config.behaviour
-        self.sets: list[BehaviourSet] = [load_behaviour_set(s) for s in self.spec.sets]
-        names = [s.name for s in self.sets]
-        if len(set(names)) != len(names):
-            raise LayerdriftError(f"behaviour.sets lists a set twice ({names}); give each file a distinct name.")
-        for s in self.sets:
-            n = min(len(s.items), self.spec.max_items)
-            if n - self.spec.steering_items < 2:
-                raise LayerdriftError(f"behaviour set '{s.name}' has {n} items, too few to hold out {self.spec.steering_items} for steering and keep 2 for the vector; lower behaviour.steering_items.")
+        self.sets = behaviour_sets(self.spec)
         self.variants = self.spec.variants or config.non_floor_variants()
         self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in self.variants}
         self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "sets": [[i.__dict__ for i in s.items] for s in self.sets], "variants": self.identity})

@@ -51,6 +51,19 @@ def _save(store: RunStore, experiment: str, key: str, tables: dict[str, pd.DataF
     write_json_atomic(out / RECORD, record)
 
 
+def check_experiments(config: ExperimentConfig) -> None:
+    """Load and check the experiments' data sets and variant choices before any capture is written."""
+    from layerdrift.concepts.patch_prompts import load_patch_prompts
+    from layerdrift.workbench.behaviour_run import behaviour_sets
+    from layerdrift.workbench.patching_run import patching_variants
+
+    if config.patching is not None:
+        load_patch_prompts(config.patching.prompts)
+        patching_variants(config)
+    if config.behaviour is not None:
+        behaviour_sets(config.behaviour)
+
+
 def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
     """Run (or reuse) the patching and behaviour experiments a config asks for; returns their tables."""
     from layerdrift.workbench.behaviour_run import BehaviourRun

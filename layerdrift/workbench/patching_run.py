@@ -86,6 +86,16 @@ def pair_metric(name: str, plan: PairPlan, logits: np.ndarray, lse: np.ndarray) 
     return logit_difference(logits, READ["b"], READ["a"])
 
 
+def patching_variants(config: ExperimentConfig) -> tuple[str, list[str]]:
+    """(receiver, compared variants); an error if there is nothing to compare."""
+    assert config.patching is not None
+    receiver = config.patching.receiver or config.reference
+    others = [v for v in (config.patching.compare or config.non_floor_variants()) if v != receiver]
+    if not others:
+        raise LayerdriftError(f"patching has no variant to compare with '{receiver}'; add another variant or set patching.compare.")
+    return receiver, others
+
+
 class PatchingRun:
     """One patching experiment of a config on a run store."""
 
@@ -94,10 +104,7 @@ class PatchingRun:
         self.config, self.store, self.quiet = config, store, quiet
         self.spec: PatchingSpec = config.patching
         self.source, self.prompts = load_patch_prompts(self.spec.prompts)
-        self.receiver = self.spec.receiver or config.reference
-        self.others = [v for v in (self.spec.compare or config.non_floor_variants()) if v != self.receiver]
-        if not self.others:
-            raise LayerdriftError(f"patching has no variant to compare with '{self.receiver}'; add another variant or set patching.compare.")
+        self.receiver, self.others = patching_variants(config)
         self.root = store.root / PATCHING
         self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in [self.receiver, *self.others]}
         self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "prompts": [p.__dict__ for p in self.prompts], "variants": self.identity})

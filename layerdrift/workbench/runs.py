@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from layerdrift.workbench.analyze import Analysis, analyze_cached, load_analysis
 from layerdrift.workbench.config import ExperimentConfig
-from layerdrift.workbench.experiments import load_experiment_tables, run_experiments
+from layerdrift.workbench.experiments import check_experiments, load_experiment_tables, run_experiments
 from layerdrift.workbench.pipeline import extract, progress_bars
 from layerdrift.workbench.report import REPORT, build_figures, experiment_frames, headline_frames, write_report
 from layerdrift.workbench.store import RunStore
@@ -54,6 +54,7 @@ def open_run(path: str | Path) -> Run:
 def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False) -> Run:
     """Extraction (reusing the cache) + every analysis (cached when unchanged) + the report folder."""
     t0 = time.perf_counter()
+    check_experiments(config)
     store = extract(config, out=out, quiet=quiet)
 
     def say(msg: str) -> None:
