@@ -282,7 +282,7 @@ def behaviour_cosine_curves(cosine: pd.DataFrame, pair: str) -> go.Figure:
                                  customdata=g["label"], hovertemplate="layer %{customdata}<br>cos %{y:.3f}<extra>" + b + "</extra>"))
     if len(t):
         g = t.drop_duplicates("layer")
-        fig.update_xaxes(tickmode="array", tickvals=g["layer"][::2], ticktext=g["label"][::2])
+        fig.update_xaxes(tickmode="array", tickvals=g["layer"].tolist()[::2], ticktext=g["label"].tolist()[::2])
     fig.update_layout(**LAYOUT, title=f"Behaviour vectors, {pair}: cosine per layer", xaxis_title="residual point", yaxis_title="cosine", yaxis_range=[-0.2, 1.05],
                       height=460, legend_title="behaviour")
     return fig

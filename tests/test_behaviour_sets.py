@@ -11,7 +11,7 @@ from layerdrift.analyses.vectors import layerwise_cosine
 from layerdrift.concepts.behaviour_vectors import load_behaviour_vectors
 from layerdrift.concepts.behaviours import BUILTIN_BEHAVIOURS, load_behaviour_set
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.behaviour_run import auto_steering_layers, p_matching
+from layerdrift.workbench.behaviour_run import auto_steering_layers, balanced_split, p_matching
 from layerdrift.workbench.config import config_from_dict
 from tests.conftest import planted_direction
 
@@ -43,6 +43,16 @@ def test_user_behaviour_files_are_validated(tmp_path, row, message):
     path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(LayerdriftError, match=message):
         load_behaviour_set(path)
+
+
+def test_held_out_items_keep_the_letter_balance():
+    letters = list("ABBAABABBA")
+    train, held = balanced_split(letters, 4)
+    assert sorted(train + held) == list(range(10)) and len(held) == 4
+    assert [letters[i] for i in held].count("A") == 2 and [letters[i] for i in train].count("A") == 3
+    assert held == [6, 7, 8, 9]  # taken from the end
+    assert balanced_split(letters, 0) == (list(range(10)), [])
+    assert balanced_split(list("AAAB"), 2)[1] == [2, 3]
 
 
 def test_steering_helpers():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import Float
 
-from layerdrift.analyses.drift import l2_normalize
 from layerdrift.analyses.projection import pca
 
 
@@ -38,8 +37,11 @@ def cross_layer_cosine(a: Float[np.ndarray, "la d"], b: Float[np.ndarray, "lb d"
 
 
 def vector_pca(vectors: dict[str, Float[np.ndarray, "l d"]], n_components: int = 2) -> tuple[dict[str, Float[np.ndarray, "l c"]], Float[np.ndarray, "c"]]:
-    """PCA of L2-normalised vectors of every (variant, layer), fitted jointly; returns coordinates per variant."""
+    """PCA of L2-normalised vectors of every (variant, layer), fitted jointly; zero vectors are left out (NaN coordinates)."""
     names = list(vectors)
-    coords, ratio = pca(np.concatenate([l2_normalize(vectors[n]) for n in names]), n_components)
+    stacked = np.concatenate([_unit_or_nan(vectors[n]) for n in names])
+    keep = np.isfinite(stacked).all(axis=1)
+    coords = np.full((len(stacked), n_components), np.nan)
+    coords[keep], ratio = pca(stacked[keep], n_components)
     sizes = np.cumsum([0] + [vectors[n].shape[0] for n in names])
     return {n: coords[sizes[i] : sizes[i + 1]] for i, n in enumerate(names)}, ratio

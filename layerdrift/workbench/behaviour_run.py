@@ -46,6 +46,25 @@ def p_matching(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(logits[..., 1] - logits[..., 0]))
 
 
+def balanced_split(letters: list[str], n_held_out: int) -> tuple[list[int], list[int]]:
+    """Hold out ``n_held_out`` items from the end, taking the matching letters in turn, so both parts keep the set's letter balance.
+
+    With the letters balanced in the training part, the letter's own direction cancels out of
+    the vector (at the embedding it is exactly zero) and what remains is the behaviour.
+    """
+    by_letter: dict[str, list[int]] = {}
+    for i, letter in enumerate(letters):
+        by_letter.setdefault(letter, []).append(i)
+    queues = [list(reversed(ix)) for _, ix in sorted(by_letter.items())]
+    held: list[int] = []
+    while len(held) < n_held_out and any(queues):
+        for q in queues:
+            if q and len(held) < n_held_out:
+                held.append(q.pop(0))
+    held_set = set(held)
+    return [i for i in range(len(letters)) if i not in held_set], sorted(held)
+
+
 def behaviour_sets(spec: BehaviourSpec) -> list[BehaviourSet]:
     """Load and check the configured sets (run before anything is extracted, so a bad set writes nothing)."""
     sets = [load_behaviour_set(s) for s in spec.sets]
@@ -71,11 +90,9 @@ class BehaviourRun:
         self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in self.variants}
         self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "sets": [[i.__dict__ for i in s.items] for s in self.sets], "variants": self.identity})
 
-    def items(self, s: BehaviourSet) -> tuple[list, list]:
-        """(training items for the vector, held-out items for steering)."""
-        items = list(s.items[: self.spec.max_items])
-        cut = len(items) - self.spec.steering_items
-        return items[:cut], items[cut:]
+    def split(self, s: BehaviourSet) -> tuple[list[int], list[int]]:
+        """(training item indices for the vector, held-out indices for steering), see ``balanced_split``."""
+        return balanced_split([i.matching for i in s.items[: self.spec.max_items]], self.spec.steering_items)
 
     def encode(self, loaded: LoadedVariant, s: BehaviourSet) -> tuple[list[list[int]], list[list[int]]]:
         """Token ids of every item answered with the matching letter and with the other letter."""
@@ -126,7 +143,7 @@ class BehaviourRun:
 
     def steer(self, s: BehaviourSet, name: str, vectors: np.ndarray, model: Callable[[], LoadedVariant]) -> list[dict[str, Any]]:
         """P(matching letter) on held-out items with 0, +c and -c times the vector added at each steering block (cached)."""
-        _, held_out = self.items(s)
+        _, held_out = self.split(s)
         if not held_out:
             return []
         n_layers = self.store.n_layers(name)
@@ -141,9 +158,8 @@ class BehaviourRun:
             pass
         loaded = model()
         matching, other = self.encode(loaded, s)
-        first_held = len(matching) - len(held_out)
         seqs, reads = [], []
-        for m, o in zip(matching[first_held:], other[first_held:]):
+        for m, o in zip([matching[i] for i in held_out], [other[i] for i in held_out]):
             j = next(k for k, (x, y) in enumerate(zip(m, o)) if x != y)
             seqs.append(m[:j])
             reads.append([m[j], o[j]])
@@ -171,8 +187,8 @@ class BehaviourRun:
             try:
                 for s in self.sets:
                     matching, other, labels[v] = self.capture(s, v, model, progress)
-                    n_train = len(self.items(s)[0])
-                    vectors.setdefault(v, {})[s.name] = contrast_vectors(matching[:, :n_train], other[:, :n_train])
+                    train, _ = self.split(s)
+                    vectors.setdefault(v, {})[s.name] = contrast_vectors(matching[:, train], other[:, train])
                     if self.spec.steering_items:
                         steering += self.steer(s, v, vectors[v][s.name], model)
             finally:

@@ -143,7 +143,7 @@ class PatchingRun:
                 "target_ids": target_ids,
                 "answer_ids": new,
                 "answers": [tok.decode(a, skip_special_tokens=True) for a in new],
-                "tokens": {str(t): tok.convert_ids_to_tokens([t])[0] for a in new for t in a},
+                "tokens": {str(t): tok.decode([t]) for a in new for t in a},
             }
         finally:
             model.release()
