@@ -120,7 +120,7 @@ def test_pipeline_self_patch_is_zero_and_last_layer_is_one(tiny_model, tiny_mode
     result = run(patch_config(tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]), quiet=True)
     table, prompts = result.tables["patching"], result.tables["patching_prompts"]
     assert prompts["flip"].all() and len(prompts) >= 1
-    assert (prompts["token_a"] != prompts["token_b"]).all()
+    assert (prompts["id_a"] != prompts["id_b"]).all()  # the two variants part at these tokens
     assert set(table["direction"]) == {"other into base", "base into other"}
     last = table[(table.layer == 2) & (table.component == "resid")]
     np.testing.assert_allclose(last.query("position == 'all'")["normalised_logit_diff"], 1.0, atol=1e-5)

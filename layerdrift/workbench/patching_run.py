@@ -58,6 +58,12 @@ PATCHING = "patching"
 READ = {"a": 0, "b": 1, "target": 2}  # columns of the read-out token ids: A's branch token, B's, the target's
 
 
+def token_text(tokenizer: Any, token_id: int) -> str:
+    """A token as text (its raw form when it is a fragment of a UTF-8 character)."""
+    text = tokenizer.decode([token_id])
+    return text if text and "\ufffd" not in text else tokenizer.convert_ids_to_tokens([token_id])[0]
+
+
 def normalise_answer(text: str) -> str:
     """An answer as compared for flips: its first line, trimmed, without trailing punctuation."""
     return text.strip().split("\n")[0].strip().rstrip(".,;:!?").strip()
@@ -143,7 +149,7 @@ class PatchingRun:
                 "target_ids": target_ids,
                 "answer_ids": new,
                 "answers": [tok.decode(a, skip_special_tokens=True) for a in new],
-                "tokens": {str(t): tok.decode([t]) for a in new for t in a},
+                "tokens": {str(t): token_text(tok, t) for a in new for t in a},
             }
         finally:
             model.release()
@@ -176,6 +182,7 @@ class PatchingRun:
             ok.append(target_ok)
             rows.append({"prompt_index": i, "prompt": p.prompt, "category": p.category, "target": p.target, "answer_a": A["answers"][i], "answer_b": B["answers"][i],
                          "flip": flip, "branch": j, "token_a": A["tokens"].get(str(read[0]), str(read[0])), "token_b": B["tokens"].get(str(read[1]), str(read[1])),
+                         "id_a": read[0], "id_b": read[1],
                          "n_tokens": len(seq)})
             if len(seqs) >= self.spec.max_prompts:
                 break
