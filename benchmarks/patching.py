@@ -30,7 +30,7 @@ def capture_every_token(loaded, seqs: list[list[int]], hooks: list[str]) -> dict
     for s in seqs:
         grabbed = {}
 
-        def grabber(name):
+        def grabber(name, grabbed=grabbed):
             def grab(act, hook=None):
                 grabbed[name] = act[0].detach().float().numpy()
 
@@ -52,12 +52,12 @@ def per_cell_loop(loaded, seqs, hooks, sources, offsets, read_ids) -> np.ndarray
             for i, s in enumerate(seqs):
                 src = torch.as_tensor(sources[hook][i])
 
-                def patch(act, hook=None):
+                def patch(act, hook=None, off=off, src=src, n=len(s)):
                     act = act.clone()
                     if off == ALL_POSITIONS:
                         act[0] = src
                     else:
-                        act[0, len(s) + off] = src[len(s) + off]
+                        act[0, n + off] = src[n + off]
                     return act
 
                 with loaded.bridge.hooks(fwd_hooks=[(hook, patch)]):

@@ -23,6 +23,7 @@ EXPERIMENT_TABLES = {
 }
 OPTIONAL_TABLES = tuple(t for tables in EXPERIMENT_TABLES.values() for t in tables)
 RECORD = "experiments.json"
+VERSION = "1"  # bump when an experiment's tables change meaning, so older cached tables are recomputed
 
 
 def _record(store: RunStore) -> dict[str, Any]:
@@ -74,10 +75,11 @@ def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = N
         if spec is None:
             continue
         job = runner(config, store)
-        cached = _load(store, EXPERIMENT_TABLES[experiment]) if _record(store).get(experiment) == job.key else None
+        key = f"{VERSION}:{job.key}"
+        cached = _load(store, EXPERIMENT_TABLES[experiment]) if _record(store).get(experiment) == key else None
         if cached is None:
             cached = job.run(progress, say)
-            _save(store, experiment, job.key, cached)
+            _save(store, experiment, key, cached)
         tables.update(cached)
     return tables
 

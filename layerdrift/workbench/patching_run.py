@@ -105,11 +105,11 @@ def patching_variants(config: ExperimentConfig) -> tuple[str, list[str]]:
 class PatchingRun:
     """One patching experiment of a config on a run store."""
 
-    def __init__(self, config: ExperimentConfig, store: RunStore, quiet: bool = True):
+    def __init__(self, config: ExperimentConfig, store: RunStore):
         assert config.patching is not None
-        self.config, self.store, self.quiet = config, store, quiet
+        self.config, self.store = config, store
         self.spec: PatchingSpec = config.patching
-        self.source, self.prompts = load_patch_prompts(self.spec.prompts)
+        _, self.prompts = load_patch_prompts(self.spec.prompts)
         self.receiver, self.others = patching_variants(config)
         self.root = store.root / PATCHING
         self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in [self.receiver, *self.others]}
