@@ -119,14 +119,13 @@ def experiment_frames(t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         rows = []
         for (direction, component), g in patching.groupby(["direction", "component"], sort=False):
             every = g[g["position"] == "all"].sort_values("layer")
-            last = g[g["position"] == "-1"].dropna(subset=["normalised_logit_diff"])
+            last = g[g["position"] == "-1"].sort_values("layer")
             others = g[~g["position"].isin(["all", "-1"])]["normalised_logit_diff"].dropna()
-            half = every[every["normalised_logit_diff"] >= 0.5]["layer"]
-            best_last = last.loc[last["normalised_logit_diff"].idxmax()] if len(last) else None
+            half_all = every[every["normalised_logit_diff"] >= 0.5]["layer"]
+            half_last = last[last["normalised_logit_diff"] >= 0.5]["layer"]
             rows.append({"direction": direction, "component": component, "prompts": int(g["n_prompts"].max()),
-                         "first block ≥ 0.5 (all tokens)": int(half.iloc[0]) if len(half) else None,
-                         "max effect, last token": float(best_last["normalised_logit_diff"]) if best_last is not None else None,
-                         "at block": int(best_last["layer"]) if best_last is not None else None,
+                         "first block ≥ 0.5 (all tokens)": int(half_all.iloc[0]) if len(half_all) else None,
+                         "first block ≥ 0.5 (last token)": int(half_last.iloc[0]) if len(half_last) else None,
                          "max effect, earlier tokens": float(others.max()) if len(others) else None})
         out["patching"] = pd.DataFrame(rows)
     cosine = t.get("behaviour_cosine")
