@@ -13,7 +13,6 @@ Flow, per behaviour set and variant (one model in memory at a time)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from itertools import combinations
 from typing import Any
@@ -30,7 +29,7 @@ from layerdrift.hooks.prompts import encode_prompt, pad_id
 from layerdrift.workbench.analyze import point_label
 from layerdrift.workbench.config import BehaviourSpec, ExperimentConfig
 from layerdrift.workbench.pipeline import capture_token_sequences, fingerprint, variant_identity
-from layerdrift.workbench.store import CaptureJob, RunStore, write_json_atomic
+from layerdrift.workbench.store import CaptureJob, RunStore, read_cached_json, write_json_atomic
 from layerdrift.workbench.variants import LazyVariant, LoadedVariant
 
 BEHAVIOUR = "behaviour"
@@ -150,12 +149,9 @@ class BehaviourRun:
         layers = self.steering_layers(n_layers)
         path = self.store.root / BEHAVIOUR / "steering" / f"{name}--{s.name}.json"
         key = fingerprint({"variant": self.identity[name], "vectors": np.round(vectors, 6).tolist(), "layers": layers, "spec": self.spec.model_dump(mode="json")})
-        try:
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            if cached.get("fingerprint") == key:
-                return cached["rows"]
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            pass
+        cached = read_cached_json(path, key)
+        if cached is not None:
+            return cached["rows"]
         loaded = model()
         matching, other = self.encode(loaded, s)
         seqs, reads = [], []

@@ -16,42 +16,21 @@ Every step is cached under a fingerprint, so a second run (or a resumed one) red
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from layerdrift.analyses.patching import (
-    first_divergence,
-    logit_difference,
-    normalised_effect,
-    target_logprob,
-)
+from layerdrift.analyses.patching import first_divergence, logit_difference, normalised_effect, target_logprob
 from layerdrift.concepts.patch_prompts import load_patch_prompts
 from layerdrift.errors import LayerdriftError
-from layerdrift.hooks.interventions import (
-    ALL_POSITIONS,
-    clean_readout,
-    component_hook,
-    greedy_continuations,
-    patch_sweep,
-)
+from layerdrift.hooks.interventions import ALL_POSITIONS, clean_readout, component_hook, greedy_continuations, patch_sweep
 from layerdrift.hooks.prompts import encode_prompt, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PatchingSpec
-from layerdrift.workbench.pipeline import (
-    capture_token_sequences,
-    fingerprint,
-    variant_identity,
-)
-from layerdrift.workbench.store import (
-    CaptureJob,
-    RunStore,
-    write_json_atomic,
-)
+from layerdrift.workbench.pipeline import capture_token_sequences, fingerprint, variant_identity
+from layerdrift.workbench.store import CaptureJob, RunStore, read_cached_json, write_json_atomic
 from layerdrift.workbench.variants import LazyVariant, LoadedVariant
 
 PATCHING = "patching"
@@ -115,23 +94,13 @@ class PatchingRun:
         self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in [self.receiver, *self.others]}
         self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "prompts": [p.__dict__ for p in self.prompts], "variants": self.identity})
 
-    # ---- caching helpers ----------------------------------------------------------------
-    def _cached_json(self, path: Path, key: str) -> Any | None:
-        if not path.is_file():
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        return data if data.get("fingerprint") == key else None
-
     # ---- step 1: greedy answers ---------------------------------------------------------
     def answers(self, name: str) -> dict[str, Any]:
         """Prompt ids and greedy answer ids of one variant (cached)."""
         spec = self.config.variant(name)
         path = self.root / "answers" / f"{name}.json"
         key = fingerprint({"variant": self.identity[name], "prompts": [p.prompt for p in self.prompts], "targets": [p.target for p in self.prompts], "max_new_tokens": self.spec.max_new_tokens})
-        cached = self._cached_json(path, key)
+        cached = read_cached_json(path, key)
         if cached is not None:
             return cached
         model = LazyVariant(spec, self.config.device, self.config.dtype)
@@ -213,7 +182,7 @@ class PatchingRun:
             self.store.save()
         path = self.root / plan.key / f"clean-{name}.json"
         clean_key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "read": plan.read_ids.tolist()})
-        cached = self._cached_json(path, clean_key)
+        cached = read_cached_json(path, clean_key)
         if cached is None:
             loaded = model()
             logits, lse = clean_readout(loaded.bridge, plan.seqs, pad_id(loaded.tokenizer), plan.read_ids, self.spec.batch_size)

@@ -16,23 +16,13 @@ import numpy as np
 import torch
 
 from layerdrift.concepts.vocabulary import Vocabulary, load_vocabulary, render_prompts
-from layerdrift.hooks.capture import (
-    capture_batch,
-    expand_hook_names,
-    residual_hook_names,
-)
+from layerdrift.hooks.capture import capture_batch, expand_hook_names, residual_hook_names
 from layerdrift.hooks.positions import PositionSpec, parse_position, resolve_position
 from layerdrift.hooks.prompts import EncodedPrompt, encode_prompt, pad_batch, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PromptSetSpec, VariantSpec
 from layerdrift.workbench.embedded import EMBEDDED
 from layerdrift.workbench.store import CaptureJob, RunStore
-from layerdrift.workbench.variants import (
-    LoadedVariant,
-    free,
-    load_variant,
-    pick_device,
-    resolve_source,
-)
+from layerdrift.workbench.variants import LoadedVariant, free, load_variant, pick_device, resolve_source
 
 PACKAGES = ("layerdrift", "torch", "transformers", "transformer-lens", "bitsandbytes", "gguf", "zarr", "numpy", "scikit-learn", "umap-learn", "panel", "plotly")
 # Fault injection for the kill-and-resume test: SIGKILL this process after N batches are written.
@@ -204,13 +194,7 @@ def capture_token_sequences(
 def progress_bars(quiet: bool):
     if quiet:
         return nullcontext(None)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn())
 

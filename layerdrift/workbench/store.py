@@ -48,6 +48,15 @@ def read_json(path: Path, what: str) -> Any:
         raise LayerdriftError(f"{what} {str(path)!r} is corrupt (not valid JSON); delete it and run `layerdrift extract` again.") from None
 
 
+def read_cached_json(path: Path, fingerprint: str) -> Any | None:
+    """A cached JSON object if it exists, parses and carries this fingerprint; otherwise None (recompute)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("fingerprint") == fingerprint else None
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

@@ -17,12 +17,7 @@ import torch
 
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import VariantSpec
-from layerdrift.workbench.embedded import (
-    EMBEDDED,
-    embedded_gguf,
-    ensure_converted,
-    file_sha256,
-)
+from layerdrift.workbench.embedded import EMBEDDED, embedded_gguf, ensure_converted, file_sha256
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
