@@ -12,7 +12,7 @@ last-layer dip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -93,6 +93,30 @@ def _replace(source: torch.Tensor, where: torch.Tensor):
 
 
 @torch.no_grad()
+def _readout_cells(
+    bridge: torch.nn.Module,
+    seqs: Sequence[Sequence[int]],
+    pad_id: int,
+    cells: Sequence[tuple[int, int]],
+    read_ids: Int[np.ndarray, "n k"],
+    batch_size: int,
+    hooks_for: Callable[[Sequence[tuple[int, int]], torch.Tensor], list[tuple[str, object]]],
+) -> tuple[Float[np.ndarray, "c k"], Float[np.ndarray, "c"]]:
+    """For (condition, prompt) cells, batch by batch: logits of the prompt's ``read_ids`` and the log-sum-exp.
+
+    ``hooks_for(chunk, mask)`` gives the forward hooks of one batch (rows = the chunk's cells).
+    """
+    logits, lse = np.zeros((len(cells), read_ids.shape[1])), np.zeros(len(cells))
+    for start in range(0, len(cells), batch_size):
+        chunk = cells[start : start + batch_size]
+        rows = [i for _, i in chunk]
+        ids, mask = left_pad([seqs[i] for i in rows], pad_id)
+        out = next_token_logits(bridge, ids, mask, hooks_for(chunk, mask))
+        logits[start : start + len(chunk)] = out.gather(1, torch.as_tensor(read_ids[rows], device=out.device)).cpu().numpy()
+        lse[start : start + len(chunk)] = torch.logsumexp(out, dim=-1).cpu().numpy()
+    return logits, lse
+
+
 def patch_sweep(
     bridge: torch.nn.Module,
     seqs: Sequence[Sequence[int]],
@@ -118,46 +142,32 @@ def patch_sweep(
     logits = np.full((len(hook_names), len(offsets), n, read_ids.shape[1]), np.nan)
     lse = np.full((len(hook_names), len(offsets), n), np.nan)
     cells = [(o, i) for o in range(len(offsets)) for i in range(n) if valid[o, i]]
+    index = tuple(np.array(cells).T) if cells else (np.array([], int), np.array([], int))
     device = _device(bridge)
     for h, hook in enumerate(hook_names):
-        for start in range(0, len(cells), batch_size):
-            chunk = cells[start : start + batch_size]
-            rows = [i for _, i in chunk]
-            ids, mask = left_pad([seqs[i] for i in rows], pad_id)
-            width = ids.shape[1]
-            d = sources[hook][0].shape[-1]
-            src = _left_padded_source([sources[hook][i] for i in rows], [lengths[i] for i in rows], width, d)
+
+        def patch_hooks(chunk, mask, hook=hook):
+            width = mask.shape[1]
+            src = _left_padded_source([sources[hook][i] for _, i in chunk], [lengths[i] for _, i in chunk], width, sources[hook][0].shape[-1])
             where = torch.zeros((len(chunk), width), dtype=torch.bool)
             for r, (o, i) in enumerate(chunk):
-                off = offsets[o]
-                if off == ALL_POSITIONS:
+                if offsets[o] == ALL_POSITIONS:
                     where[r, width - lengths[i] :] = True
                 else:
-                    where[r, width + off] = True
-            out = next_token_logits(bridge, ids, mask, [(hook, _replace(src.to(device), where.to(device)))])
-            picked = out.gather(1, torch.as_tensor(read_ids[rows], device=out.device)).cpu().numpy()
-            norm = torch.logsumexp(out, dim=-1).cpu().numpy()
-            for r, (o, i) in enumerate(chunk):
-                logits[h, o, i] = picked[r]
-                lse[h, o, i] = norm[r]
+                    where[r, width + offsets[o]] = True
+            return [(hook, _replace(src.to(device), where.to(device)))]
+
+        logits[h][index], lse[h][index] = _readout_cells(bridge, seqs, pad_id, cells, read_ids, batch_size, patch_hooks)
         if progress is not None:
             progress()
     return logits, lse, valid
 
 
-@torch.no_grad()
 def clean_readout(
     bridge: torch.nn.Module, seqs: Sequence[Sequence[int]], pad_id: int, read_ids: Int[np.ndarray, "n k"], batch_size: int = 32
 ) -> tuple[Float[np.ndarray, "n k"], Float[np.ndarray, "n"]]:
     """Unpatched logits of ``read_ids`` and the log-sum-exp at the next-token slot."""
-    logits, lse = np.zeros(read_ids.shape), np.zeros(len(seqs))
-    for start in range(0, len(seqs), batch_size):
-        rows = list(range(start, min(len(seqs), start + batch_size)))
-        ids, mask = left_pad([seqs[i] for i in rows], pad_id)
-        out = next_token_logits(bridge, ids, mask)
-        logits[rows] = out.gather(1, torch.as_tensor(read_ids[rows], device=out.device)).cpu().numpy()
-        lse[rows] = torch.logsumexp(out, dim=-1).cpu().numpy()
-    return logits, lse
+    return _readout_cells(bridge, seqs, pad_id, [(0, i) for i in range(len(seqs))], read_ids, batch_size, lambda chunk, mask: [])
 
 
 def _add(vector: torch.Tensor, where: torch.Tensor):
@@ -167,7 +177,6 @@ def _add(vector: torch.Tensor, where: torch.Tensor):
     return hook
 
 
-@torch.no_grad()
 def steered_readout(
     bridge: torch.nn.Module,
     seqs: Sequence[Sequence[int]],
@@ -179,16 +188,12 @@ def steered_readout(
 ) -> Float[np.ndarray, "s n k"]:
     """Logits of ``read_ids`` with each steering vector added at every real position of ``hook_name``."""
     n, s = len(seqs), vectors.shape[0]
-    out_logits = np.zeros((s, n, read_ids.shape[1]))
     cells = [(j, i) for j in range(s) for i in range(n)]
     device = _device(bridge)
-    for start in range(0, len(cells), batch_size):
-        chunk = cells[start : start + batch_size]
-        rows = [i for _, i in chunk]
-        ids, mask = left_pad([seqs[i] for i in rows], pad_id)
+
+    def steer_hooks(chunk, mask):
         vec = torch.as_tensor(vectors[[j for j, _ in chunk]], dtype=torch.float32, device=device)[:, None, :]
-        out = next_token_logits(bridge, ids, mask, [(hook_name, _add(vec, mask.bool().to(device)))])
-        picked = out.gather(1, torch.as_tensor(read_ids[rows], device=out.device)).cpu().numpy()
-        for r, (j, i) in enumerate(chunk):
-            out_logits[j, i] = picked[r]
-    return out_logits
+        return [(hook_name, _add(vec, mask.bool().to(device)))]
+
+    logits, _ = _readout_cells(bridge, seqs, pad_id, cells, read_ids, batch_size, steer_hooks)
+    return logits.reshape(s, n, read_ids.shape[1])
