@@ -135,6 +135,20 @@ class BehaviourSpec(_Strict):
         return v
 
 
+class ManifoldSpec(_Strict):
+    """Feature-manifold probes: supervised MDS at every residual point and aligned token of templated probe sets, per variant."""
+
+    sets: list[str] = Field(["birthday"], min_length=1, description="built-in probe sets (birthday, months, numbers) or JSON files")
+    n_prompts: int = Field(300, ge=20, le=20000, description="prompts generated per built-in set (a file: its first n items)")
+    variants: list[str] | None = Field(None, description="default: every non-floor variant")
+    reference: str | None = Field(None, description="variant the difference maps subtract (default: the run's reference)")
+    shape: Literal["circular", "discrete_circular", "linear", "cluster"] | None = Field(None, description="shape hypothesis (default: each set's own)")
+    components: int | None = Field(None, ge=1, le=8, description="target dimensions (default: 2 for circles, 1 for lines)")
+    folds: int = Field(5, ge=2, le=20)
+    ridge: float = Field(0.1, gt=0, description="ridge strength relative to the mean squared norm of a standardised row")
+    batch_size: int = Field(32, ge=1, le=4096)
+
+
 class ExperimentConfig(_Strict):
     """The whole experiment: variants x prompt sets x capture settings, and where results go."""
 
@@ -149,6 +163,7 @@ class ExperimentConfig(_Strict):
     analysis: AnalysisSpec = AnalysisSpec()
     patching: PatchingSpec | None = None
     behaviour: BehaviourSpec | None = None
+    manifold: ManifoldSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
@@ -169,6 +184,8 @@ class ExperimentConfig(_Strict):
             named += [("patching.receiver", self.patching.receiver)] + [("patching.compare", n) for n in self.patching.compare or []]
         if self.behaviour:
             named += [("behaviour.variants", n) for n in self.behaviour.variants or []]
+        if self.manifold:
+            named += [("manifold.reference", self.manifold.reference)] + [("manifold.variants", n) for n in self.manifold.variants or []]
         for field, name in named:
             if name is not None and name not in known:
                 raise ValueError(f"{field} names variant {name!r}, which is not one of {sorted(known)}")

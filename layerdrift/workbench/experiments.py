@@ -1,4 +1,4 @@
-"""Experiments that need the models again (patching, behaviour vectors), cached as result tables.
+"""Experiments that need the models again (patching, behaviour vectors, manifold probes), cached as result tables.
 
 Unlike the analyses, these run forward passes; their tables join the others in ``RUN/results``
 (Parquet), and ``RUN/results/experiments.json`` records the fingerprint each was made under, so
@@ -20,6 +20,7 @@ from layerdrift.workbench.store import RunStore, write_json_atomic
 EXPERIMENT_TABLES = {
     "patching": ("patching", "patching_prompts"),
     "behaviour": ("behaviour_vectors", "behaviour_cosine", "behaviour_cross", "behaviour_pca", "behaviour_steering"),
+    "manifold": ("manifold_scores", "manifold_similarity"),
 }
 OPTIONAL_TABLES = tuple(t for tables in EXPERIMENT_TABLES.values() for t in tables)
 RECORD = "experiments.json"
@@ -56,6 +57,7 @@ def check_experiments(config: ExperimentConfig) -> None:
     """Load and check the experiments' data sets and variant choices before any capture is written."""
     from layerdrift.concepts.patch_prompts import load_patch_prompts
     from layerdrift.workbench.behaviour_run import behaviour_sets
+    from layerdrift.workbench.manifold_run import manifold_sets
     from layerdrift.workbench.patching_run import patching_variants
 
     if config.patching is not None:
@@ -63,15 +65,19 @@ def check_experiments(config: ExperimentConfig) -> None:
         patching_variants(config)
     if config.behaviour is not None:
         behaviour_sets(config.behaviour)
+    if config.manifold is not None:
+        manifold_sets(config.manifold, config.seed)
 
 
 def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
-    """Run (or reuse) the patching and behaviour experiments a config asks for; returns their tables."""
+    """Run (or reuse) the patching, behaviour and manifold experiments a config asks for; returns their tables."""
     from layerdrift.workbench.behaviour_run import BehaviourRun
+    from layerdrift.workbench.manifold_run import ManifoldRun
     from layerdrift.workbench.patching_run import PatchingRun
 
     tables: dict[str, pd.DataFrame] = {}
-    for experiment, spec, runner in (("patching", config.patching, PatchingRun), ("behaviour", config.behaviour, BehaviourRun)):
+    runners = (("patching", config.patching, PatchingRun), ("behaviour", config.behaviour, BehaviourRun), ("manifold", config.manifold, ManifoldRun))
+    for experiment, spec, runner in runners:
         if spec is None:
             continue
         job = runner(config, store)

@@ -170,9 +170,11 @@ def run_capture(
 
 
 def capture_token_sequences(
-    loaded: LoadedVariant, job: CaptureJob, seqs: list[list[int]], hooks: list[str], position: str, progress: Any = None
+    loaded: LoadedVariant, job: CaptureJob, seqs: list[list[int]], hooks: list[str], position: str, progress: Any = None,
+    chosen: list[list[int]] | None = None,
 ) -> None:
-    """Capture token-id sequences (left-padded) at every real token (``all``) or the last one (``last``), resumably."""
+    """Capture token-id sequences (left-padded) at every real token (``all``), the last one (``last``),
+    or the same number of given token indices per sequence (``chosen``, stored under ``position``), resumably."""
     done = job.prepare()
     pid = pad_id(loaded.tokenizer)
     width_all = max(len(s) for s in seqs)
@@ -183,10 +185,14 @@ def capture_token_sequences(
         rows = seqs[batch * job.batch_size : (batch + 1) * job.batch_size]
         encoded = [EncodedPrompt(text="", ids=list(r), offsets=[(0, 0)] * len(r)) for r in rows]
         ids, mask, shifts = pad_batch(encoded, pid, "left")
-        chosen = [list(range(len(r))) if position == "all" else [len(r) - 1] for r in rows]
-        index, valid = gather_index(chosen, shifts, width_all if position == "all" else 1)
+        if chosen is not None:
+            picked, width = chosen[batch * job.batch_size : (batch + 1) * job.batch_size], len(chosen[0])
+        else:
+            picked = [list(range(len(r))) if position == "all" else [len(r) - 1] for r in rows]
+            width = width_all if position == "all" else 1
+        index, valid = gather_index(picked, shifts, width)
         acts = capture_batch(loaded.bridge, ids, mask, hooks, index, valid)
-        job.write_batch(batch, {(position, h): (v if position == "all" else v[:, 0]) for h, v in acts.items()}, done)
+        job.write_batch(batch, {(position, h): (v if position != "last" else v[:, 0]) for h, v in acts.items()}, done)
         if progress:
             progress.update(task, advance=1)
 

@@ -63,7 +63,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
 
     say("analyses")
     analysis = analyze_cached(store, config.analysis, config.seed, say)
-    if config.patching or config.behaviour:
+    if config.patching or config.behaviour or config.manifold:
         with progress_bars(quiet) as progress:
             analysis.tables.update(run_experiments(config, store, progress, say))
     say("report")

@@ -1,0 +1,116 @@
+"""Align the prompts of a probe set token by token for one tokenizer, by their template segments.
+
+Each token belongs to the template segment that holds its last character (special tokens before
+the text form a prefix). Each segment gets as many aligned *slots* as it has tokens in most
+prompts. A prompt whose segment has another number of tokens (``23rd`` is four tokens, ``1st``
+three) is aligned right-justified within the segment: the segment's last token always sits in
+its last slot, so landmarks (the last token of their segment) line up exactly, and a shorter
+segment repeats its first token in the leading slots. The share of prompts aligned exactly is
+kept per slot. A prompt where a segment gets no token of its own (merged into a neighbour) cannot
+be aligned and is rejected by name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from layerdrift.concepts.probes import ProbeSet
+from layerdrift.errors import LayerdriftError
+from layerdrift.hooks.prompts import encode_prompt
+
+MAX_REJECTED = 0.25  # more rejected prompts than this share is an error, not a note
+
+
+@dataclass
+class ProbeAlignment:
+    """Aligned token slots of a probe set in one tokenizer."""
+
+    slots: list[str]  # slot labels: token text for literal text, {field} (or {field}#i) for fields
+    index: list[list[int]]  # per kept prompt: the token index of each slot
+    ids: list[list[int]]  # per kept prompt: its token ids
+    kept: list[int]  # indices of the kept prompts in the probe set
+    exact: list[float]  # per slot: share of kept prompts whose segment has the usual token count
+    landmarks: dict[str, int]  # landmark name -> slot
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "prompt", "reason"}
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("slots", "index", "ids", "kept", "exact", "landmarks", "rejected")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProbeAlignment:
+        return cls(**{k: data[k] for k in ("slots", "index", "ids", "kept", "exact", "landmarks", "rejected")})
+
+
+def _token_segments(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Segment index of each token (by its last character); -1 for special tokens before the text."""
+    ends = np.asarray([e for _, e in spans])
+    out = []
+    for start, end in offsets:
+        if end <= start:
+            out.append(-1 if not out or out[-1] == -1 else out[-1])
+        else:
+            out.append(int(np.searchsorted(ends, end - 1, side="right")))
+    return out
+
+
+def align_probes(tokenizer: Any, probes: ProbeSet, prepend_bos: Literal["auto", "yes", "no"] = "auto", variant: str = "this variant") -> ProbeAlignment:
+    """Slots, per-prompt token indices and landmark slots of ``probes`` in ``tokenizer`` (no chat template: raw text)."""
+    segments = probes.segments()
+    per_prompt = []
+    for item in probes.items:
+        text, spans = probes.render(item)
+        enc = encode_prompt(tokenizer, text, False, prepend_bos)
+        seg = _token_segments(enc.offsets, spans)
+        groups: dict[int, list[int]] = {}
+        for t, s in enumerate(seg):
+            groups.setdefault(s, []).append(t)
+        per_prompt.append((text, enc.ids, groups))
+    keys = [-1, *range(len(segments))]
+    modal = {s: Counter(len(g.get(s, [])) for _, _, g in per_prompt).most_common(1)[0][0] for s in keys}
+    for name, where in probes.landmarks.items():
+        s = next(i for i, seg in enumerate(segments) if seg.landmark == name)
+        if modal[s] == 0:
+            raise LayerdriftError(f"probe set '{probes.name}': in {variant} the landmark {name!r} ({where}) has no token of its own (it merges into a neighbour); rewrite the template so it is a separate word.")
+    slots, slot_segment, slot_offset = [], [], []
+    example = next((g for _, _, g in per_prompt if all(len(g.get(s, [])) == modal[s] for s in keys)), per_prompt[0][2])
+    example_ids = per_prompt[[g for _, _, g in per_prompt].index(example)][1]
+    for s in keys:
+        m = modal[s]
+        for j in range(m):
+            if s >= 0 and segments[s].kind == "field":
+                slots.append(f"{{{segments[s].key}}}" + (f"#{j + 1}" if m > 1 else ""))
+            else:
+                slots.append(tokenizer.decode([example_ids[example[s][j]]]))
+            slot_segment.append(s)
+            slot_offset.append(j)
+    index, ids, kept, rejected = [], [], [], []
+    exact = np.zeros(len(slots))
+    for i, (text, tok_ids, groups) in enumerate(per_prompt):
+        empty = [s for s in keys if modal[s] > 0 and not groups.get(s)]
+        if empty:
+            what = "the start" if empty[0] == -1 else (f"{{{segments[empty[0]].key}}}" if segments[empty[0]].kind == "field" else repr(segments[empty[0]].key))
+            rejected.append({"index": i, "prompt": text, "reason": f"{what} has no token of its own"})
+            continue
+        row = []
+        for k, (s, j) in enumerate(zip(slot_segment, slot_offset)):
+            g = groups[s]
+            row.append(g[max(0, j - modal[s] + len(g))])
+            exact[k] += len(g) == modal[s]
+        index.append(row)
+        ids.append(tok_ids)
+        kept.append(i)
+    if len(rejected) > MAX_REJECTED * len(per_prompt):
+        first = rejected[0]
+        raise LayerdriftError(
+            f"probe set '{probes.name}': {len(rejected)} of {len(per_prompt)} prompts do not tokenize to the template's structure in {variant} "
+            f"(first: prompt {first['index'] + 1}, {first['prompt']!r}: {first['reason']}); change the template or the field values so each part gets its own tokens."
+        )
+    landmarks = {}
+    for name in probes.landmarks:
+        s = next(i for i, seg in enumerate(segments) if seg.landmark == name)
+        landmarks[name] = max(k for k, seg in enumerate(slot_segment) if seg == s)
+    return ProbeAlignment(slots, index, ids, kept, (exact / max(len(kept), 1)).tolist(), landmarks, rejected)

@@ -1,0 +1,216 @@
+"""Feature-manifold probes: SMDS at every residual point and aligned token of templated probe sets, per variant.
+
+Flow, per probe set and variant (one model in memory at a time)::
+
+    alignment of the set's prompts in the variant's tokenizer      RUN/manifold/alignment/VARIANT--SET.json
+    residual stream at every aligned slot of every kept prompt
+      (a capture job in the store: RUN/captures/VARIANT/probe-SET/slots/HOOK, (n, slots, d))
+    cross-validated SMDS of every (point, slot) cell: ridge and orthonormal maps, a permuted-label
+      chance level, reuse of the source token's map, and the all-rows maps' subspace similarity
+                                                                   RUN/manifold/scores/VARIANT--SET-KEY.npz
+    out-of-fold 2-D projections of every cell                      RUN/manifold/projections.npz (VARIANT/SET)
+    tables: manifold_scores, manifold_similarity
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from layerdrift.analyses.manifold import default_components, smds_cells, subspace_similarity
+from layerdrift.concepts.probes import ProbeSet, load_probe_set
+from layerdrift.errors import LayerdriftError
+from layerdrift.hooks.capture import residual_hook_names
+from layerdrift.hooks.probe_alignment import ProbeAlignment, align_probes
+from layerdrift.workbench.analyze import point_label
+from layerdrift.workbench.config import ExperimentConfig, ManifoldSpec
+from layerdrift.workbench.pipeline import capture_token_sequences, fingerprint, variant_identity
+from layerdrift.workbench.store import CaptureJob, RunStore, read_cached_json, write_json_atomic
+from layerdrift.workbench.variants import LazyVariant, LoadedVariant
+
+MANIFOLD = "manifold"
+POSITION = "slots"
+CELL_BUDGET = 1.5e8  # bytes of working memory per SMDS batch; whole layers are batched up to this
+
+
+def manifold_sets(spec: ManifoldSpec, seed: int) -> list[ProbeSet]:
+    """Load and check the configured probe sets (before anything is captured)."""
+    sets = [load_probe_set(s, spec.n_prompts, seed) for s in spec.sets]
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise LayerdriftError(f"manifold.sets lists a set twice ({names}); give each file a distinct name.")
+    for s in sets:
+        if len(s.items) < 2 * spec.folds:
+            raise LayerdriftError(f"probe set '{s.name}' has {len(s.items)} items, too few for {spec.folds}-fold cross-validation; add items or lower manifold.folds.")
+        if (spec.shape or s.shape) in ("circular", "discrete_circular") and s.period is None:
+            raise LayerdriftError(f"manifold.shape = '{spec.shape}' needs a period, and probe set '{s.name}' has none; leave manifold.shape unset or give the set a period.")
+    return sets
+
+
+def manifold_variants(config: ExperimentConfig) -> tuple[list[str], str]:
+    """(variants to probe, the one the difference maps subtract)."""
+    assert config.manifold is not None
+    variants = config.manifold.variants or config.non_floor_variants()
+    reference = config.manifold.reference or (config.reference if config.reference in variants else variants[0])
+    if reference not in variants:
+        variants = [reference, *variants]
+    return variants, reference
+
+
+class ManifoldRun:
+    """One feature-manifold experiment of a config on a run store."""
+
+    def __init__(self, config: ExperimentConfig, store: RunStore):
+        assert config.manifold is not None
+        self.config, self.store = config, store
+        self.spec: ManifoldSpec = config.manifold
+        self.sets = manifold_sets(self.spec, config.seed)
+        self.variants, self.reference = manifold_variants(config)
+        self.root = store.root / MANIFOLD
+        self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in self.variants}
+        self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "sets": [self.set_identity(s) for s in self.sets], "variants": self.identity, "seed": config.seed})
+
+    @staticmethod
+    def set_identity(s: ProbeSet) -> dict[str, Any]:
+        return {"template": s.template, "shape": s.shape, "period": s.period, "landmarks": s.landmarks, "items": [[i.fields, i.label] for i in s.items]}
+
+    def shape(self, s: ProbeSet) -> tuple[str, int]:
+        shape = self.spec.shape or s.shape
+        return shape, self.spec.components or default_components(shape, s.labels)  # type: ignore[arg-type]
+
+    # ---- step 1: alignment and capture -----------------------------------------------------
+    def align(self, s: ProbeSet, name: str, model: Callable[[], LoadedVariant]) -> ProbeAlignment:
+        path = self.root / "alignment" / f"{name}--{s.name}.json"
+        spec = self.config.variant(name)
+        key = fingerprint({"variant": self.identity[name], "set": self.set_identity(s)})
+        cached = read_cached_json(path, key)
+        if cached is not None:
+            return ProbeAlignment.from_json(cached["alignment"])
+        alignment = align_probes(model().tokenizer, s, spec.prepend_bos, f"variant '{name}'")
+        write_json_atomic(path, {"fingerprint": key, "alignment": alignment.to_json()})
+        return alignment
+
+    def capture(self, s: ProbeSet, name: str, model: Callable[[], LoadedVariant], progress: Any) -> tuple[ProbeAlignment, list[str]]:
+        """The alignment and the residual points captured at its slots (a store capture job)."""
+        alignment = self.align(s, name, model)
+        prompt_set = f"probe-{s.name}"
+        hooks = residual_hook_names(self.store.n_layers(name))
+        key = fingerprint({"variant": self.identity[name], "ids": alignment.ids, "index": alignment.index, "hooks": hooks})
+        job = CaptureJob(self.store.capture_folder(name, prompt_set), key, len(alignment.ids), self.spec.batch_size)
+        if not job.is_complete():
+            loaded = model()
+            capture_token_sequences(loaded, job, alignment.ids, hooks, POSITION, progress, chosen=alignment.index)
+            summary = {"complete": True, "fingerprint": key, "hooks": hooks, "residual_points": hooks, "positions": {POSITION: POSITION}, "n_prompts": job.n_prompts,
+                       "slots": alignment.slots, "tokenizer_sha256": loaded.info["tokenizer_sha256"], "kind": "manifold"}
+            job.mark_complete(summary)
+            self.store.manifest["captures"][f"{name}/{prompt_set}"] = summary
+            self.store.save()
+        return alignment, hooks
+
+    # ---- step 2: SMDS of every cell --------------------------------------------------------
+    def score(self, s: ProbeSet, name: str, alignment: ProbeAlignment, hooks: list[str], progress: Any) -> dict[str, np.ndarray]:
+        """Scores (points, slots), projections (points, slots, n, k) and subspace similarity (points, slots, slots); cached .npz."""
+        shape, k = self.shape(s)
+        labels = s.labels[alignment.kept]
+        source = alignment.landmarks["source"]
+        key = fingerprint({"capture": self.store.manifest["captures"][f"{name}/probe-{s.name}"]["fingerprint"], "labels": labels.tolist(), "shape": shape, "k": k,
+                           "folds": self.spec.folds, "ridge": self.spec.ridge, "seed": self.config.seed, "source": source})[:20]
+        path = self.root / "scores" / f"{name}--{s.name}-{key}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    return {f: data[f] for f in data.files}
+            except (OSError, ValueError):
+                path.unlink()
+        n_slots, n = len(alignment.slots), len(labels)
+        acts = [self.store.activations(name, f"probe-{s.name}", h, POSITION) for h in hooks]  # each (n, slots, d)
+        d = acts[0].shape[-1]
+        per_layer = n_slots * (self.spec.folds + 1) * n * (4 * d + 24 * n)
+        step = max(1, int(CELL_BUDGET // per_layer))
+        parts: dict[str, list[np.ndarray]] = {}
+        task = progress.add_task(f"SMDS {name} ({s.name})", total=len(hooks)) if progress else None
+        for start in range(0, len(hooks), step):
+            chunk = np.concatenate([np.swapaxes(a, 0, 1) for a in acts[start : start + step]])  # (layers * slots, n, d)
+            layers = chunk.shape[0] // n_slots
+            reuse = np.repeat(np.arange(layers) * n_slots + source, n_slots)
+            res = smds_cells(chunk, labels, shape, s.period, k, self.spec.folds, self.spec.ridge, self.config.seed, reuse)  # type: ignore[arg-type]
+            maps = res.maps.reshape(layers, n_slots, d, k)
+            for field, value in (("score", res.score), ("score_orthonormal", res.score_orthonormal), ("score_chance", res.score_chance), ("score_reuse", res.score_reuse)):
+                parts.setdefault(field, []).append(np.asarray(value).reshape(layers, n_slots))
+            parts.setdefault("predicted", []).append(res.predicted.reshape(layers, n_slots, n, k).astype(np.float32))
+            parts.setdefault("similarity", []).append(np.stack([subspace_similarity(m) for m in maps]))
+            if progress:
+                progress.update(task, advance=layers)
+        out = {f: np.concatenate(v) for f, v in parts.items()}
+        out["labels"] = labels
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez(tmp, **out)
+        tmp.replace(path)
+        return out
+
+    # ---- the whole experiment -----------------------------------------------------------
+    def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+        results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]] = {}
+        for v in self.variants:
+            say(f"manifold probes: {v}")
+            model = LazyVariant(self.config.variant(v), self.config.device, self.config.dtype)
+            try:
+                for s in self.sets:
+                    alignment, hooks = self.capture(s, v, model, progress)
+                    if alignment.rejected:
+                        first = alignment.rejected[0]
+                        say(f"manifold probes: {len(alignment.rejected)} of {len(s.items)} '{s.name}' prompts left out in {v} (first: {first['prompt']!r}, {first['reason']})")
+                    results[(v, s.name)] = (alignment, hooks, {})
+            finally:
+                model.release()
+            for s in self.sets:  # scoring needs no model
+                alignment, hooks, _ = results[(v, s.name)]
+                results[(v, s.name)] = (alignment, hooks, self.score(s, v, alignment, hooks, progress))
+        self.save_projections(results)
+        return self.tables(results)
+
+    def save_projections(self, results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]) -> None:
+        """Out-of-fold coordinates of every cell and the labels, as one .npz (keys VARIANT/SET and VARIANT/SET/labels)."""
+        path = self.root / "projections.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for (v, s), (_, _, res) in results.items():
+            arrays[f"{v}/{s}"] = res["predicted"]
+            arrays[f"{v}/{s}/labels"] = res["labels"]
+        tmp = path.with_name(".projections.tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+
+    def tables(self, results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]) -> dict[str, pd.DataFrame]:
+        score_rows, sim_rows = [], []
+        by_name = {s.name: s for s in self.sets}
+        for (v, set_name), (alignment, hooks, res) in results.items():
+            shape, k = self.shape(by_name[set_name])
+            marks = {slot: name for name, slot in alignment.landmarks.items()}
+            for p, hook in enumerate(hooks):
+                label = point_label(hook)
+                for t, slot in enumerate(alignment.slots):
+                    score_rows.append({"set": set_name, "variant": v, "point": p, "label": label, "slot": t, "slot_label": slot, "landmark": marks.get(t, ""),
+                                       "exact_share": alignment.exact[t], "score": float(res["score"][p, t]), "score_orthonormal": float(res["score_orthonormal"][p, t]),
+                                       "score_chance": float(res["score_chance"][p, t]), "score_reuse": float(res["score_reuse"][p, t]),
+                                       "shape": shape, "components": k, "n_prompts": len(alignment.kept)})
+                sim = res["similarity"][p]
+                for a in range(sim.shape[0]):
+                    for b in range(sim.shape[1]):
+                        sim_rows.append({"set": set_name, "variant": v, "point": p, "label": label, "slot_a": a, "slot_b": b, "similarity": float(sim[a, b])})
+        scores = pd.DataFrame(score_rows)
+        scores["reference"] = self.reference
+        return {"manifold_scores": scores, "manifold_similarity": pd.DataFrame(sim_rows)}
+
+
+def load_projections(root: Any) -> dict[str, np.ndarray]:
+    """The out-of-fold projections of a run (empty if it has none)."""
+    path = root / MANIFOLD / "projections.npz"
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
