@@ -125,9 +125,10 @@ def _stress_score(d_true: torch.Tensor, pred: torch.Tensor, pairs: torch.Tensor)
     d_pred = torch.cdist(pred, pred)
     dt = d_true
     w = pairs.unsqueeze(1)
-    tt = (w * dt * dt).sum((-1, -2))
-    tp = (w * dt * d_pred).sum((-1, -2))
-    pp = (w * d_pred * d_pred).sum((-1, -2)).clamp_min(1e-30)
+    wd = w * dt
+    tt = (wd * dt).sum((-1, -2)).double()
+    tp = (wd * d_pred).sum((-1, -2)).double()
+    pp = (w * d_pred * d_pred).sum((-1, -2)).double().clamp_min(1e-30)
     stress = torch.sqrt(torch.clamp(1.0 - tp * tp / (tt * pp), min=0.0))
     return (1.0 - stress).mean(0)
 
@@ -160,43 +161,44 @@ def smds_cells(
     perm = np.random.default_rng(seed + 1).permutation(n)
     y_true = _targets(labels, shape, period, k, train_np)
     y_perm = _targets(labels[perm], shape, period, k, train_np)
-    targets = torch.as_tensor(np.concatenate([y_true, y_perm], axis=-1), dtype=torch.float64)  # (F, n, 2k)
+    targets = torch.as_tensor(np.concatenate([y_true, y_perm], axis=-1), dtype=torch.float32)  # (F, n, 2k)
     train = torch.as_tensor(train_np, dtype=torch.float32)
     n_train = train.sum(1)  # (F,)
 
-    # standardise with each fold's training rows
-    w = train[:, None, :, None]  # (F, 1, n, 1)
-    mean = (xt.unsqueeze(0) * w).sum(2, keepdim=True) / n_train[:, None, None, None]
-    var = (((xt.unsqueeze(0) - mean) ** 2) * w).sum(2, keepdim=True) / n_train[:, None, None, None]
-    xs = (xt.unsqueeze(0) - mean) / torch.sqrt(var + 1e-6)  # (F, c, n, d)
-    xs_train = xs * w
+    # standardise with each fold's training rows (moments in float64 about the all-rows mean, against cancellation)
+    centred = xt.double() - xt.double().mean(1, keepdim=True)
+    mean = torch.einsum("fn,cnd->fcd", train.double(), centred) / n_train.double()[:, None, None]
+    var = torch.einsum("fn,cnd->fcd", train.double(), centred**2) / n_train.double()[:, None, None] - mean**2
+    scale = (1.0 / torch.sqrt(var.clamp_min(0.0) + 1e-6)).float()
+    xs = (centred.float().unsqueeze(0) - mean.float().unsqueeze(2)) * scale.unsqueeze(2)  # (F, c, n, d)
+    xs_train = xs * train[:, None, :, None]
 
     # dual ridge on the training rows: (K_tr + a I) alpha = Y_tr, test rows decoupled with alpha = 0
     gram = (xs_train @ xs_train.transpose(-1, -2)).double()  # (F, c, n, n)
     a = (ridge * torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1) / n_train.double()[:, None]).clamp_min(1e-6)  # (F, c)
-    system = gram + a[..., None, None] * torch.eye(n, dtype=torch.float64)
-    rhs = (targets * train.double()[..., None]).unsqueeze(1).expand(-1, c, -1, -1)
-    alpha = torch.cholesky_solve(rhs, torch.linalg.cholesky(system))  # (F, c, n, 2k)
-    maps = (xs_train.transpose(-1, -2).double() @ alpha)  # (F, c, d, 2k)
-    pred = xs.double() @ maps  # (F, c, n, 2k)
+    gram.diagonal(dim1=-2, dim2=-1).add_(a[..., None])
+    rhs = (targets * train[..., None]).unsqueeze(1).expand(-1, c, -1, -1)
+    alpha = torch.cholesky_solve(rhs.double(), torch.linalg.cholesky(gram)).float()  # (F, c, n, 2k)
+    del gram
+    maps = xs_train.transpose(-1, -2) @ alpha  # (F, c, d, 2k)
+    pred = xs @ maps  # (F, c, n, 2k)
 
     # orthonormal map: Procrustes between the standardised training rows and the targets
-    cross = xs_train.transpose(-1, -2).double() @ rhs[..., :k]  # (F, c, d, k)
-    u, _, vt = torch.linalg.svd(cross, full_matrices=False)
-    pred_ortho = xs.double() @ (u @ vt)
+    u, _, vt = torch.linalg.svd(xs_train.transpose(-1, -2) @ rhs[..., :k], full_matrices=False)  # (F, c, d, k)
+    pred_ortho = xs @ (u @ vt)
 
     cv = slice(0, folds)  # the real folds
-    test = torch.as_tensor(test_np[cv], dtype=torch.float64)
+    test = torch.as_tensor(test_np[cv], dtype=torch.float32)
     pairs = torch.triu(test[:, :, None] * test[:, None, :], diagonal=1)
-    d_true = torch.as_tensor(ideal_distances(labels, shape, period))
-    d_perm = torch.as_tensor(ideal_distances(labels[perm], shape, period))
+    d_true = torch.as_tensor(ideal_distances(labels, shape, period), dtype=torch.float32)
+    d_perm = torch.as_tensor(ideal_distances(labels[perm], shape, period), dtype=torch.float32)
     score = _stress_score(d_true, pred[cv, ..., :k], pairs)
     score_chance = _stress_score(d_perm, pred[cv, ..., k:], pairs)
     score_ortho = _stress_score(d_true, pred_ortho[cv], pairs)
     score_reuse = None
     if reuse_source is not None:
         src = torch.as_tensor(np.asarray(reuse_source), dtype=torch.long)
-        pred_reuse = xs.double()[cv] @ maps[cv][:, src, :, :k]
+        pred_reuse = xs[cv] @ maps[cv][:, src, :, :k]
         score_reuse = _stress_score(d_true, pred_reuse, pairs).numpy()
     held_out = (pred[cv, ..., :k] * test[:, None, :, None]).sum(0)  # each row from the fold that held it out
     # a cell whose activations do not vary (e.g. a first token every prompt shares) has nothing to score

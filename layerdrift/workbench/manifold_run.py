@@ -197,7 +197,7 @@ class ManifoldRun:
                     score_rows.append({"set": set_name, "variant": v, "point": p, "label": label, "slot": t, "slot_label": slot, "landmark": marks.get(t, ""),
                                        "exact_share": alignment.exact[t], "score": float(res["score"][p, t]), "score_orthonormal": float(res["score_orthonormal"][p, t]),
                                        "score_chance": float(res["score_chance"][p, t]), "score_reuse": float(res["score_reuse"][p, t]),
-                                       "shape": shape, "components": k, "n_prompts": len(alignment.kept)})
+                                       "shape": shape, "period": by_name[set_name].period, "components": k, "n_prompts": len(alignment.kept)})
                 sim = res["similarity"][p]
                 for a in range(sim.shape[0]):
                     for b in range(sim.shape[1]):

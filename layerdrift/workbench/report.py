@@ -12,14 +12,16 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from layerdrift import figures as F
+from layerdrift import figures_manifold as MF
 from layerdrift.workbench.analyze import Analysis
+from layerdrift.workbench.manifold_run import load_projections
 from layerdrift.workbench.store import RunStore
 
 REPORT = "report"
 
 
-def build_figures(analysis: Analysis) -> dict[str, go.Figure]:
-    """Every report figure, by file stem, from the result tables."""
+def build_figures(analysis: Analysis, projections: dict[str, Any] | None = None) -> dict[str, go.Figure]:
+    """Every report figure, by file stem, from the result tables (and the manifold projections, if any)."""
     t, meta = analysis.tables, analysis.meta
     terms, cats, head, head_label = meta["terms"], meta["categories"], meta["headline_layer"], meta["headline_label"]
     pairs = [p for p in meta["pairs"] if p["label"] in set(t["pairs"]["pair"])] if len(t["pairs"]) else []
@@ -49,12 +51,36 @@ def build_figures(analysis: Analysis) -> dict[str, go.Figure]:
         for i, p in enumerate(x for x in meta["pairs"] if x["a"] == meta["reference"]):
             figs[f"umap_trajectories_{i + 1}"] = F.umap_trajectories(proj, t["drift"], p["a"], p["b"], p["label"], head, terms, cats)
         figs["umap_by_category"] = F.umap_by_category(proj, head, terms, cats)
-    figs.update(experiment_figures(t))
+    figs.update(experiment_figures(t, projections or {}))
     return figs
 
 
-def experiment_figures(t: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
-    """Patching and behaviour-vector figures, when the run has those tables."""
+def manifold_figures(t: dict[str, pd.DataFrame], projections: dict[str, Any]) -> dict[str, go.Figure]:
+    """Per probe set: score maps, differences from the reference, landmark curves, rigid and reuse maps, subspace similarity, projections."""
+    scores, similarity = t.get("manifold_scores"), t.get("manifold_similarity")
+    figs: dict[str, go.Figure] = {}
+    if scores is None or scores.empty:
+        return figs
+    for probe_set in dict.fromkeys(scores["set"]):
+        s = scores[scores["set"] == probe_set]
+        reference = s["reference"].iloc[0]
+        figs[f"manifold_{probe_set}_scores"] = MF.manifold_heatmaps(s, probe_set)
+        diff = MF.manifold_difference(s, probe_set, reference)
+        if diff is not None:
+            figs[f"manifold_{probe_set}_difference"] = diff
+        figs[f"manifold_{probe_set}_landmarks"] = MF.manifold_landmark_curves(s, probe_set)
+        figs[f"manifold_{probe_set}_rigid"] = MF.manifold_heatmaps(s, probe_set, "rigid_gap")
+        figs[f"manifold_{probe_set}_reuse"] = MF.manifold_heatmaps(s, probe_set, "score_reuse")
+        if similarity is not None and len(similarity) and reference in set(s["variant"]):
+            best = MF.best_cell(s, probe_set, reference, "source")
+            figs[f"manifold_{probe_set}_similarity"] = MF.manifold_similarity_map(similarity, s, probe_set, reference, int(best["point"]))
+        if any(k.endswith(f"/{probe_set}") for k in projections):
+            figs[f"manifold_{probe_set}_projections"] = MF.manifold_projection_grid(s, projections, probe_set)
+    return figs
+
+
+def experiment_figures(t: dict[str, pd.DataFrame], projections: dict[str, Any] | None = None) -> dict[str, go.Figure]:
+    """Patching, behaviour-vector and manifold figures, when the run has those tables."""
     figs: dict[str, go.Figure] = {}
     patching = t.get("patching")
     if patching is not None and len(patching):
@@ -74,6 +100,7 @@ def experiment_figures(t: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
     steering = t.get("behaviour_steering")
     if steering is not None and len(steering):
         figs["behaviour_steering"] = F.steering_curves(steering)
+    figs.update(manifold_figures(t, projections or {}))
     return figs
 
 
@@ -148,6 +175,9 @@ def experiment_frames(t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             rows.append({"behaviour": b, "variant": v, "P(matching)": float(g[g["scale"] == 0]["p_matching"].iloc[0]), "max shift +c": float(plus.max()),
                          "min shift −c": float(minus.min()), "blocks with the expected signs": f"{int(((plus > 0) & (minus < 0)).sum())}/{len(plus)}"})
         out["steering"] = pd.DataFrame(rows)
+    scores = t.get("manifold_scores")
+    if scores is not None and len(scores):
+        out["manifold"] = MF.manifold_summary(scores)
     return out
 
 
@@ -160,7 +190,7 @@ def write_report(store: RunStore, analysis: Analysis, png: bool = True) -> tuple
     for name, table in analysis.tables.items():
         table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
         table.to_csv(tmp / "tables" / f"{name}.csv", index=False)
-    figs = build_figures(analysis)
+    figs = build_figures(analysis, load_projections(store.root))
     notes = list(analysis.meta.get("warnings", []))
     note = write_figures(figs, tmp / "figures", png)
     if note:
@@ -182,7 +212,8 @@ def index_html(store: RunStore, analysis: Analysis, figs: dict[str, Any], with_p
         fig_html.append(f'<figure><figcaption>{title} — <a href="figures/{name}.html">interactive</a></figcaption>{body}</figure>')
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     titles = {"patching": "Activation patching (normalised effect on logit(B) − logit(A): 0 = receiver, 1 = source)",
-              "behaviour": "Behaviour vectors: cosine between variants", "steering": "Steering check: shift in P(matching answer)"}
+              "behaviour": "Behaviour vectors: cosine between variants", "steering": "Steering check: shift in P(matching answer)",
+              "manifold": "Feature manifolds: cross-validated SMDS score (1 − scale-normalised stress; best cell, landmark tokens, change from the reference)"}
     experiments_html = "".join(f"<h2>{titles[k]}</h2>{_table_html(f, 3)}" for k, f in experiment_frames(analysis.tables).items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {html.escape(m['config']['name'])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}}

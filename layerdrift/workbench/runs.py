@@ -86,6 +86,7 @@ def print_headline(result: Run, top_n: int = 10) -> None:
         "patching": "Activation patching: normalised effect on logit(B) − logit(A) (0 = receiver unchanged, 1 = source's behaviour)",
         "behaviour": "Behaviour vectors: cosine between variants per block",
         "steering": "Steering check: shift in P(matching answer) with ± c × vector",
+        "manifold": "Feature manifolds: cross-validated SMDS score (chance = permuted labels; Δ = change from the reference over every cell)",
     }
     for key, frame in frames.items():
         if frame.empty:
