@@ -112,7 +112,7 @@ def manifold_landmark_curves(scores: pd.DataFrame, probe_set: str) -> go.Figure:
                              fillcolor="rgba(150,150,150,0.25)", line=dict(width=0), name="chance (permuted labels)", hoverinfo="skip"))
     labels = t.drop_duplicates("point").sort_values("point")
     step = max(1, len(labels) // 16)
-    fig.update_xaxes(tickvals=labels["point"][::step], ticktext=labels["label"][::step])
+    fig.update_xaxes(tickvals=labels["point"].tolist()[::step], ticktext=labels["label"].tolist()[::step])
     fig.update_layout(**LAYOUT, title=f"SMDS score at the landmark tokens per layer: '{probe_set}'", xaxis_title="residual point", yaxis_title="held-out score",
                       height=480, width=900)
     return fig
