@@ -108,7 +108,7 @@ def manifold_landmark_curves(scores: pd.DataFrame, probe_set: str) -> go.Figure:
                                      line=dict(color=LANDMARK_COLOURS.get(name, "#444"), dash=dashes[i % len(dashes)]),
                                      customdata=g["label"], hovertemplate="point %{customdata}<br>score %{y:.3f}<extra>" + f"{name} ({v})" + "</extra>"))
     chance = t.groupby("point")["score_chance"].agg(["min", "max"]).reset_index()
-    fig.add_trace(go.Scatter(x=np.r_[chance["point"], chance["point"][::-1]], y=np.r_[chance["max"], chance["min"][::-1]], fill="toself",
+    fig.add_trace(go.Scatter(x=np.r_[chance["point"], chance["point"][::-1]], y=np.r_[chance["max"], chance["min"][::-1]], fill="toself", mode="lines",
                              fillcolor="rgba(150,150,150,0.25)", line=dict(width=0), name="chance (permuted labels)", hoverinfo="skip"))
     labels = t.drop_duplicates("point").sort_values("point")
     step = max(1, len(labels) // 16)

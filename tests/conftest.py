@@ -122,6 +122,7 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
             "analysis": {"k": 3, "n_boot": 100, "n_perm": 100, "umap_neighbors": 4, "png": False},
             "patching": {"prompts": str(folder / "patch.jsonl"), "positions": 2, "select": "all", "max_prompts": 6, "components": ["resid", "attn"]},
             "behaviour": {"sets": [str(folder / "behaviour.jsonl")], "steering_items": 3, "steering_layers": [0, 2]},
+            "manifold": {"sets": ["birthday"], "n_prompts": 40, "folds": 4},
         }
     )
     return run(cfg, quiet=True)

@@ -72,7 +72,30 @@ def test_experiment_views_follow_their_tables(tiny_run):
     vectors.variant = "tuned"
     assert "(tuned)" in vectors.cross_figure().layout.title.text
     assert {tr.name for tr in vectors.steering_figure().data} == {"base +c", "base −c", "tuned +c", "tuned −c"}
-    assert [name for name, _ in experiment_tabs(t)] == ["Patching", "Behaviour vectors"]
+    assert [name for name, _ in experiment_tabs(t)] == ["Patching", "Behaviour vectors", "Manifolds"]
+
+
+def test_manifold_view_selects_cells_and_variants(tiny_run):
+    from layerdrift.dashboards.experiments import ManifoldView
+    from layerdrift.workbench.manifold_run import load_projections
+
+    t, proj = tiny_run.tables, load_projections(tiny_run.store.root)
+    view = ManifoldView(t, proj)
+    scores = t["manifold_scores"]
+    src = scores[(scores["variant"] == "base") & (scores["landmark"] == "source")]
+    assert (view.point, view.slot) == (int(src.loc[src["score"].idxmax(), "point"]), int(src["slot"].iloc[0]))  # starts at the best source cell
+    view.click({"points": [{"x": 2, "y": 3}]})
+    assert (view.point, view.slot) == (3, 2)
+    heat = view.heatmap()
+    cell = scores[(scores["variant"] == "base") & (scores["point"] == 3) & (scores["slot"] == 2)]["score"].iloc[0]
+    assert heat.data[0].z[3][2] == pytest.approx(cell, nan_ok=True)
+    assert list(heat.data[-1].x) == [2] and list(heat.data[-1].y) == [3]  # the selected cell is outlined
+    fig = view.projection()
+    np.testing.assert_allclose(np.c_[fig.data[0].x, fig.data[0].y], proj["base/birthday"][3, 2], atol=1e-6)
+    view.param.update(variant="tuned", view="difference")
+    diff = view.heatmap()
+    tuned = scores[(scores["variant"] == "tuned") & (scores["point"] == 3) & (scores["slot"] == 2)]["score"].iloc[0]
+    assert diff.data[0].z[3][2] == pytest.approx(tuned - cell, nan_ok=True) and "tuned − base" in diff.layout.annotations[0].text
 
 
 def test_build_app_makes_a_layout(tiny_run):
@@ -137,6 +160,12 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
             page.get_by_text("Patching tuned into base: resid output").wait_for(timeout=20000)
             page.get_by_text("Behaviour vectors", exact=True).click()
             page.get_by_text("Behaviour vectors, base→tuned: cosine per layer").wait_for(timeout=20000)
+            page.get_by_text("Manifolds", exact=True).click()
+            page.get_by_text("SMDS score (ridge map, held-out): probe set 'birthday'").wait_for(timeout=20000)
+            area = page.locator(".manifold-map .nsewdrag").first.bounding_box()
+            assert page.get_by_text("at point 0").count() == 0  # the projection starts at the best source cell
+            page.mouse.click(area["x"] + area["width"] * 0.97, area["y"] + area["height"] * 0.7)  # a late token at block 0's output
+            page.get_by_text("at point 0").wait_for(timeout=20000)  # the projection follows the click
             # a shared URL restores the view
             shared = browser.new_page(viewport={"width": 1920, "height": 1080})
             shared.goto(f"http://127.0.0.1:{port}/?layer=1&concept=4&pair=base%E2%86%92floor")

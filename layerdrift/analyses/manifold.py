@@ -5,8 +5,9 @@ For one cell (a layer and token) with activations X (n, d) and labels y:
 1. ideal distances D from the labels and a shape (circular with a true period, so 31 December
    sits next to 1 January; discrete circular; linear; cluster);
 2. target coordinates Y (n, k) by classical MDS of D;
-3. a linear map from the standardised activations to Y: ridge, W = X^T (X X^T + a I)^-1 Y (the dual
-   of (X^T X + a I)^-1 X^T Y), or orthonormal (Procrustes: W = U V^T from X^T Y = U S V^T);
+3. a linear map to Y: ridge on the standardised activations, W = X^T (X X^T + a I)^-1 Y (the dual
+   of (X^T X + a I)^-1 X^T Y), or orthonormal on the centred activations, unscaled so that the map
+   is rigid in the model's own geometry (Procrustes: W = U V^T from X^T Y = U S V^T);
 4. score = 1 - scale-normalised stress between D and the distances of the predicted points,
    stress = sqrt(sum (D - s D^)^2 / sum D^2) with the best scale s, on held-out rows only
    (k-fold cross-validation; each fold's MDS and standardisation use its training rows only).
@@ -97,7 +98,7 @@ class SmdsResult:
     """Cross-validated SMDS of a batch of cells (all arrays indexed by cell first)."""
 
     score: Float[np.ndarray, "c"]  # ridge map, held-out
-    score_orthonormal: Float[np.ndarray, "c"]  # orthonormal (rigid) map, held-out
+    score_orthonormal: Float[np.ndarray, "c"]  # orthonormal (rigid) map on centred activations, held-out
     score_chance: Float[np.ndarray, "c"]  # ridge map fitted to permuted labels, scored against them
     score_reuse: Float[np.ndarray, "c"] | None  # the map of each cell's reuse source applied to this cell
     predicted: Float[np.ndarray, "c n k"]  # out-of-fold predicted coordinates (ridge), in one frame per cell
@@ -183,9 +184,12 @@ def smds_cells(
     maps = xs_train.transpose(-1, -2) @ alpha  # (F, c, d, 2k)
     pred = xs @ maps  # (F, c, n, 2k)
 
-    # orthonormal map: Procrustes between the standardised training rows and the targets
-    u, _, vt = torch.linalg.svd(xs_train.transpose(-1, -2) @ rhs[..., :k], full_matrices=False)  # (F, c, d, k)
-    pred_ortho = xs @ (u @ vt)
+    # orthonormal map: Procrustes between the centred (not rescaled: a rigid map acts on the model's own geometry)
+    # training rows and the targets
+    xc = centred.float().unsqueeze(0) - mean.float().unsqueeze(2)  # (F, c, n, d)
+    u, _, vt = torch.linalg.svd((xc * train[:, None, :, None]).transpose(-1, -2) @ rhs[..., :k], full_matrices=False)  # (F, c, d, k)
+    pred_ortho = xc @ (u @ vt)
+    del xc
 
     cv = slice(0, folds)  # the real folds
     test = torch.as_tensor(test_np[cv], dtype=torch.float32)
@@ -230,10 +234,10 @@ def smds_cell_reference(
         y = y @ procrustes_rotation(y, frame[tr] - frame[tr].mean(0))
         a = ridge * np.sum(xtr**2) / len(tr)
         w = np.linalg.solve(xtr.T @ xtr + a * np.eye(x.shape[1]), xtr.T @ y)
-        u, _, vt = np.linalg.svd(xtr.T @ y, full_matrices=False)
+        u, _, vt = np.linalg.svd((x[tr] - mean).T @ y, full_matrices=False)
         iu = np.triu_indices(len(te), 1)
         truth = d_all[np.ix_(te, te)][iu]
-        for pred, out in ((xte @ w, scores), (xte @ (u @ vt), scores_ortho)):
+        for pred, out in ((xte @ w, scores), ((x[te] - mean) @ (u @ vt), scores_ortho)):
             dp = np.sqrt(((pred[:, None] - pred[None]) ** 2).sum(-1))[iu]
             out.append(1.0 - scale_normalised_stress(truth, dp))
     return float(np.mean(scores)), float(np.mean(scores_ortho))
