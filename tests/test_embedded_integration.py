@@ -91,3 +91,24 @@ def quant_config(root, **extra):
             **extra,
         }
     )
+
+
+def test_birthday_manifold_on_the_embedded_model(tmp_path):
+    """The date sits on a circle at the month token of SmolLM2 and reaches the word 'birthday'."""
+    from layerdrift import run
+
+    cfg = config_from_dict({
+        "name": "birthday", "out": str(tmp_path / "run"),
+        "variants": [{"name": "reference", "source": "smollm2-135m-instruct", "reference": True}],
+        "prompt_sets": [{"name": "concepts", "vocabulary": "embeddingdrift-235"}],
+        "analysis": {"png": False, "umap_layers": "headline", "n_boot": 100, "n_perm": 100},
+        "manifold": {"sets": ["birthday"], "n_prompts": 120, "folds": 4},
+    })
+    scores = run(cfg, quiet=True).tables["manifold_scores"]
+    by = {lm: g.sort_values("point") for lm, g in scores.groupby("landmark")}
+    assert len(scores) == 32 * 35 and scores["n_prompts"].iloc[0] == 120
+    assert (by["source"]["score"] > 0.85).all()  # the month token, from the embedding to the final norm
+    assert (scores["score_chance"].dropna() < 0.5).all()
+    late = by["destination"][by["destination"]["point"] >= 20]
+    assert (late["score"] > late["score_chance"] + 0.25).all()  # copied to 'birthday' in the late blocks
+    assert (late["score_reuse"] < late["score"] - 0.2).all()  # ... in another subspace than at the month

@@ -10,7 +10,9 @@ For one cell (a layer and token) with activations X (n, d) and labels y:
    is rigid in the model's own geometry (Procrustes: W = U V^T from X^T Y = U S V^T);
 4. score = 1 - scale-normalised stress between D and the distances of the predicted points,
    stress = sqrt(sum (D - s D^)^2 / sum D^2) with the best scale s, on held-out rows only
-   (k-fold cross-validation; each fold's MDS and standardisation use its training rows only).
+   (k-fold cross-validation; each fold's target MDS and maps use its training rows only; the
+   centring and scaling of the activations use every row's activations but no label, so one kernel
+   X X^T per cell serves all folds).
 
 ``smds_cells`` scores many cells in one batch: folds x cells are tensor batch dimensions, and the
 training rows of a fold are selected by masking (test rows get zero weight in the kernel and zero
@@ -118,18 +120,18 @@ def _targets(labels: np.ndarray, shape: Shape, period: float | None, k: int, tra
     return out
 
 
-def _stress_score(d_true: torch.Tensor, pred: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    """1 - scale-normalised stress per (fold, cell) over the masked pairs; then the mean over folds.
+def _stress_score(d_true: torch.Tensor, pred: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """1 - scale-normalised stress per (fold, cell) over each fold's held-out pairs; then the mean over folds.
 
-    d_true (F, n, n) or (n, n); pred (F, c, n, k); pairs (F, n, n) weights (held-out pairs i < j).
+    d_true (n, n); pred (F, c, n, k); rows (F, m) the held-out rows of each fold, padded, with ``valid`` (F, m).
     """
-    d_pred = torch.cdist(pred, pred)
-    dt = d_true
-    w = pairs.unsqueeze(1)
-    wd = w * dt
-    tt = (wd * dt).sum((-1, -2)).double()
-    tp = (wd * d_pred).sum((-1, -2)).double()
-    pp = (w * d_pred * d_pred).sum((-1, -2)).double().clamp_min(1e-30)
+    held = pred.gather(2, rows[:, None, :, None].expand(-1, pred.shape[1], -1, pred.shape[3]))  # (F, c, m, k)
+    d_pred = torch.cdist(held, held)
+    pairs = torch.triu(valid[:, :, None] * valid[:, None, :], diagonal=1).unsqueeze(1)  # (F, 1, m, m)
+    dt = (d_true[rows[:, :, None], rows[:, None, :]]).unsqueeze(1) * pairs
+    tt = (dt * dt).sum((-1, -2)).double()
+    tp = (dt * d_pred).sum((-1, -2)).double()
+    pp = (pairs * d_pred * d_pred).sum((-1, -2)).double().clamp_min(1e-30)
     stress = torch.sqrt(torch.clamp(1.0 - tp * tp / (tt * pp), min=0.0))
     return (1.0 - stress).mean(0)
 
@@ -166,44 +168,42 @@ def smds_cells(
     train = torch.as_tensor(train_np, dtype=torch.float32)
     n_train = train.sum(1)  # (F,)
 
-    # standardise with each fold's training rows (moments in float64 about the all-rows mean, against cancellation)
-    centred = xt.double() - xt.double().mean(1, keepdim=True)
-    mean = torch.einsum("fn,cnd->fcd", train.double(), centred) / n_train.double()[:, None, None]
-    var = torch.einsum("fn,cnd->fcd", train.double(), centred**2) / n_train.double()[:, None, None] - mean**2
-    scale = (1.0 / torch.sqrt(var.clamp_min(0.0) + 1e-6)).float()
-    xs = (centred.float().unsqueeze(0) - mean.float().unsqueeze(2)) * scale.unsqueeze(2)  # (F, c, n, d)
-    xs_train = xs * train[:, None, :, None]
+    # centre and scale with all rows' activations (no labels), so that one kernel serves every fold
+    xc = xt - xt.mean(1, keepdim=True)  # (c, n, d)
+    xs = xc / torch.sqrt(xc.var(1, unbiased=False, keepdim=True) + 1e-6)
+    rhs = targets * train[..., None]  # (F, n, 2k): targets on training rows, zero on test rows
 
-    # dual ridge on the training rows: (K_tr + a I) alpha = Y_tr, test rows decoupled with alpha = 0
-    gram = (xs_train @ xs_train.transpose(-1, -2)).double()  # (F, c, n, n)
-    a = (ridge * torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1) / n_train.double()[:, None]).clamp_min(1e-6)  # (F, c)
-    gram.diagonal(dim1=-2, dim2=-1).add_(a[..., None])
-    rhs = (targets * train[..., None]).unsqueeze(1).expand(-1, c, -1, -1)
-    alpha = torch.cholesky_solve(rhs.double(), torch.linalg.cholesky(gram)).float()  # (F, c, n, 2k)
-    del gram
-    maps = xs_train.transpose(-1, -2) @ alpha  # (F, c, d, 2k)
-    pred = xs @ maps  # (F, c, n, 2k)
+    # dual ridge on the training rows: (K_tr + a I) alpha = Y_tr; test rows are decoupled with alpha = 0,
+    # so predictions K alpha and the map X^T alpha only use training rows
+    gram = xs @ xs.transpose(-1, -2)  # (c, n, n)
+    system = gram.unsqueeze(0) * (train[:, None, :, None] * train[:, None, None, :])  # (F, c, n, n)
+    a = (ridge * torch.diagonal(system, dim1=-2, dim2=-1).sum(-1) / n_train[:, None]).clamp_min(1e-6)  # (F, c)
+    system.diagonal(dim1=-2, dim2=-1).add_(a[..., None])
+    alpha = torch.linalg.solve(system, rhs.unsqueeze(1).expand(-1, c, -1, -1))  # (F, c, n, 2k)
+    del system
+    pred = gram.unsqueeze(0) @ alpha  # (F, c, n, 2k)
+    maps = xs.transpose(-1, -2).unsqueeze(0) @ alpha  # (F, c, d, 2k)
 
-    # orthonormal map: Procrustes between the centred (not rescaled: a rigid map acts on the model's own geometry)
-    # training rows and the targets
-    xc = centred.float().unsqueeze(0) - mean.float().unsqueeze(2)  # (F, c, n, d)
-    u, _, vt = torch.linalg.svd((xc * train[:, None, :, None]).transpose(-1, -2) @ rhs[..., :k], full_matrices=False)  # (F, c, d, k)
-    pred_ortho = xc @ (u @ vt)
-    del xc
+    # orthonormal map on the centred, unscaled activations (a rigid map acts on the model's own geometry):
+    # Procrustes between the training rows and the targets (test rows have zero targets and drop out of X^T Y)
+    u, _, vt = torch.linalg.svd(xc.transpose(-1, -2).unsqueeze(0) @ rhs[:, None, :, :k], full_matrices=False)  # (F, c, d, k)
+    pred_ortho = xc.unsqueeze(0) @ (u @ vt)
 
     cv = slice(0, folds)  # the real folds
     test = torch.as_tensor(test_np[cv], dtype=torch.float32)
-    pairs = torch.triu(test[:, :, None] * test[:, None, :], diagonal=1)
+    m = int(test_np[cv].sum(1).max())
+    rows = torch.as_tensor(np.stack([np.pad(np.flatnonzero(t), (0, m - t.sum())) for t in test_np[cv]]))  # (F, m) held-out rows, padded with row 0
+    valid = torch.as_tensor(np.stack([np.arange(m) < t.sum() for t in test_np[cv]]), dtype=torch.float32)
     d_true = torch.as_tensor(ideal_distances(labels, shape, period), dtype=torch.float32)
     d_perm = torch.as_tensor(ideal_distances(labels[perm], shape, period), dtype=torch.float32)
-    score = _stress_score(d_true, pred[cv, ..., :k], pairs)
-    score_chance = _stress_score(d_perm, pred[cv, ..., k:], pairs)
-    score_ortho = _stress_score(d_true, pred_ortho[cv], pairs)
+    score = _stress_score(d_true, pred[cv, ..., :k], rows, valid)
+    score_chance = _stress_score(d_perm, pred[cv, ..., k:], rows, valid)
+    score_ortho = _stress_score(d_true, pred_ortho[cv], rows, valid)
     score_reuse = None
     if reuse_source is not None:
         src = torch.as_tensor(np.asarray(reuse_source), dtype=torch.long)
-        pred_reuse = xs[cv] @ maps[cv][:, src, :, :k]
-        score_reuse = _stress_score(d_true, pred_reuse, pairs).numpy()
+        pred_reuse = xs.unsqueeze(0) @ maps[cv][:, src, :, :k]
+        score_reuse = _stress_score(d_true, pred_reuse, rows, valid).numpy()
     held_out = (pred[cv, ..., :k] * test[:, None, :, None]).sum(0)  # each row from the fold that held it out
     # a cell whose activations do not vary (e.g. a first token every prompt shares) has nothing to score
     constant = torch.as_tensor(np.asarray(x)).std(1).amax(-1).numpy() < 1e-6
@@ -220,24 +220,27 @@ def smds_cell_reference(
 ) -> tuple[float, float]:
     """(ridge score, orthonormal score) of one cell, fold by fold in numpy with the primal ridge: the slow, obvious version."""
     x = np.asarray(x, dtype=np.float64)
+    if x.std(0).max() < 1e-6:
+        return float("nan"), float("nan")  # nothing varies: nothing to score
     labels = np.asarray(labels, dtype=np.float64)
     k = n_components or default_components(shape, labels)
     fold = fold_ids(len(labels), folds, seed)
     d_all = ideal_distances(labels, shape, period)
     frame = classical_mds(d_all, k)
+    xc = x - x.mean(0)
+    xs = xc / np.sqrt(xc.var(0) + 1e-6)
     scores, scores_ortho = [], []
     for f in range(folds):
         tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        mean, std = x[tr].mean(0), np.sqrt(x[tr].var(0) + 1e-6)
-        xtr, xte = (x[tr] - mean) / std, (x[te] - mean) / std
+        xtr, xte = xs[tr], xs[te]
         y = classical_mds(d_all[np.ix_(tr, tr)], k)
         y = y @ procrustes_rotation(y, frame[tr] - frame[tr].mean(0))
-        a = ridge * np.sum(xtr**2) / len(tr)
+        a = max(ridge * np.sum(xtr**2) / len(tr), 1e-6)
         w = np.linalg.solve(xtr.T @ xtr + a * np.eye(x.shape[1]), xtr.T @ y)
-        u, _, vt = np.linalg.svd((x[tr] - mean).T @ y, full_matrices=False)
+        u, _, vt = np.linalg.svd(xc[tr].T @ y, full_matrices=False)
         iu = np.triu_indices(len(te), 1)
         truth = d_all[np.ix_(te, te)][iu]
-        for pred, out in ((xte @ w, scores), ((x[te] - mean) @ (u @ vt), scores_ortho)):
+        for pred, out in ((xte @ w, scores), (xc[te] @ (u @ vt), scores_ortho)):
             dp = np.sqrt(((pred[:, None] - pred[None]) ** 2).sum(-1))[iu]
             out.append(1.0 - scale_normalised_stress(truth, dp))
     return float(np.mean(scores)), float(np.mean(scores_ortho))
