@@ -128,7 +128,7 @@ class ManifoldRun:
         n_slots, n = len(alignment.slots), len(labels)
         acts = [self.store.activations(name, f"probe-{s.name}", h, POSITION) for h in hooks]  # each (n, slots, d)
         d = acts[0].shape[-1]
-        per_layer = n_slots * (self.spec.folds + 1) * n * (4 * d + 24 * n)
+        per_layer = 4 * n_slots * n * (3 * d + 3 * (self.spec.folds + 1) * n)  # activations x3, fold systems, kernel and distances (float32)
         step = max(1, int(CELL_BUDGET // per_layer))
         parts: dict[str, list[np.ndarray]] = {}
         task = progress.add_task(f"SMDS {name} ({s.name})", total=len(hooks)) if progress else None
