@@ -149,6 +149,74 @@ class ManifoldSpec(_Strict):
     batch_size: int = Field(32, ge=1, le=4096)
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class FinetuneSpec(_Strict):
+    """Supervised fine-tuning of a causal LM on an instruction data set, saving checkpoints on a schedule."""
+
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="default: the data set's name")
+    base: str = Field("gemma3-270m", min_length=1, description="embedded alias | Hugging Face id | local folder | .gguf file")
+    base_revision: str | None = None
+    data: str = Field("helpful", description="built-in objective (helpful, harmless, mixed) or a JSONL file of prompt + response")
+    method: Literal["lora", "full"] = "lora"
+    lora_rank: int = Field(8, ge=1, le=256)
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
+    steps: int = Field(32, ge=1, le=1_000_000)
+    checkpoints: str | list[int] = Field("dense-early", description="dense-early (0, 1, 2, 4, 8, ... and the last), every-N, or a list of steps")
+    batch_size: int = Field(8, ge=1, le=1024)
+    learning_rate: float | None = Field(None, gt=0, description="default: 1e-3 for LoRA, 2e-5 for full weights")
+    max_length: int = Field(128, ge=8, le=8192, description="tokens per example (prompt + response); longer responses are cut")
+    eval_examples: int = Field(16, ge=1, description="examples held out of training for the evaluation loss at each checkpoint")
+    seed: int = 0
+    device: str = "auto"
+    dtype: DType = "auto"
+    out: str = Field("runs/finetune/{name}", description="checkpoint folder; {name} is filled in")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or Path(self.data).stem
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else (1e-3 if self.method == "lora" else 2e-5)
+
+    def out_dir(self, override: str | Path | None = None) -> Path:
+        return Path(override) if override is not None else Path(self.out.format(name=self.run_name))
+
+
+class SeriesSpec(_Strict):
+    """An ordered checkpoint series that expands into variants: a fine-tune run here, a folder of checkpoints, or a hub id with revisions."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    finetune: FinetuneSpec | None = None
+    source: str | None = Field(None, description="folder of checkpoints (step-N / checkpoint-N subfolders) or a Hugging Face id")
+    revisions: list[str] | None = Field(None, description="hub revisions in training order (with a hub id as source)")
+    steps: list[int] | None = Field(None, description="use only these checkpoint steps (default: all)")
+    chat_template: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SeriesSpec:
+        if (self.finetune is None) == (self.source is None):
+            raise ValueError(f"series '{self.name}' needs exactly one of `finetune` (train here) or `source` (existing checkpoints)")
+        if self.revisions is not None and self.source is None:
+            raise ValueError(f"series '{self.name}' lists revisions but no hub id in `source`")
+        return self
+
+
+class TrajectorySpec(_Strict):
+    """Analyses along checkpoint series, and persistent homology of every variant's final-token states."""
+
+    n_perm: int = Field(2000, ge=100, description="random checkpoint orderings for the early-concentration test")
+    topology: bool = True
+    topology_layers: int | list[int] = Field(5, description="an int: that many evenly spaced residual points (embedding .. final norm); a list: point indices")
+    subsamples: int = Field(64, ge=1, le=10_000, description="random subsets of the prompts per diagram distribution")
+    subsample_size: int = Field(160, ge=8, description="points per subset (capped at the number of prompts)")
+    engine: Literal["giotto-ph", "ripser"] = "giotto-ph"
+    umap_layer: int | Literal["final"] = Field("final", description="residual point of the UMAP across checkpoints")
+
+
 class ExperimentConfig(_Strict):
     """The whole experiment: variants x prompt sets x capture settings, and where results go."""
 
@@ -157,17 +225,21 @@ class ExperimentConfig(_Strict):
     seed: int = 0
     device: str = "auto"
     dtype: DType = "auto"
-    variants: list[VariantSpec] = Field(min_length=1)
+    variants: list[VariantSpec] = Field(default_factory=list)
     prompt_sets: list[PromptSetSpec] = Field(default_factory=lambda: [PromptSetSpec(name="concepts")], min_length=1)
     capture: CaptureSpec = CaptureSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     patching: PatchingSpec | None = None
     behaviour: BehaviourSpec | None = None
     manifold: ManifoldSpec | None = None
+    series: list[SeriesSpec] = Field(default_factory=list)
+    trajectory: TrajectorySpec = TrajectorySpec()
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
-        for label, names in (("variant", [v.name for v in self.variants]), ("prompt set", [p.name for p in self.prompt_sets])):
+        if not self.variants and not self.series:
+            raise ValueError("the config needs at least one variant or one series")
+        for label, names in (("variant", [v.name for v in self.variants]), ("prompt set", [p.name for p in self.prompt_sets]), ("series", [s.name for s in self.series])):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 raise ValueError(f"{label} name {dup[0]!r} is used twice; names must be unique")
@@ -192,7 +264,17 @@ class ExperimentConfig(_Strict):
         return self
 
     def non_floor_variants(self) -> list[str]:
-        return [v.name for v in self.variants if not v.noise_floor]
+        """Variants the experiments compare by default: no noise floor, and of each series only its last checkpoint."""
+        inner = {v for s in self.series_variants().values() for v in s[:-1]}
+        return [v.name for v in self.variants if not v.noise_floor and v.name not in inner]
+
+    def series_variants(self) -> dict[str, list[str]]:
+        """Each expanded series' variant names in training order (empty before ``expand_series``)."""
+        return {s.name: self.variants_of_series(s.name) for s in self.series if self.variants_of_series(s.name)}
+
+    def variants_of_series(self, series: str) -> list[str]:
+        prefix = f"{series}.step"
+        return [v.name for v in self.variants if v.name.startswith(prefix) and v.name[len(prefix):].isdigit()]
 
     @property
     def reference(self) -> str:

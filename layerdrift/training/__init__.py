@@ -1,0 +1,1 @@
+"""Supervised fine-tuning: LoRA adapters merged on save, response-only loss, checkpoint schedules."""
