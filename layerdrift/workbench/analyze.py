@@ -56,9 +56,9 @@ class Pair:
 def variant_pairs(store: RunStore) -> list[Pair]:
     """Every pair of non-floor variants (config order), plus reference -> each noise-floor variant."""
     floors = set(store.manifest.get("noise_floor", []))
-    main = [v for v in store.variants if v not in floors]
+    main = [v for v in store.main_variants if v not in floors]
     pairs = [Pair(a, b) for a, b in combinations(main, 2)]
-    return pairs + [Pair(store.reference, f, floor=True) for f in store.variants if f in floors]
+    return pairs + [Pair(store.reference, f, floor=True) for f in store.main_variants if f in floors]
 
 
 def results_dir(store: RunStore) -> Path:
@@ -66,7 +66,7 @@ def results_dir(store: RunStore) -> Path:
 
 
 def analysis_fingerprint(store: RunStore, prompt_set: str, spec: AnalysisSpec, seed: int, extra: dict[str, Any] | None = None) -> str:
-    captures = {v: store.manifest["captures"][f"{v}/{prompt_set}"]["fingerprint"] for v in store.variants}
+    captures = {v: store.manifest["captures"][f"{v}/{prompt_set}"]["fingerprint"] for v in store.main_variants}
     payload = {"captures": captures, "spec": spec.model_dump(mode="json"), "seed": seed, "noise_floor": store.manifest.get("noise_floor"), **(extra or {})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -81,7 +81,7 @@ class Stacks:
     @classmethod
     def read(cls, store: RunStore, prompt_set: str) -> "Stacks":
         arrays, labels = {}, {}
-        for v in store.variants:
+        for v in store.main_variants:
             points = store.residual_points(v, prompt_set)
             arrays[v] = np.stack([store.activations(v, prompt_set, p, "last") for p in points]).astype(np.float64)
             labels[v] = [point_label(p) for p in points]
@@ -176,7 +176,7 @@ def analyze(store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callab
 
     say("cross-layer CKA")
     cross_rows = []
-    for v in store.variants:
+    for v in store.main_variants:
         if v == store.reference:
             continue
         mb = cka_from_stacks(grams[store.reference][0], grams[v][0])
@@ -213,7 +213,7 @@ def analyze(store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callab
     meta = {
         "prompt_set": ps,
         "reference": store.reference,
-        "variants": store.variants,
+        "variants": store.main_variants,
         "noise_floor": store.manifest.get("noise_floor", []),
         "pairs": [{"label": p.label, "a": p.a, "b": p.b, "floor": p.floor} for p in pairs],
         "headline_layer": head,
@@ -240,7 +240,7 @@ def project_layers(store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: in
     cache.mkdir(parents=True, exist_ok=True)
     key = analysis_fingerprint(store, ps, AnalysisSpec(umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist), seed)[:16]
     frames = []
-    variants = store.variants
+    variants = store.main_variants
     for layer in layers:
         path = cache / f"layer-{layer:03d}-{key}.parquet"
         if path.is_file():

@@ -31,8 +31,9 @@ def _load_config(args: argparse.Namespace):
 
 def cmd_extract(args: argparse.Namespace) -> None:
     from layerdrift.workbench.pipeline import extract
+    from layerdrift.workbench.series import expand_series
 
-    config = _load_config(args)
+    config = expand_series(_load_config(args), quiet=args.quiet)
     store = extract(config, out=args.out, quiet=args.quiet)
     if not args.quiet:
         print(f"captures written to {store.root}")
@@ -61,6 +62,23 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     serve(args.run, port=args.port, address=args.address, show=args.show)
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from layerdrift.workbench.config import load_finetune_specs
+    from layerdrift.workbench.finetune_run import finetune, read_finetune_manifest
+
+    specs = load_finetune_specs(args.config)
+    if args.out and len(specs) > 1:
+        raise LayerdriftError(f"--out names one folder, but {args.config!r} holds {len(specs)} fine-tunes; drop --out and set each one's `out`.")
+    for spec in specs:
+        folder = finetune(spec, out=args.out, quiet=args.quiet)
+        if not args.quiet:
+            manifest = read_finetune_manifest(folder) or {}
+            print(f"{spec.run_name}: {len(manifest.get('checkpoints', []))} checkpoints in {folder}")
+            for c in manifest.get("checkpoints", []):
+                train = "     -" if c["train_loss"] is None else f"{c['train_loss']:6.3f}"
+                print(f"  step {c['step']:>6}  train loss {train}  eval loss {c['eval_loss']:6.3f}  ({c['folder']})")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from layerdrift.workbench.embedded import cache_root, describe_embedded
 
@@ -86,7 +104,7 @@ def cmd_hooks(args: argparse.Namespace) -> None:
         free(loaded)
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {"run": cmd_run, "report": cmd_report, "dashboard": cmd_dashboard, "extract": cmd_extract, "models": cmd_models, "hooks": cmd_hooks}
+COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {"finetune": cmd_finetune, "run": cmd_run, "report": cmd_report, "dashboard": cmd_dashboard, "extract": cmd_extract, "models": cmd_models, "hooks": cmd_hooks}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
     p.add_argument("--out", help="run folder (default: the config's `out`)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+    p = sub.add_parser("finetune", help="fine-tune a model on an instruction set, saving checkpoints on a schedule")
+    p.add_argument("--config", help="fine-tune TOML/YAML, or a run config whose series fine-tune (default: LoRA on the embedded Gemma 3 270M, objective helpful)")
+    p.add_argument("--out", help="checkpoint folder (default: the config's `out`; only with a single fine-tune)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     sub.add_parser("models", help="list the embedded model aliases and their conversion cache")
     p = sub.add_parser("hooks", help="list the hook points of a model source")
     p.add_argument("source", help="embedded alias, folder, .gguf file or hub id")

@@ -213,6 +213,7 @@ class TrajectorySpec(_Strict):
     topology_layers: int | list[int] = Field(5, description="an int: that many evenly spaced residual points (embedding .. final norm); a list: point indices")
     subsamples: int = Field(64, ge=1, le=10_000, description="random subsets of the prompts per diagram distribution")
     subsample_size: int = Field(160, ge=8, description="points per subset (capped at the number of prompts)")
+    distance_subsamples: int = Field(16, ge=1, description="paired subsamples averaged in each distance between diagrams (the first ones)")
     engine: Literal["giotto-ph", "ripser"] = "giotto-ph"
     umap_layer: int | Literal["final"] = Field("final", description="residual point of the UMAP across checkpoints")
 
@@ -233,7 +234,7 @@ class ExperimentConfig(_Strict):
     behaviour: BehaviourSpec | None = None
     manifold: ManifoldSpec | None = None
     series: list[SeriesSpec] = Field(default_factory=list)
-    trajectory: TrajectorySpec = TrajectorySpec()
+    trajectory: TrajectorySpec | None = Field(None, description="trajectory + topology settings; on by default when the config has series")
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
@@ -299,8 +300,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = ExperimentConfig
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    model: Any = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -315,13 +316,13 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
-def explain_validation_error(err: ValidationError, where: str) -> str:
+def explain_validation_error(err: ValidationError, where: str, root: type[BaseModel] | None = None) -> str:
     """One sentence per problem, naming the field and (for typos) the closest valid name."""
     first = err.errors()[0]
     loc = tuple(first["loc"])
     path = _field_path(loc)
     if first["type"] == "extra_forbidden":
-        model = _model_at(loc)
+        model = _model_at(loc, root or ExperimentConfig)
         hint = ""
         if model is not None:
             close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
@@ -343,8 +344,8 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentC
         raise LayerdriftError(explain_validation_error(err, where)) from None
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a .toml / .yaml / .yml experiment file."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The top-level table of a .toml / .yaml / .yml file, or one sentence on what is wrong with it."""
     p = Path(path)
     if not p.is_file():
         raise LayerdriftError(f"config file {str(p)!r} does not exist; pass the path of a .toml or .yaml file.")
@@ -366,7 +367,28 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise LayerdriftError(f"config file {str(p)!r} could not be parsed: {err}.") from None
     if not isinstance(data, dict):
         raise LayerdriftError(f"config file {str(p)!r} must hold a table of settings at the top level.")
-    return config_from_dict(data, where=f"config file {str(p)!r}")
+    return data
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a .toml / .yaml / .yml experiment file."""
+    return config_from_dict(read_config_file(path), where=f"config file {str(path)!r}")
+
+
+def load_finetune_specs(path: str | Path | None) -> list[FinetuneSpec]:
+    """The fine-tunes of a file: a fine-tune config (its fields at the top level), or a run config's series that fine-tune."""
+    if path is None:
+        return [FinetuneSpec()]
+    data = read_config_file(path)
+    if "variants" in data or "series" in data:
+        specs = [s.finetune for s in load_config(path).series if s.finetune is not None]
+        if not specs:
+            raise LayerdriftError(f"config file {str(path)!r} is a run config without any series that fine-tunes; add [series.finetune] or pass a fine-tune config.")
+        return specs
+    try:
+        return [FinetuneSpec.model_validate(data)]
+    except ValidationError as err:
+        raise LayerdriftError(explain_validation_error(err, f"fine-tune config {str(path)!r}", FinetuneSpec)) from None
 
 
 def default_config() -> ExperimentConfig:

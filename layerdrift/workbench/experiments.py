@@ -1,6 +1,6 @@
-"""Experiments that need the models again (patching, behaviour vectors, manifold probes), cached as result tables.
+"""Experiments beyond the headline analyses (patching, behaviour vectors, manifold probes, trajectories + topology), cached as result tables.
 
-Unlike the analyses, these run forward passes; their tables join the others in ``RUN/results``
+Unlike the headline analyses, most run forward passes (trajectories read the captures); their tables join the others in ``RUN/results``
 (Parquet), and ``RUN/results/experiments.json`` records the fingerprint each was made under, so
 an unchanged config reuses them and a changed one recomputes only what changed.
 """
@@ -21,6 +21,7 @@ EXPERIMENT_TABLES = {
     "patching": ("patching", "patching_prompts"),
     "behaviour": ("behaviour_vectors", "behaviour_cosine", "behaviour_cross", "behaviour_pca", "behaviour_steering"),
     "manifold": ("manifold_scores", "manifold_similarity"),
+    "trajectory": ("trajectory", "concentration", "velocity_band", "topology", "topology_distances", "persistence_diagrams", "trajectory_projection"),
 }
 OPTIONAL_TABLES = tuple(t for tables in EXPERIMENT_TABLES.values() for t in tables)
 RECORD = "experiments.json"
@@ -74,9 +75,12 @@ def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = N
     from layerdrift.workbench.behaviour_run import BehaviourRun
     from layerdrift.workbench.manifold_run import ManifoldRun
     from layerdrift.workbench.patching_run import PatchingRun
+    from layerdrift.workbench.trajectory_run import TrajectoryRun
 
     tables: dict[str, pd.DataFrame] = {}
-    runners = (("patching", config.patching, PatchingRun), ("behaviour", config.behaviour, BehaviourRun), ("manifold", config.manifold, ManifoldRun))
+    trajectory = config.trajectory if config.trajectory is not None else (True if config.series else None)
+    runners = (("patching", config.patching, PatchingRun), ("behaviour", config.behaviour, BehaviourRun), ("manifold", config.manifold, ManifoldRun),
+               ("trajectory", trajectory, TrajectoryRun))
     for experiment, spec, runner in runners:
         if spec is None:
             continue

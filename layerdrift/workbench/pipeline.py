@@ -221,6 +221,7 @@ def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool
             "config_hash": config.hash(),
             "reference": config.reference,
             "noise_floor": [v.name for v in config.variants if v.noise_floor],
+            "series": config.series_variants(),
             "packages": package_versions(),
             "platform": {"machine": platform.machine(), "system": platform.system(), "cuda": torch.cuda.is_available()},
             "prompt_sets": {

@@ -15,6 +15,7 @@ from layerdrift.workbench.config import ExperimentConfig
 from layerdrift.workbench.experiments import check_experiments, load_experiment_tables, run_experiments
 from layerdrift.workbench.pipeline import extract, progress_bars
 from layerdrift.workbench.report import REPORT, build_figures, experiment_frames, headline_frames, write_report
+from layerdrift.workbench.series import expand_series
 from layerdrift.workbench.store import RunStore
 
 
@@ -54,16 +55,18 @@ def open_run(path: str | Path) -> Run:
 def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False) -> Run:
     """Extraction (reusing the cache) + every analysis (cached when unchanged) + the report folder."""
     t0 = time.perf_counter()
-    check_experiments(config)
-    store = extract(config, out=out, quiet=quiet)
 
     def say(msg: str) -> None:
         if not quiet:
             print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
+    config = expand_series(config, quiet, say)
+    check_experiments(config)
+    store = extract(config, out=out, quiet=quiet)
+
     say("analyses")
     analysis = analyze_cached(store, config.analysis, config.seed, say)
-    if config.patching or config.behaviour or config.manifold:
+    if config.patching or config.behaviour or config.manifold or config.series or config.trajectory:
         with progress_bars(quiet) as progress:
             analysis.tables.update(run_experiments(config, store, progress, say))
     say("report")

@@ -187,6 +187,17 @@ class RunStore:
         return [v["name"] for v in self.manifest["config"]["variants"]]
 
     @property
+    def series(self) -> dict[str, list[str]]:
+        """Checkpoint series: name -> variant names in training order."""
+        return dict(self.manifest.get("series", {}))
+
+    @property
+    def main_variants(self) -> list[str]:
+        """Variants of the headline analyses: every plain variant, and of each series only its last checkpoint."""
+        inner = {v for members in self.series.values() for v in members[:-1]}
+        return [v for v in self.variants if v not in inner]
+
+    @property
     def reference(self) -> str:
         return self.manifest["reference"]
 

@@ -1,0 +1,207 @@
+"""Trajectories along checkpoint series and persistent homology of every variant, from the captured final-token states.
+
+Nothing here loads a model: it reads the prompt set's last-token residual points from the store.
+
+Tables (Parquet in ``RUN/results``):
+    trajectory            series x checkpoint x residual point: drift / CKA / Jaccard from step 0 and from the previous
+                          checkpoint, effective rank (RankMe)
+    concentration         early-concentration C and its permutation p-value, per series, metric and point (+ all points)
+    velocity_band         velocity per interval with the 2.5 / 50 / 97.5 % band under random checkpoint orderings
+    topology              per variant x topology layer x dimension: diagram summaries (mean and sd over subsamples)
+    topology_distances    Wasserstein-2 and bottleneck distances (mean and sd over paired subsamples): consecutive
+                          checkpoints, from step 0, and every pair of headline variants (e.g. base vs NF4)
+    persistence_diagrams  the bars of the first subsample (for figures)
+    trajectory_projection one joint UMAP of every checkpoint and headline variant at one residual point
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from layerdrift.analyses.neighbours import knn_jaccard
+from layerdrift.analyses.projection import joint_umap
+from layerdrift.analyses.similarity import linear_cka
+from layerdrift.analyses.spectrum import effective_ranks
+from layerdrift.analyses.topology import bottleneck_distance, diagram_summary, pairwise_euclidean, rips_diagrams, wasserstein_distance
+from layerdrift.analyses.trajectory import checkpoint_drift_matrix, concentration_test, path_velocities
+from layerdrift.errors import LayerdriftError
+from layerdrift.workbench.analyze import point_label
+from layerdrift.workbench.config import ExperimentConfig, TrajectorySpec
+from layerdrift.workbench.pipeline import fingerprint
+from layerdrift.workbench.series import series_step
+from layerdrift.workbench.store import RunStore
+
+DIMS = (0, 1)
+
+
+def topology_points(spec: TrajectorySpec, n_points: int) -> list[int]:
+    """Residual points for persistent homology: evenly spaced from the embedding to the final norm, or the listed ones."""
+    if isinstance(spec.topology_layers, int):
+        return sorted({int(round(x)) for x in np.linspace(0, n_points - 1, max(1, min(spec.topology_layers, n_points)))})
+    bad = [p for p in spec.topology_layers if not 0 <= p < n_points]
+    if bad:
+        raise LayerdriftError(f"trajectory.topology_layers lists point {bad[0]}, outside 0..{n_points - 1} (0 = embedding, {n_points - 1} = final norm).")
+    return sorted(set(spec.topology_layers))
+
+
+def subsample_indices(n: int, size: int, count: int, seed: int) -> np.ndarray:
+    """(count, size) prompt indices, one random subset per row, shared by every variant so distances are paired."""
+    rng = np.random.default_rng(seed)
+    size = min(size, n)
+    return np.stack([np.sort(rng.choice(n, size=size, replace=False)) for _ in range(count)])
+
+
+class TrajectoryRun:
+    """Trajectory and topology analyses of one run store."""
+
+    def __init__(self, config: ExperimentConfig, store: RunStore):
+        self.config, self.store = config, store
+        self.spec: TrajectorySpec = config.trajectory or TrajectorySpec()
+        self.prompt_set = config.analysis.prompt_set or store.prompt_sets[0]
+        self.series = store.series
+        floors = set(store.manifest.get("noise_floor", []))
+        self.headline = [v for v in store.main_variants if v not in floors]
+        self.variants = [v for v in store.variants if v not in floors]
+        captures = {v: store.manifest["captures"][f"{v}/{self.prompt_set}"]["fingerprint"] for v in self.variants}
+        self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "captures": captures, "series": self.series, "seed": config.seed, "k": config.analysis.k})
+
+    def _stack(self, variant: str) -> np.ndarray:
+        points = self.store.residual_points(variant, self.prompt_set)
+        return np.stack([self.store.activations(variant, self.prompt_set, p, "last") for p in points]).astype(np.float32)
+
+    def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+        stacks = {v: self._stack(v) for v in self.variants}
+        ref = stacks[self.variants[0]]
+        labels = [point_label(p) for p in self.store.residual_points(self.variants[0], self.prompt_set)]
+        say("trajectories along checkpoint series")
+        traj, conc, band = self._trajectories(stacks, labels)
+        tables = {"trajectory": traj}
+        topo = {"topology": pd.DataFrame(), "topology_distances": pd.DataFrame(), "persistence_diagrams": pd.DataFrame()}
+        if self.spec.topology:
+            topo, tconc, tband = self._topology(stacks, labels, progress, say)
+            conc, band = conc + tconc, band + tband
+        tables.update(topo)
+        tables["concentration"] = pd.DataFrame(conc)
+        tables["velocity_band"] = pd.DataFrame(band)
+        say("UMAP across checkpoints")
+        tables["trajectory_projection"] = self._projection(stacks, labels, ref.shape[0])
+        return tables
+
+    def _ordered(self, name: str) -> list[str]:
+        return self.series[name]
+
+    def _concentration_rows(self, series: str, metric: str, distances: np.ndarray, layer_labels: list[str], steps: list[int]) -> tuple[list[dict], list[dict]]:
+        """Concentration test per layer and for the mean over layers; distances: (layers, k, k)."""
+        stacked = np.concatenate([distances, distances.mean(0, keepdims=True)])
+        names = [*layer_labels, "all"]
+        test = concentration_test(stacked, self.spec.n_perm, self.config.seed)
+        velocity = path_velocities(stacked)
+        conc = [{"series": series, "metric": metric, "layer": name, "c": float(test.c[i]), "p": float(test.p[i]), "null_mean": float(test.null_mean[i]),
+                 "expected": test.expected, "n_checkpoints": len(steps), "first_third_until_step": steps[max(1, (len(steps) - 1) // 3)]}
+                for i, name in enumerate(names)]
+        band = [{"series": series, "metric": metric, "layer": name, "interval": t, "step_from": steps[t], "step_to": steps[t + 1], "velocity": float(velocity[i, t]),
+                 "q025": float(test.band[i, t, 0]), "q50": float(test.band[i, t, 1]), "q975": float(test.band[i, t, 2])}
+                for i, name in enumerate(names) for t in range(len(steps) - 1)]
+        return conc, band
+
+    def _trajectories(self, stacks: dict[str, np.ndarray], labels: list[str]) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+        rows, conc, band = [], [], []
+        k = self.config.analysis.k
+        for name, members in self.series.items():
+            steps = [series_step(v) for v in members]
+            xs = np.stack([stacks[v] for v in members])  # (checkpoints, points, n, d)
+            distances = np.stack([checkpoint_drift_matrix(xs[:, layer]) for layer in range(xs.shape[1])])
+            for c, v in enumerate(members):
+                for layer in range(xs.shape[1]):
+                    x0, xp, xc = xs[0, layer], xs[max(c - 1, 0), layer], xs[c, layer]
+                    rows.append({"series": name, "variant": v, "step": steps[c], "checkpoint": c, "layer": layer, "label": labels[layer],
+                                 "drift_start": float(distances[layer, 0, c]), "drift_prev": float(distances[layer, c - 1, c]) if c else np.nan,
+                                 "cka_start": linear_cka(x0, xc), "cka_prev": linear_cka(xp, xc) if c else np.nan,
+                                 "jaccard_start": float(knn_jaccard(x0, xc, k).mean()), "rankme": effective_ranks(xc)["rankme"]})
+            c_rows, b_rows = self._concentration_rows(name, "drift", distances, labels, steps)
+            conc += c_rows
+            band += b_rows
+        return pd.DataFrame(rows), conc, band
+
+    def _topology(self, stacks: dict[str, np.ndarray], labels: list[str], progress: Any, say: Callable[[str], None]):
+        n_points, n = next(iter(stacks.values())).shape[:2]
+        points = topology_points(self.spec, n_points)
+        subs = subsample_indices(n, self.spec.subsample_size, self.spec.subsamples, self.config.seed)
+        say(f"persistent homology: {len(self.variants)} variants x {len(points)} points x {len(subs)} subsamples of {subs.shape[1]}")
+        task = progress.add_task("persistence diagrams", total=len(self.variants) * len(points)) if progress else None
+        diagrams: dict[tuple[str, int], list[list[np.ndarray]]] = {}
+        summary_rows, bar_rows = [], []
+        for v in self.variants:
+            for p in points:
+                per_sub = [rips_diagrams(pairwise_euclidean(stacks[v][p][idx]), 1, self.spec.engine) for idx in subs]
+                diagrams[(v, p)] = per_sub
+                for dim in DIMS:
+                    stats = pd.DataFrame([diagram_summary(d[dim]) for d in per_sub])
+                    for stat in stats.columns:
+                        summary_rows.append({"variant": v, "layer": p, "label": labels[p], "dim": dim, "stat": stat,
+                                             "mean": float(stats[stat].mean()), "sd": float(stats[stat].std(ddof=1)) if len(stats) > 1 else 0.0})
+                    d0 = per_sub[0][dim]
+                    bar_rows.append(pd.DataFrame({"variant": v, "layer": p, "label": labels[p], "dim": dim, "birth": d0[:, 0], "death": d0[:, 1]}))
+                if progress:
+                    progress.update(task, advance=1)
+        say("distances between persistence diagrams")
+        dist_rows, conc, band = [], [], []
+        ds = self.spec.distance_subsamples
+        for name, members in self.series.items():
+            steps = [series_step(v) for v in members]
+            for dim in DIMS:
+                w = np.zeros((len(points), len(members), len(members)))
+                for li, p in enumerate(points):
+                    for i, j in combinations(range(len(members)), 2):
+                        paired = zip(diagrams[(members[i], p)][:ds], diagrams[(members[j], p)][:ds])
+                        w[li, i, j] = w[li, j, i] = np.mean([wasserstein_distance(a[dim], b[dim]) for a, b in paired])
+                c_rows, b_rows = self._concentration_rows(name, f"wasserstein_h{dim}", w, [labels[p] for p in points], steps)
+                conc += c_rows
+                band += b_rows
+            for c in range(1, len(members)):
+                for kind, a in (("consecutive", members[c - 1]), ("from_start", members[0])):
+                    if kind == "from_start" and c == 1:
+                        continue  # the same pair as consecutive
+                    dist_rows += self._distance_rows(kind, name, a, members[c], diagrams, points, labels, ds)
+        for a, b in combinations(self.headline, 2):
+            dist_rows += self._distance_rows("pair", "", a, b, diagrams, points, labels, ds)
+        tables = {"topology": pd.DataFrame(summary_rows), "topology_distances": pd.DataFrame(dist_rows),
+                  "persistence_diagrams": pd.concat(bar_rows, ignore_index=True) if bar_rows else pd.DataFrame()}
+        return tables, conc, band
+
+    @staticmethod
+    def _distance_rows(kind: str, series: str, a: str, b: str, diagrams: dict, points: list[int], labels: list[str], ds: int) -> list[dict]:
+        rows = []
+        for p in points:
+            for dim in DIMS:
+                pairs = list(zip(diagrams[(a, p)][:ds], diagrams[(b, p)][:ds]))
+                w = np.array([wasserstein_distance(x[dim], y[dim]) for x, y in pairs])
+                bn = np.array([bottleneck_distance(x[dim], y[dim]) for x, y in pairs])
+                rows.append({"kind": kind, "series": series, "a": a, "b": b, "step_a": _step_or_none(a), "step_b": _step_or_none(b), "layer": p, "label": labels[p], "dim": dim,
+                             "wasserstein": float(w.mean()), "wasserstein_sd": float(w.std(ddof=1)) if len(w) > 1 else 0.0,
+                             "bottleneck": float(bn.mean()), "bottleneck_sd": float(bn.std(ddof=1)) if len(bn) > 1 else 0.0})
+        return rows
+
+    def _projection(self, stacks: dict[str, np.ndarray], labels: list[str], n_points: int) -> pd.DataFrame:
+        layer = n_points - 1 if self.spec.umap_layer == "final" else int(self.spec.umap_layer)
+        if not 0 <= layer < n_points:
+            raise LayerdriftError(f"trajectory.umap_layer = {self.spec.umap_layer} is outside 0..{n_points - 1}.")
+        members = list(dict.fromkeys([*self.headline, *[v for m in self.series.values() for v in m]]))
+        if {stacks[v].shape[-1] for v in members} != {stacks[members[0]].shape[-1]}:
+            return pd.DataFrame(columns=["variant", "series", "step", "layer", "label", "concept", "x", "y"])
+        xy = joint_umap([stacks[v][layer] for v in members], seed=self.config.seed, n_neighbors=self.config.analysis.umap_neighbors, min_dist=self.config.analysis.umap_min_dist)
+        owner = {v: s for s, m in self.series.items() for v in m}
+        return pd.concat([pd.DataFrame({"variant": v, "series": owner.get(v, ""), "step": _step_or_none(v), "layer": layer, "label": labels[layer],
+                                        "concept": np.arange(xy.shape[1]), "x": xy[i, :, 0], "y": xy[i, :, 1]}) for i, v in enumerate(members)], ignore_index=True)
+
+
+def _step_or_none(variant: str) -> float:
+    try:
+        return float(series_step(variant))
+    except (IndexError, ValueError):
+        return float("nan")
