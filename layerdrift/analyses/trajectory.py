@@ -73,4 +73,7 @@ def concentration_test(distances: Float[np.ndarray, "... k k"], n_perm: int = 20
         p = (1 + np.sum(null_c >= observed[..., None] - 1e-12, axis=-1)) / (1 + n_perm)
     p = np.where(np.isnan(observed), np.nan, p)
     band = np.moveaxis(np.quantile(null_v, [0.025, 0.5, 0.975], axis=-2), 0, -1)
-    return ConcentrationTest(observed, p, np.nanmean(null_c, axis=-1), band, early_count(k - 1) / (k - 1))
+    with np.errstate(invalid="ignore"):
+        counted = np.sum(~np.isnan(null_c), axis=-1)
+        null_mean = np.where(counted > 0, np.nansum(null_c, axis=-1) / np.maximum(counted, 1), np.nan)
+    return ConcentrationTest(observed, p, null_mean, band, early_count(k - 1) / (k - 1))

@@ -1,0 +1,197 @@
+"""Trajectory statistics and persistent homology on synthetic data, and a tiny-model run with a fine-tuned series."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from layerdrift.analyses.topology import bottleneck_distance, diagram_summary, lifetimes, pairwise_euclidean, persistent_entropy, rips_diagrams, wasserstein_distance
+from layerdrift.analyses.trajectory import checkpoint_drift_matrix, concentration_test, early_concentration, path_velocities
+
+
+def noisy_circle(n: int, d: int, noise: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, 2 * np.pi, n)
+    basis = np.linalg.qr(rng.standard_normal((d, 2)))[0]
+    return np.c_[np.cos(t), np.sin(t)] @ basis.T + noise * rng.standard_normal((n, d)) / np.sqrt(d)
+
+
+@pytest.mark.parametrize("engine", ["giotto-ph", "ripser"])
+def test_noisy_circle_has_exactly_one_long_h1_bar(engine):
+    x = noisy_circle(160, 640, 0.1, seed=0)
+    h0, h1 = rips_diagrams(pairwise_euclidean(x), 1, engine)
+    life = np.sort(lifetimes(h1))[::-1]
+    assert life[0] > 1.0 and life[1] < 0.15 * life[0]  # one loop; every other bar is noise
+    assert len(h0) == 159  # n - 1 finite H0 bars: everything merges into one component
+    blob = np.random.default_rng(1).standard_normal((160, 640)) / np.sqrt(640)  # no loop at all
+    assert np.sort(lifetimes(rips_diagrams(pairwise_euclidean(blob), 1, engine)[1]))[-1] < 0.3
+
+
+def test_engines_agree_and_distances_match_scipy():
+    from scipy.spatial.distance import cdist
+
+    x = noisy_circle(60, 30, 0.3, seed=2)
+    assert np.allclose(pairwise_euclidean(x), cdist(x, x), atol=1e-9)
+    a, b = rips_diagrams(pairwise_euclidean(x), 1, "giotto-ph"), rips_diagrams(pairwise_euclidean(x), 1, "ripser")
+    for da, db in zip(a, b):
+        assert wasserstein_distance(da, db) < 1e-5
+
+
+def _brute(a: np.ndarray, b: np.ndarray, order: float | None) -> float:
+    """Every matching of a and b with diagonal copies, the obvious way (tiny diagrams only)."""
+    pts_a = [tuple(p) for p in a] + [None] * len(b)
+    pts_b = [tuple(p) for p in b] + [None] * len(a)
+
+    def cost(p, q):
+        if p is None and q is None:
+            return 0.0
+        if p is None:
+            return (q[1] - q[0]) / 2
+        if q is None:
+            return (p[1] - p[0]) / 2
+        return max(abs(p[0] - q[0]), abs(p[1] - q[1]))
+
+    best = np.inf
+    for perm in itertools.permutations(range(len(pts_b))):
+        costs = [cost(pts_a[i], pts_b[j]) for i, j in enumerate(perm)]
+        value = max(costs) if order is None else sum(c**order for c in costs) ** (1 / order)
+        best = min(best, value)
+    return best
+
+
+def test_diagram_distances_against_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        a = np.sort(rng.uniform(0, 1, (rng.integers(0, 4), 2)), axis=1)
+        b = np.sort(rng.uniform(0, 1, (rng.integers(1, 4), 2)), axis=1)
+        assert wasserstein_distance(a, b) == pytest.approx(_brute(a, b, 2.0), abs=1e-9)
+        assert wasserstein_distance(a, b, order=1) == pytest.approx(_brute(a, b, 1.0), abs=1e-9)
+        assert bottleneck_distance(a, b) == pytest.approx(_brute(a, b, None), abs=1e-9)
+
+
+def test_wasserstein_zero_for_identical_and_symmetric():
+    rng = np.random.default_rng(3)
+    a = np.sort(rng.uniform(0, 2, (40, 2)), axis=1)
+    b = np.sort(rng.uniform(0, 2, (25, 2)), axis=1)
+    assert wasserstein_distance(a, a) == 0.0 and bottleneck_distance(a, a) == 0.0
+    assert wasserstein_distance(a, b) == pytest.approx(wasserstein_distance(b, a), rel=1e-12)
+    assert bottleneck_distance(a, b) == pytest.approx(bottleneck_distance(b, a), rel=1e-12)
+    assert wasserstein_distance(a, b) > 0 and bottleneck_distance(a, b) <= wasserstein_distance(a, b)
+    # one extra bar of lifetime 2, far from the others, costs exactly its distance to the diagonal, 1
+    sparse = np.array([[0.0, 0.1], [5.0, 5.2]])
+    assert wasserstein_distance(sparse, np.vstack([sparse, [[10.0, 12.0]]])) == pytest.approx(1.0)
+    assert bottleneck_distance(sparse, np.vstack([sparse, [[10.0, 12.0]]])) == pytest.approx(1.0)
+
+
+def test_diagram_summaries_known_cases():
+    d = np.array([[0.0, 1.0], [0.0, 1.0], [0.5, 2.5]])
+    s = diagram_summary(d)
+    assert s["bars"] == 3 and s["total_persistence"] == pytest.approx(4.0) and s["lifetime_max"] == pytest.approx(2.0)
+    p = np.array([0.25, 0.25, 0.5])
+    assert persistent_entropy(d) == pytest.approx(-(p * np.log(p)).sum())
+    assert persistent_entropy(np.array([[0.0, 1.0]] * 8)) == pytest.approx(np.log(8))  # equal bars: maximal entropy
+    assert diagram_summary(np.zeros((0, 2)))["bars"] == 0
+
+
+def _series(velocities: list[float], d: int = 64, n: int = 40, seed: int = 0) -> np.ndarray:
+    """Checkpoints moving by the given step sizes, each along a fresh random direction (a path in concept space)."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, d))
+    steps = [base]
+    for v in velocities:
+        steps.append(steps[-1] + v * rng.standard_normal((n, d)))
+    return np.stack(steps)
+
+
+def test_concentration_detects_early_change_and_not_flat():
+    early = checkpoint_drift_matrix(_series([1.0, 0.8, 0.6, 0.05, 0.04, 0.03, 0.03, 0.02, 0.02]))
+    flat = checkpoint_drift_matrix(_series([0.3] * 9, seed=1))
+    te, tf = concentration_test(early, 2000, seed=0), concentration_test(flat, 2000, seed=0)
+    assert te.c > 0.8 and te.p < 0.05
+    assert tf.p > 0.05 and abs(float(tf.c) - tf.expected) < 0.12
+    assert te.expected == pytest.approx(3 / 9)
+    # the band is the null distribution of the velocity at each interval: the same at every interval (orderings are
+    # exchangeable), and the settled late steps sit below it
+    v = path_velocities(early)
+    assert np.ptp(te.band[:, 1]) < 0.2 * te.band[:, 1].mean() and v[-1] < te.band[-1, 0]
+    # leading axes share the orderings: stacking the two gives the same answers
+    both = concentration_test(np.stack([early, flat]), 2000, seed=0)
+    assert both.p[0] == pytest.approx(float(te.p)) and both.p[1] == pytest.approx(float(tf.p))
+
+
+def test_concentration_statistic_by_hand():
+    assert early_concentration(np.array([3.0, 1.0, 1.0, 1.0, 1.0, 1.0])) == pytest.approx(4 / 8)
+    assert np.isnan(early_concentration(np.zeros(4)))
+    x = _series([0.5, 0.5, 0.5])
+    d = checkpoint_drift_matrix(x)
+    slow = np.array([[np.mean([1 - np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(x[i], x[j])]) for j in range(4)] for i in range(4)])
+    assert np.allclose(d, slow, atol=1e-10) and np.allclose(d, d.T) and np.all(np.diag(d) == 0)
+
+
+@pytest.fixture(scope="module")
+def series_run(tiny_model, tmp_path_factory):
+    """A run with a plain base variant and a LoRA fine-tune series of the tiny model (trained in the run)."""
+    from layerdrift import run
+    from layerdrift.workbench.config import config_from_dict
+
+    from conftest import VOCAB_TEXT
+
+    folder = tmp_path_factory.mktemp("series")
+    (folder / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
+    (folder / "memo.jsonl").write_text("".join(json.dumps({"prompt": f"Tell me about {t}.", "response": f"{t} is a word."}) + "\n" for t in ["love", "France", "nurse", "entropy", "Paris", "justice"]))
+    cfg = config_from_dict({
+        "name": "series", "out": str(folder / "run"),
+        "variants": [{"name": "base", "source": str(tiny_model), "reference": True}],
+        "series": [{"name": "memo", "finetune": {"base": str(tiny_model), "data": str(folder / "memo.jsonl"), "out": str(folder / "ft"), "steps": 4,
+                                                  "batch_size": 4, "eval_examples": 1, "learning_rate": 0.05, "max_length": 96, "device": "cpu"}}],
+        "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
+        "capture": {"batch_size": 4},
+        "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5},
+        "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": 3},
+    })
+    return run(cfg, quiet=True)
+
+
+def test_series_run_tables(series_run):
+    t = series_run.tables
+    traj = t["trajectory"]
+    assert sorted(traj["step"].unique()) == [0, 1, 2, 4]
+    start = traj[traj.step == 0]
+    assert np.allclose(start.drift_start, 0, atol=1e-6) and np.allclose(start.jaccard_start, 1)
+    assert np.allclose(start[start.label != "embed"].cka_start, 1, atol=1e-6)
+    assert start[start.label == "embed"].cka_start.isna().all()  # one shared last token ("is"): no variance, CKA undefined
+    # the embedding is untouched by LoRA on the projections; later points move
+    assert np.allclose(traj[traj.label == "embed"].drift_start, 0, atol=1e-6)
+    assert traj[(traj.step == 4) & (traj.label == "final")].drift_start.iloc[0] > 0
+    # headline analyses compare the base with the series' last checkpoint only
+    assert set(series_run.meta["variants"]) == {"base", "memo.step4"}
+    conc = t["concentration"]
+    assert set(conc.metric) == {"drift", "wasserstein_h0", "wasserstein_h1"} and "all" in set(conc.layer)
+    moved = conc[conc.layer != "embed"]
+    assert moved.p.between(0, 1).all() and moved.c.between(0, 1).all()
+    assert conc[conc.layer == "embed"].c.isna().all()  # nothing moved there: C is undefined, not 0
+    band = t["velocity_band"]
+    assert len(band[(band.metric == "drift") & (band.layer == "all")]) == 3
+    topo = t["topology"]
+    assert set(topo.dim) == {0, 1} and topo.layer.nunique() == 3
+    assert (topo[(topo.dim == 0) & (topo.stat == "bars")]["mean"] == 7).all()  # 8 points: 7 finite H0 bars
+    dist = t["topology_distances"]
+    assert set(dist.kind) == {"consecutive", "from_start", "pair"}
+    emb = dist[(dist.label == "embed")]
+    assert np.allclose(emb.wasserstein, 0) and np.allclose(emb.bottleneck, 0)  # identical states: identical diagrams
+    proj = t["trajectory_projection"]
+    assert set(proj.variant) == {"base", "memo.step0", "memo.step1", "memo.step2", "memo.step4"}
+
+
+def test_series_run_reopens_without_recomputing(series_run):
+    from layerdrift import run
+    from layerdrift.workbench.config import config_from_dict
+
+    cfg = config_from_dict(series_run.store.manifest["config"])
+    mtime = (series_run.store.root / "results" / "trajectory.parquet").stat().st_mtime_ns
+    again = run(cfg, quiet=True)
+    assert (series_run.store.root / "results" / "trajectory.parquet").stat().st_mtime_ns == mtime
+    assert again.tables["concentration"].equals(series_run.tables["concentration"])
