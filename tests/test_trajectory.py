@@ -195,3 +195,87 @@ def test_series_run_reopens_without_recomputing(series_run):
     again = run(cfg, quiet=True)
     assert (series_run.store.root / "results" / "trajectory.parquet").stat().st_mtime_ns == mtime
     assert again.tables["concentration"].equals(series_run.tables["concentration"])
+
+
+def test_series_run_figures_and_report(series_run):
+    from layerdrift.workbench.report import experiment_frames, trajectory_figures
+
+    figs = trajectory_figures(series_run.tables)
+    assert {"trajectory_drift_start", "trajectory_velocity", "trajectory_concentration", "persistence_diagrams_final", "topology_pair_distances", "trajectory_umap"} <= set(figs)
+    velocity = figs["trajectory_velocity"]
+    drift_line = next(tr for tr in velocity.data if tr.name and tr.name.startswith("memo") and tr.xaxis == "x")
+    band = series_run.tables["velocity_band"]
+    expected = band[(band.metric == "drift") & (band.layer == "all")].sort_values("interval")["velocity"].to_numpy()
+    assert np.allclose(np.asarray(drift_line.y, dtype=float), expected)  # the figure draws the table's numbers
+    heat = figs["trajectory_drift_start"].data[0]
+    assert list(heat.x) == ["0", "1", "2", "4"]
+    frames = experiment_frames(series_run.tables)
+    assert list(frames["trajectory"]["series"]) == ["memo"] and frames["trajectory"]["last step"].iloc[0] == 4
+    assert list(frames["topology"]["pair"]) == ["base→memo.step4"]
+    index = (series_run.report.parent / "index.html").read_text()
+    assert "Checkpoint series" in index and "trajectory_velocity.html" in index
+
+
+def test_trajectory_view_follows_the_checkpoint_slider(series_run):
+    from layerdrift.dashboards.trajectory import TrajectoryView
+
+    view = TrajectoryView(series_run.tables, series_run.meta["terms"])
+    assert view.slider_options() == {"step 0": 0, "step 1": 1, "step 2": 2, "step 4": 3}
+    assert view.variant == "memo.step0"
+    view.checkpoint = 3
+    assert view.variant == "memo.step4"
+    profile = view.profile()
+    traj = series_run.tables["trajectory"]
+    expected = traj[(traj.checkpoint == 3)].sort_values("layer")["drift_start"].to_numpy()
+    assert np.allclose(np.asarray(profile.data[0].y, dtype=float), expected)
+    cloud = view.cloud()
+    here = cloud.data[-1]
+    proj = series_run.tables["trajectory_projection"]
+    assert np.allclose(np.asarray(here.x, dtype=float), proj[proj.variant == "memo.step4"]["x"].to_numpy())
+    assert list(here.text) == series_run.meta["terms"]
+    diagram = view.diagram()
+    assert diagram.layout.annotations[0].text == "memo.step0" and diagram.layout.annotations[1].text == "memo.step4"
+
+
+def test_trajectory_tab_in_headless_chromium(series_run, tmp_path):
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from test_dashboard import CHROMIUM, free_port
+
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(series_run.store.root), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector(".js-plotly-plot", timeout=60000)
+            page.get_by_text("Trajectories", exact=True).click()
+            page.get_by_text("UMAP across checkpoints (memo, point final): memo.step0").wait_for(timeout=20000)
+            handle = page.locator(".checkpoint-slider .noUi-handle").first
+            handle.focus()
+            for _ in range(3):
+                handle.press("ArrowRight")
+            page.get_by_text("UMAP across checkpoints (memo, point final): memo.step4").wait_for(timeout=20000)
+            page.get_by_text("at checkpoint 4, every series").wait_for(timeout=20000)
+            page.screenshot(path=str(tmp_path / "trajectories.png"), full_page=True)
+            assert (tmp_path / "trajectories.png").stat().st_size > 20000
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

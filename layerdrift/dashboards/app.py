@@ -274,7 +274,7 @@ def build_app(run: Run) -> pn.viewable.Viewable:
         jaccard_pane,
     )
     overview = pn.Column(pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), top), violin_pane), pn.Row(cka_pane, rank_pane), heat_pane)
-    tabs = pn.Tabs(("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)), ("Overview", overview), *experiment_tabs(run.tables, load_projections(run.store.root)), dynamic=False)
+    tabs = pn.Tabs(("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)), ("Overview", overview), *experiment_tabs(run.tables, load_projections(run.store.root), run.meta.get("terms")), dynamic=False)
     title = f"layerdrift · {run.store.manifest['config']['name']} · reference {run.meta['reference']}"
     return pn.Column(pn.pane.Markdown(f"## {title}"), controls, tabs, sizing_mode="stretch_width")
 

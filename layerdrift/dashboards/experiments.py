@@ -1,4 +1,4 @@
-"""Dashboard tabs for the patching, behaviour-vector and manifold experiments (shown when a run has their tables).
+"""Dashboard tabs for the patching, behaviour-vector, manifold and trajectory experiments (shown when a run has their tables).
 
 As in the main dashboard, each view object holds the selection and turns the result tables into
 figures with the report's builders; the Panel functions only wire widgets to it.
@@ -242,8 +242,10 @@ def vectors_tab(tables: dict[str, pd.DataFrame]) -> pn.viewable.Viewable:
     return pn.Column(pn.Row(behaviour, pair, variant), cosine, pn.Row(pca, cross), steering)
 
 
-def experiment_tabs(tables: dict[str, pd.DataFrame], projections: dict | None = None) -> list[tuple[str, pn.viewable.Viewable]]:
+def experiment_tabs(tables: dict[str, pd.DataFrame], projections: dict | None = None, terms: list[str] | None = None) -> list[tuple[str, pn.viewable.Viewable]]:
     """The tabs a run's tables support."""
+    from layerdrift.dashboards.trajectory import trajectory_tab
+
     tabs = []
     if len(tables.get("patching", ())):
         tabs.append(("Patching", patching_tab(tables)))
@@ -251,4 +253,6 @@ def experiment_tabs(tables: dict[str, pd.DataFrame], projections: dict | None = 
         tabs.append(("Behaviour vectors", vectors_tab(tables)))
     if len(tables.get("manifold_scores", ())):
         tabs.append(("Manifolds", manifold_tab(tables, projections or {})))
+    if len(tables.get("trajectory", ())):
+        tabs.append(("Trajectories", trajectory_tab(tables, terms)))
     return tabs

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from layerdrift import figures as F
 from layerdrift import figures_manifold as MF
+from layerdrift import figures_trajectory as TF
 from layerdrift.workbench.analyze import Analysis
 from layerdrift.workbench.manifold_run import load_projections
 from layerdrift.workbench.store import RunStore
@@ -101,6 +102,37 @@ def experiment_figures(t: dict[str, pd.DataFrame], projections: dict[str, Any] |
     if steering is not None and len(steering):
         figs["behaviour_steering"] = F.steering_curves(steering)
     figs.update(manifold_figures(t, projections or {}))
+    figs.update(trajectory_figures(t))
+    return figs
+
+
+def trajectory_figures(t: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
+    """Checkpoint-series heatmaps, velocity curves with the permutation band, concentration by depth, topology and the checkpoint UMAP."""
+    figs: dict[str, go.Figure] = {}
+    traj, conc, band = t.get("trajectory"), t.get("concentration"), t.get("velocity_band")
+    if traj is not None and len(traj):
+        for metric in TF.METRICS:
+            figs[f"trajectory_{metric}"] = TF.trajectory_heatmaps(traj, metric)
+    if band is not None and len(band) and conc is not None:
+        figs["trajectory_velocity"] = TF.velocity_curves(band, conc)
+        figs["trajectory_concentration"] = TF.concentration_by_layer(conc)
+    bars, topo, dist = t.get("persistence_diagrams"), t.get("topology"), t.get("topology_distances")
+    series_of = {} if traj is None or traj.empty else dict(zip(traj["variant"], traj["series"]))
+    if bars is not None and len(bars):
+        layers = sorted(set(bars["layer"]))
+        headline = [v for v in dict.fromkeys(bars["variant"]) if v not in series_of]
+        finals = [] if traj is None or traj.empty else [g.sort_values("checkpoint")["variant"].iloc[-1] for _, g in traj.groupby("series", sort=False)]
+        shown = list(dict.fromkeys(headline + finals))[:6]
+        figs["persistence_diagrams_middle"] = TF.persistence_diagrams(bars, shown, layers[len(layers) // 2])
+        figs["persistence_diagrams_final"] = TF.persistence_diagrams(bars, shown, layers[-1])
+    if topo is not None and len(topo):
+        figs["topology_total_persistence_h1"] = TF.topology_summary_curves(topo, series_of, "total_persistence", 1)
+        figs["topology_entropy_h1"] = TF.topology_summary_curves(topo, series_of, "persistent_entropy", 1)
+    if dist is not None and len(dist) and (dist["kind"] == "pair").any():
+        figs["topology_pair_distances"] = TF.topology_pair_distances(dist, 1)
+    proj = t.get("trajectory_projection")
+    if proj is not None and len(proj) and (proj["series"] != "").any():
+        figs["trajectory_umap"] = TF.checkpoint_umap(proj)
     return figs
 
 
@@ -178,6 +210,12 @@ def experiment_frames(t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     scores = t.get("manifold_scores")
     if scores is not None and len(scores):
         out["manifold"] = MF.manifold_summary(scores)
+    traj, conc = t.get("trajectory"), t.get("concentration")
+    if traj is not None and len(traj) and conc is not None:
+        out["trajectory"] = TF.trajectory_summary(conc, traj)
+    dist = t.get("topology_distances")
+    if dist is not None and len(dist) and (dist["kind"] == "pair").any():
+        out["topology"] = TF.topology_pair_table(dist)
     return out
 
 
@@ -213,7 +251,9 @@ def index_html(store: RunStore, analysis: Analysis, figs: dict[str, Any], with_p
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     titles = {"patching": "Activation patching (normalised effect on logit(B) − logit(A): 0 = receiver, 1 = source)",
               "behaviour": "Behaviour vectors: cosine between variants", "steering": "Steering check: shift in P(matching answer)",
-              "manifold": "Feature manifolds: cross-validated SMDS score (1 − scale-normalised stress; best cell, landmark tokens, change from the reference)"}
+              "manifold": "Feature manifolds: cross-validated SMDS score (1 − scale-normalised stress; best cell, landmark tokens, change from the reference)",
+              "trajectory": "Checkpoint series: drift from step 0 at the last checkpoint, and early concentration C (share of change in the first third of checkpoint intervals, mean over points; p vs random orderings)",
+              "topology": "Topology between variants: Wasserstein-2 between H1 diagrams (mean over paired subsamples), per residual point"}
     experiments_html = "".join(f"<h2>{titles[k]}</h2>{_table_html(f, 3)}" for k, f in experiment_frames(analysis.tables).items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {html.escape(m['config']['name'])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}}
