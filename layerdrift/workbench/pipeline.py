@@ -24,7 +24,7 @@ from layerdrift.workbench.embedded import EMBEDDED
 from layerdrift.workbench.store import CaptureJob, RunStore
 from layerdrift.workbench.variants import LoadedVariant, free, load_variant, pick_device, resolve_source
 
-PACKAGES = ("layerdrift", "torch", "transformers", "transformer-lens", "bitsandbytes", "gguf", "zarr", "numpy", "scikit-learn", "umap-learn", "panel", "plotly")
+PACKAGES = ("layerdrift", "torch", "transformers", "transformer-lens", "bitsandbytes", "gguf", "zarr", "numpy", "scipy", "scikit-learn", "umap-learn", "giotto-ph", "ripser", "panel", "plotly")
 # Fault injection for the kill-and-resume test: SIGKILL this process after N batches are written.
 KILL_AFTER_ENV = "LAYERDRIFT_KILL_AFTER_BATCHES"
 
