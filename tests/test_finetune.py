@@ -221,3 +221,16 @@ def test_series_expands_in_training_order(tiny_model, memo_file, tmp_path):
         expand_series(config_from_dict({"series": [{"name": "s", "source": str(plain), "steps": [2, 7]}]}))
     with pytest.raises(LayerdriftError, match="does not exist"):
         expand_series(config_from_dict({"series": [{"name": "s", "source": str(tmp_path / "none")}]}))
+
+
+def test_series_from_hub_revisions_keeps_the_listed_order():
+    from layerdrift.workbench.config import config_from_dict
+    from layerdrift.workbench.series import expand_series
+
+    cfg = config_from_dict({"series": [{"name": "pythia", "source": "EleutherAI/pythia-70m", "revisions": ["step1000", "step128", "step143000"]}]})
+    variants = expand_series(cfg).variants
+    assert [(v.name, v.source, v.revision) for v in variants] == [
+        ("pythia.step1000", "EleutherAI/pythia-70m", "step1000"), ("pythia.step128", "EleutherAI/pythia-70m", "step128"),
+        ("pythia.step143000", "EleutherAI/pythia-70m", "step143000")]
+    with pytest.raises(LayerdriftError, match="lists revisions but no hub id"):
+        config_from_dict({"series": [{"name": "p", "finetune": {}, "revisions": ["a"]}]})

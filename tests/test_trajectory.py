@@ -10,6 +10,7 @@ import pytest
 
 from layerdrift.analyses.topology import bottleneck_distance, diagram_summary, lifetimes, pairwise_euclidean, persistent_entropy, rips_diagrams, wasserstein_distance
 from layerdrift.analyses.trajectory import checkpoint_drift_matrix, concentration_test, early_concentration, path_velocities
+from layerdrift.errors import LayerdriftError
 
 
 def noisy_circle(n: int, d: int, noise: float, seed: int) -> np.ndarray:
@@ -150,7 +151,7 @@ def series_run(tiny_model, tmp_path_factory):
         "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
         "capture": {"batch_size": 4},
         "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5},
-        "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": 3},
+        "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
     })
     return run(cfg, quiet=True)
 
@@ -169,6 +170,8 @@ def test_series_run_tables(series_run):
     # headline analyses compare the base with the series' last checkpoint only
     assert set(series_run.meta["variants"]) == {"base", "memo.step4"}
     conc = t["concentration"]
+    half = conc[(conc.metric == "drift") & (conc.layer == "final")]["half_distance_step"].iloc[0]
+    assert 0 < half <= 4
     assert set(conc.metric) == {"drift", "wasserstein_h0", "wasserstein_h1"} and "all" in set(conc.layer)
     moved = conc[conc.layer != "embed"]
     assert moved.p.between(0, 1).all() and moved.c.between(0, 1).all()
@@ -279,3 +282,27 @@ def test_trajectory_tab_in_headless_chromium(series_run, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_topology_points_skip_the_shared_last_token_embedding():
+    from layerdrift.workbench.config import TrajectorySpec
+    from layerdrift.workbench.trajectory_run import topology_points
+
+    assert topology_points(TrajectorySpec(topology_layers=5), 20) == [1, 6, 10, 14, 19]  # Gemma 3 270M: blocks 0, 5, 9, 13 and the final norm
+    assert topology_points(TrajectorySpec(topology_layers=[0, 3]), 20) == [0, 3]
+    with pytest.raises(LayerdriftError, match="outside 0..19"):
+        topology_points(TrajectorySpec(topology_layers=[20]), 20)
+
+
+def test_half_distance_step_interpolates_and_ignores_spacing():
+    from layerdrift.analyses.trajectory import half_distance_step
+
+    steps = np.array([0, 1, 2, 4, 8, 16, 32])
+    linear = steps / 32.0  # distance grows evenly with training steps
+    assert half_distance_step(linear, steps) == pytest.approx(16.0)
+    saturating = np.array([0, 0.5, 0.8, 0.9, 1.0, 1.0, 1.0])
+    assert half_distance_step(saturating, steps) == pytest.approx(1.0)
+    assert half_distance_step(np.array([0, 0.2, 0.6, 1.0]), np.array([0, 10, 20, 30])) == pytest.approx(17.5)
+    both = half_distance_step(np.stack([linear, saturating]), steps)
+    assert both == pytest.approx([16.0, 1.0])
+    assert np.isnan(half_distance_step(np.zeros(4), np.arange(4)))

@@ -47,6 +47,25 @@ def early_concentration(velocities: Float[np.ndarray, "... m"]) -> Float[np.ndar
         return np.where(total > 0, first / np.where(total > 0, total, 1.0), np.nan)
 
 
+def half_distance_step(from_start: Float[np.ndarray, "... k"], steps: Float[np.ndarray, "k"]) -> Float[np.ndarray, "..."]:
+    """Training step at which the distance from step 0 first reaches half its final value (linear between checkpoints).
+
+    Unlike C, it does not depend on how densely the checkpoints are spaced; NaN when nothing moved.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    target = from_start[..., -1:] / 2.0
+    reached = from_start >= target
+    reached[..., 0] = False if from_start.shape[-1] > 1 else reached[..., 0]
+    first = np.argmax(reached, axis=-1)  # the first checkpoint at or past half (>= 1)
+    prev = np.maximum(first - 1, 0)
+    d_prev = np.take_along_axis(from_start, prev[..., None], -1)[..., 0]
+    d_first = np.take_along_axis(from_start, first[..., None], -1)[..., 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.clip((target[..., 0] - d_prev) / np.where(d_first > d_prev, d_first - d_prev, 1.0), 0.0, 1.0)
+    out = steps[prev] + frac * (steps[first] - steps[prev])
+    return np.where(from_start[..., -1] > 0, out, np.nan)
+
+
 @dataclass(frozen=True)
 class ConcentrationTest:
     """Observed C, its one-sided permutation p-value, the null's mean, and the velocity band per interval."""

@@ -210,7 +210,7 @@ class TrajectorySpec(_Strict):
 
     n_perm: int = Field(2000, ge=100, description="random checkpoint orderings for the early-concentration test")
     topology: bool = True
-    topology_layers: int | list[int] = Field(5, description="an int: that many evenly spaced residual points (embedding .. final norm); a list: point indices")
+    topology_layers: int | list[int] = Field(5, description="an int: that many evenly spaced residual points (first block .. final norm); a list: point indices (0 = embedding)")
     subsamples: int = Field(64, ge=1, le=10_000, description="random subsets of the prompts per diagram distribution")
     subsample_size: int = Field(160, ge=8, description="points per subset (capped at the number of prompts)")
     distance_subsamples: int = Field(16, ge=1, description="paired subsamples averaged in each distance between diagrams (the first ones)")

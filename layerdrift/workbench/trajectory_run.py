@@ -28,7 +28,7 @@ from layerdrift.analyses.projection import joint_umap
 from layerdrift.analyses.similarity import linear_cka
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.topology import bottleneck_distance, diagram_summary, pairwise_euclidean, rips_diagrams, wasserstein_distance
-from layerdrift.analyses.trajectory import checkpoint_drift_matrix, concentration_test, path_velocities
+from layerdrift.analyses.trajectory import checkpoint_drift_matrix, concentration_test, half_distance_step, path_velocities
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.analyze import point_label
 from layerdrift.workbench.config import ExperimentConfig, TrajectorySpec
@@ -40,9 +40,13 @@ DIMS = (0, 1)
 
 
 def topology_points(spec: TrajectorySpec, n_points: int) -> list[int]:
-    """Residual points for persistent homology: evenly spaced from the embedding to the final norm, or the listed ones."""
+    """Residual points for persistent homology: evenly spaced from the first block's output to the final norm, or the listed ones.
+
+    The embedding is left out by default: at the last token every prompt of a template shares one token, so its cloud is a single point.
+    """
     if isinstance(spec.topology_layers, int):
-        return sorted({int(round(x)) for x in np.linspace(0, n_points - 1, max(1, min(spec.topology_layers, n_points)))})
+        first = 1 if n_points > 1 else 0
+        return sorted({int(round(x)) for x in np.linspace(first, n_points - 1, max(1, min(spec.topology_layers, n_points - first)))})
     bad = [p for p in spec.topology_layers if not 0 <= p < n_points]
     if bad:
         raise LayerdriftError(f"trajectory.topology_layers lists point {bad[0]}, outside 0..{n_points - 1} (0 = embedding, {n_points - 1} = final norm).")
@@ -101,8 +105,10 @@ class TrajectoryRun:
         names = [*layer_labels, "all"]
         test = concentration_test(stacked, self.spec.n_perm, self.config.seed)
         velocity = path_velocities(stacked)
+        half = half_distance_step(stacked[:, 0, :], np.asarray(steps))
         conc = [{"series": series, "metric": metric, "layer": name, "c": float(test.c[i]), "p": float(test.p[i]), "null_mean": float(test.null_mean[i]),
-                 "expected": test.expected, "n_checkpoints": len(steps), "first_third_until_step": steps[max(1, (len(steps) - 1) // 3)]}
+                 "expected": test.expected, "n_checkpoints": len(steps), "first_third_until_step": steps[max(1, (len(steps) - 1) // 3)],
+                 "half_distance_step": float(half[i]), "last_step": steps[-1]}
                 for i, name in enumerate(names)]
         band = [{"series": series, "metric": metric, "layer": name, "interval": t, "step_from": steps[t], "step_to": steps[t + 1], "velocity": float(velocity[i, t]),
                  "q025": float(test.band[i, t, 0]), "q50": float(test.band[i, t, 1]), "q975": float(test.band[i, t, 2])}
