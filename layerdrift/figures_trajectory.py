@@ -58,21 +58,21 @@ def velocity_curves(band: pd.DataFrame, concentration: pd.DataFrame, layer: str 
             x = [f"{a}→{c}" for a, c in zip(t["step_from"], t["step_to"])]
             c = concentration[(concentration["series"] == s) & (concentration["metric"] == metric) & (concentration["layer"] == layer)]
             label = f"{s} (C = {c['c'].iloc[0]:.2f}, p = {c['p'].iloc[0]:.3f})" if len(c) else s
-            fig.add_trace(go.Scatter(x=x + x[::-1], y=list(t["q975"]) + list(t["q025"])[::-1], fill="toself", fillcolor=_hex_to_rgba(colours[s], 0.12),
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=list(t["q975"]) + list(t["q025"])[::-1], mode="lines", fill="toself", fillcolor=_hex_to_rgba(colours[s], 0.10),
                                      line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=s), row=1, col=col)
             fig.add_trace(go.Scatter(x=x, y=t["velocity"], mode="lines+markers", name=label, line=dict(color=colours[s], width=2.5), legendgroup=s,
                                      showlegend=col == 1 or len(metrics) == 1,
                                      hovertemplate="steps %{x}<br>velocity %{y:.4g}<extra>" + s + "</extra>"), row=1, col=col)
         fig.update_xaxes(title_text="checkpoint interval (steps)", type="category", row=1, col=col)
     where = "mean over residual points" if layer == "all" else f"residual point {layer}"
-    fig.update_layout(**LAYOUT, title=f"Velocity along training ({where}); bands: 95% of random checkpoint orderings; C = share of change in the first third",
-                      height=480, width=max(760, 520 * len(metrics)), legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=70, r=30, t=100, b=60)}, title=f"Velocity along training ({where})<br><sup>bands: 95% of random checkpoint orderings; C = share of the change in the first third of the intervals</sup>",
+                      height=500, width=max(760, 520 * len(metrics)), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
 def concentration_by_layer(concentration: pd.DataFrame) -> go.Figure:
     """Early-concentration C per residual point for every series (filled markers: p < 0.05), one panel per metric."""
-    c = concentration[concentration["layer"] != "all"]
+    c = concentration[concentration["layer"] != "all"].dropna(subset=["c"])
     metrics = [m for m in VELOCITY_METRICS if m in set(c["metric"])]
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[VELOCITY_METRICS[m].split(" (")[0] + f" ({m})" for m in metrics], shared_yaxes=True, horizontal_spacing=0.05)
     colours = series_colours(list(c["series"]))
@@ -145,8 +145,8 @@ def topology_summary_curves(topo: pd.DataFrame, series_of: dict[str, str], stat:
             alpha = 0.25 + 0.75 * (j / max(1, len(members) - 1))
             fig.add_trace(go.Scatter(x=g["label"], y=g["mean"], mode="lines", name=v, legendgroup=s, showlegend=j == len(members) - 1,
                                      line=dict(color=_hex_to_rgba(colours[s], alpha), width=1.5)))
-    fig.update_layout(**LAYOUT, title=f"H{dim} {stat.replace('_', ' ')} per residual point (mean ± sd over subsamples; series fade from step 0 to the last checkpoint)",
-                      xaxis_title="residual point", yaxis_title=stat, xaxis_type="category", height=480, width=1000)
+    fig.update_layout(**LAYOUT, title=f"H{dim} {stat.replace('_', ' ')} per residual point<br><sup>mean ± sd over subsamples; each series fades from step 0 (light) to its last checkpoint (dark)</sup>",
+                      xaxis_title="residual point", yaxis_title=stat, xaxis_type="category", yaxis_type="log" if stat.startswith("total") else "linear", height=480, width=1000)
     return fig
 
 
@@ -165,24 +165,27 @@ def checkpoint_umap(proj: pd.DataFrame) -> go.Figure:
                                                colorbar=dict(title="step", tickvals=np.log2(1 + np.array(sorted(set(t["step"])))), ticktext=[str(int(x)) for x in sorted(set(t["step"]))])),
                                    hovertemplate="step %{customdata[0]}<br>concept %{customdata[1]}<extra>" + s + "</extra>"), row=1, col=i)
     label = proj["label"].iloc[0] if len(proj) else ""
-    fig.update_layout(**LAYOUT, title=f"UMAP of every checkpoint's concept vectors (residual point {label}; one joint fit)", height=460, width=max(700, 360 * max(1, len(series)) + 100))
+    fig.update_layout(**LAYOUT, title=f"UMAP of every checkpoint's concept vectors (residual point {label}; one joint fit)", height=500, width=max(700, 360 * max(1, len(series)) + 100),
+                      legend=dict(orientation="h", y=-0.12))
     return fig
 
 
 def trajectory_summary(concentration: pd.DataFrame, traj: pd.DataFrame) -> pd.DataFrame:
-    """Per series: drift from step 0 at the last checkpoint (final point), and C with its p for each metric (mean over points)."""
+    """Per series: drift from step 0 at the last checkpoint, the step where half of it was reached, and C with its p (mean over points)."""
     rows = []
     for s, t in traj.groupby("series", sort=False):
         last = t[t["checkpoint"] == t["checkpoint"].max()]
         peak = last.loc[last["drift_start"].idxmax()]
+        c = concentration[(concentration["series"] == s) & (concentration["layer"] == "all")].set_index("metric")
+        final = concentration[(concentration["series"] == s) & (concentration["metric"] == "drift") & (concentration["layer"] == peak["label"])]
         row = {"series": s, "checkpoints": int(t["checkpoint"].max()) + 1, "last step": int(last["step"].iloc[0]),
-               "drift at final": float(last[last["label"] == "final"]["drift_start"].iloc[0]) if (last["label"] == "final").any() else np.nan,
-               "max drift": float(peak["drift_start"]), "at point": peak["label"]}
-        for metric in VELOCITY_METRICS:
-            c = concentration[(concentration["series"] == s) & (concentration["metric"] == metric) & (concentration["layer"] == "all")]
-            if len(c):
-                row[f"C {metric}"] = float(c["c"].iloc[0])
-                row[f"p {metric}"] = float(c["p"].iloc[0])
+               "max drift": float(peak["drift_start"]), "at point": peak["label"],
+               "half of it by step": float(final["half_distance_step"].iloc[0]) if len(final) else np.nan}
+        for metric, name in (("drift", "drift"), ("wasserstein_h1", "W2 H1")):
+            if metric in c.index:
+                row[f"C {name}"], row[f"p {name}"] = float(c.loc[metric, "c"]), float(c.loc[metric, "p"])
+        if "drift" in c.index:
+            row["C even"] = float(c.loc["drift", "expected"])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -213,7 +213,7 @@ def test_series_run_figures_and_report(series_run):
     heat = figs["trajectory_drift_start"].data[0]
     assert list(heat.x) == ["0", "1", "2", "4"]
     frames = experiment_frames(series_run.tables)
-    assert list(frames["trajectory"]["series"]) == ["memo"] and frames["trajectory"]["last step"].iloc[0] == 4
+    assert list(frames["trajectory"]["series"]) == ["memo"] and frames["trajectory"]["last step"].iloc[0] == 4 and 0 < frames["trajectory"]["half of it by step"].iloc[0] <= 4
     assert list(frames["topology"]["pair"]) == ["base→memo.step4"]
     index = (series_run.report.parent / "index.html").read_text()
     assert "Checkpoint series" in index and "trajectory_velocity.html" in index

@@ -25,7 +25,7 @@ EXPERIMENT_TABLES = {
 }
 OPTIONAL_TABLES = tuple(t for tables in EXPERIMENT_TABLES.values() for t in tables)
 RECORD = "experiments.json"
-VERSION = "1"  # bump when an experiment's tables change meaning, so older cached tables are recomputed
+VERSIONS = {"patching": "1", "behaviour": "1", "manifold": "1", "trajectory": "2"}  # bump one when its tables change meaning: older caches are recomputed
 
 
 def _record(store: RunStore) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = N
         if spec is None:
             continue
         job = runner(config, store)
-        key = f"{VERSION}:{job.key}"
+        key = f"{VERSIONS[experiment]}:{job.key}"
         cached = _load(store, EXPERIMENT_TABLES[experiment]) if _record(store).get(experiment) == key else None
         if cached is None:
             cached = job.run(progress, say)

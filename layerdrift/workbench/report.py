@@ -252,7 +252,7 @@ def index_html(store: RunStore, analysis: Analysis, figs: dict[str, Any], with_p
     titles = {"patching": "Activation patching (normalised effect on logit(B) − logit(A): 0 = receiver, 1 = source)",
               "behaviour": "Behaviour vectors: cosine between variants", "steering": "Steering check: shift in P(matching answer)",
               "manifold": "Feature manifolds: cross-validated SMDS score (1 − scale-normalised stress; best cell, landmark tokens, change from the reference)",
-              "trajectory": "Checkpoint series: drift from step 0 at the last checkpoint, and early concentration C (share of change in the first third of checkpoint intervals, mean over points; p vs random orderings)",
+              "trajectory": "Checkpoint series: largest drift from step 0 at the last checkpoint, the step where half of it was reached, and early concentration C (share of change in the first third of checkpoint intervals, mean over points; p vs random orderings; C even = the share of the intervals)",
               "topology": "Topology between variants: Wasserstein-2 between H1 diagrams (mean over paired subsamples), per residual point"}
     experiments_html = "".join(f"<h2>{titles[k]}</h2>{_table_html(f, 3)}" for k, f in experiment_frames(analysis.tables).items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {html.escape(m['config']['name'])}</title>

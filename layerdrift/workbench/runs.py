@@ -90,7 +90,7 @@ def print_headline(result: Run, top_n: int = 10) -> None:
         "behaviour": "Behaviour vectors: cosine between variants per block",
         "steering": "Steering check: shift in P(matching answer) with ± c × vector",
         "manifold": "Feature manifolds: cross-validated SMDS score (chance = permuted labels; Δ = change from the reference over every cell)",
-        "trajectory": "Checkpoint series: drift from step 0 at the last checkpoint; C = share of change in the first third of intervals (p vs random orderings)",
+        "trajectory": "Checkpoint series: largest drift from step 0 at the last checkpoint and the step that reached half of it; C = share of change in the first third of intervals (p vs random orderings)",
         "topology": "Topology between variants: Wasserstein-2 between H1 diagrams per residual point",
     }
     for key, frame in frames.items():
