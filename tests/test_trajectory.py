@@ -227,6 +227,8 @@ def test_trajectory_view_follows_the_checkpoint_slider(series_run):
     assert view.variant == "memo.step0"
     view.checkpoint = 3
     assert view.variant == "memo.step4"
+    marker = view.heatmap().layout.shapes[-1]
+    assert (marker.x0, marker.x1) == (2.5, 3.5)  # the fourth column of the map: step 4
     profile = view.profile()
     traj = series_run.tables["trajectory"]
     expected = traj[(traj.checkpoint == 3)].sort_values("layer")["drift_start"].to_numpy()
@@ -275,7 +277,7 @@ def test_trajectory_tab_in_headless_chromium(series_run, tmp_path):
             for _ in range(3):
                 handle.press("ArrowRight")
             page.get_by_text("UMAP across checkpoints (memo, point final): memo.step4").wait_for(timeout=20000)
-            page.get_by_text("at checkpoint 4, every series").wait_for(timeout=20000)
+            page.get_by_text("checkpoint 4 of every series (memo: step 4)").wait_for(timeout=20000)
             page.screenshot(path=str(tmp_path / "trajectories.png"), full_page=True)
             assert (tmp_path / "trajectories.png").stat().st_size > 20000
             browser.close()

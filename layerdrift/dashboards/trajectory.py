@@ -47,8 +47,8 @@ class TrajectoryView(param.Parameterized):
 
     def heatmap(self) -> go.Figure:
         fig = TF.trajectory_heatmaps(self.traj[self.traj["series"] == self.series], self.metric)
-        step = str(int(self.members()["step"].iloc[min(self.checkpoint, len(self.members()) - 1)]))
-        fig.add_vline(x=step, line=dict(color="#ff00ff", width=2))
+        # on a category axis a shape's x is the category's position, i.e. the checkpoint index
+        fig.add_shape(type="rect", x0=self.checkpoint - 0.5, x1=self.checkpoint + 0.5, y0=0, y1=1, yref="paper", line=dict(color="#ff00ff", width=3))
         fig.update_layout(width=None, autosize=True, height=520)
         return fig
 
@@ -60,7 +60,8 @@ class TrajectoryView(param.Parameterized):
         for s, g in t.groupby("series", sort=False):
             fig.add_trace(go.Scatter(x=g["label"], y=g[self.metric], mode="lines+markers", name=f"{s} (step {int(g['step'].iloc[0])})",
                                      line=dict(color=colours[s], width=3 if s == self.series else 1.5)))
-        fig.update_layout(**LAYOUT, title=f"{TF.METRICS[self.metric][0]} at checkpoint {self.checkpoint + 1}, every series", xaxis_title="residual point",
+        step = int(self.members()["step"].iloc[min(self.checkpoint, len(self.members()) - 1)])
+        fig.update_layout(**LAYOUT, title=f"{TF.METRICS[self.metric][0]}: checkpoint {self.checkpoint + 1} of every series ({self.series}: step {step})", xaxis_title="residual point",
                           yaxis_title=self.metric, xaxis_type="category", height=420)
         fig.update_layout(width=None, autosize=True)
         return fig
@@ -104,7 +105,8 @@ def trajectory_tab(tables: dict[str, pd.DataFrame], terms: list[str] | None = No
     view = TrajectoryView(tables, terms)
     series = pn.widgets.Select(label="series", options=view.param.series.objects, value=view.series, width=200)
     metric = pn.widgets.Select(label="metric", options={v[0]: k for k, v in TF.METRICS.items()}, value=view.metric, width=320)
-    layer = pn.widgets.Select(label="topology point", options=view.param.layer.objects, value=view.layer, width=140)
+    point_labels = dict(zip(view.bars["layer"], view.bars["label"])) if len(view.bars) else {}
+    layer = pn.widgets.Select(label="topology point", options={str(point_labels.get(p, p)): p for p in view.param.layer.objects}, value=view.layer, width=140)
     slider = pn.widgets.DiscreteSlider(name="checkpoint", options=view.slider_options(), value=0, width=420, css_classes=["checkpoint-slider"])
     heat = pn.pane.Plotly(view.heatmap(), sizing_mode="stretch_width", css_classes=["trajectory-map"])
     profile = pn.pane.Plotly(view.profile(), sizing_mode="stretch_width", css_classes=["trajectory-profile"])
