@@ -67,7 +67,7 @@ def main() -> None:
             print(f"  whole topology step ({len(job.variants)} variants x 5 points x {args.subsamples} subsamples + distances), {engine:9s}: {whole[engine]:6.1f} s")
         print(f"  ratio ripser / giotto-ph (whole step): {whole['ripser'] / whole['giotto-ph']:.2f}x")
         dist = tables["topology_distances"]
-        h1 = dist[dist["dim"] == 1].pivot_table(index=["a", "b"], columns="label", values="wasserstein")
+        h1 = dist[dist["dim"] == 1].pivot_table(index=["a", "b"], columns="layer", values="wasserstein")  # columns: residual point index
         print("  W2 between H1 diagrams per residual point (mean over paired subsamples):")
         print(h1.round(4).to_string())
 
