@@ -234,3 +234,22 @@ def test_series_from_hub_revisions_keeps_the_listed_order():
         ("pythia.step143000", "EleutherAI/pythia-70m", "step143000")]
     with pytest.raises(LayerdriftError, match="lists revisions but no hub id"):
         config_from_dict({"series": [{"name": "p", "finetune": {}, "revisions": ["a"]}]})
+
+
+def test_finetune_command_line(tiny_model, memo_file, tmp_path, capsys):
+    from layerdrift.workbench.cli import main
+
+    config = tmp_path / "ft.toml"
+    config.write_text(f'base = "{tiny_model}"\ndata = "{memo_file}"\nsteps = 2\nbatch_size = 4\neval_examples = 1\nmax_length = 96\n'
+                      f'learning_rate = 0.05\nout = "{tmp_path}/out"\n', encoding="utf-8")
+    assert main(["finetune", "--config", str(config), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("step-*")) == ["step-00000", "step-00001", "step-00002"]
+    assert main(["finetune", "--config", str(config)]) == 0  # cached: prints the summary, trains nothing
+    out = capsys.readouterr().out
+    assert "memo: 3 checkpoints in" in out and "step      2  train loss" in out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n', encoding="utf-8")
+    config.write_text(f'base = "{tiny_model}"\ndata = "{bad}"\nout = "{tmp_path}/out2"\n', encoding="utf-8")
+    assert main(["finetune", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "line 1 lacks a non-empty str field 'response'" in err and not (tmp_path / "out2").exists()
