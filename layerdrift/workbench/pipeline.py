@@ -207,6 +207,9 @@ def progress_bars(quiet: bool):
 
 def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False) -> RunStore:
     """Capture every (variant, prompt set) of the config into its run folder, reusing finished work."""
+    from layerdrift.workbench.series import expand_series  # series -> fine-tuning -> this module: imported late
+
+    config = expand_series(config, quiet=quiet)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}

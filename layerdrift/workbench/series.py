@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import ExperimentConfig, SeriesSpec, config_from_dict
