@@ -182,8 +182,9 @@ def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = Fa
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
     base_spec = VariantSpec(name="finetune-base", source=spec.base, revision=spec.base_revision)
-    weights, provenance = _weights_folder(resolve_source(base_spec))
-    revision = spec.base_revision if resolve_source(base_spec).kind == "hub" else None
+    resolved = resolve_source(base_spec)
+    weights, provenance = _weights_folder(resolved)
+    revision = spec.base_revision if resolved.kind == "hub" else None
     tokenizer = AutoTokenizer.from_pretrained(weights, revision=revision)
     fmt = ensure_chat_template(tokenizer)
     encoded, dropped = _encode_all(tokenizer, fmt, data, spec.max_length)

@@ -96,9 +96,6 @@ class TrajectoryRun:
         tables["trajectory_projection"] = self._projection(stacks, labels, ref.shape[0])
         return tables
 
-    def _ordered(self, name: str) -> list[str]:
-        return self.series[name]
-
     def _concentration_rows(self, series: str, metric: str, distances: np.ndarray, layer_labels: list[str], steps: list[int]) -> tuple[list[dict], list[dict]]:
         """Concentration test per layer and for the mean over layers; distances: (layers, k, k)."""
         stacked = np.concatenate([distances, distances.mean(0, keepdims=True)])
