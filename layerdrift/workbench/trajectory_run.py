@@ -81,6 +81,12 @@ class TrajectoryRun:
     def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
         stacks = {v: self._stack(v) for v in self.variants}
         ref = stacks[self.variants[0]]
+        other = next((v for v in self.variants if stacks[v].shape[0] != ref.shape[0]), None)
+        if other is not None:
+            raise LayerdriftError(
+                f"trajectory and topology analyses need variants of one depth, but '{self.variants[0]}' has {ref.shape[0]} residual points and "
+                f"'{other}' has {stacks[other].shape[0]}; put models of different depth in separate runs (or set trajectory.topology_layers per run)."
+            )
         labels = [point_label(p) for p in self.store.residual_points(self.variants[0], self.prompt_set)]
         say("trajectories along checkpoint series")
         traj, conc, band = self._trajectories(stacks, labels)
