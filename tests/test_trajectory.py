@@ -308,3 +308,22 @@ def test_half_distance_step_interpolates_and_ignores_spacing():
     both = half_distance_step(np.stack([linear, saturating]), steps)
     assert both == pytest.approx([16.0, 1.0])
     assert np.isnan(half_distance_step(np.zeros(4), np.arange(4)))
+
+
+def test_topology_between_variants_of_different_depth_is_one_clear_error(tiny_model, tmp_path):
+    from conftest import VOCAB_TEXT, build_tiny_llama
+
+    from layerdrift import run
+    from layerdrift.workbench.config import config_from_dict
+
+    shallow = build_tiny_llama(tmp_path / "shallow", layers=2)
+    (tmp_path / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
+    cfg = config_from_dict({
+        "name": "depths", "out": str(tmp_path / "run"),
+        "variants": [{"name": "deep", "source": str(tiny_model)}, {"name": "shallow", "source": str(shallow)}],
+        "prompt_sets": [{"name": "concepts", "vocabulary": str(tmp_path / "vocab.tsv")}],
+        "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5},
+        "trajectory": {"subsamples": 2, "subsample_size": 8, "n_perm": 100},
+    })
+    with pytest.raises(LayerdriftError, match="'deep' has 5 residual points and 'shallow' has 4"):
+        run(cfg, quiet=True)

@@ -85,7 +85,7 @@ class TrajectoryRun:
         if other is not None:
             raise LayerdriftError(
                 f"trajectory and topology analyses need variants of one depth, but '{self.variants[0]}' has {ref.shape[0]} residual points and "
-                f"'{other}' has {stacks[other].shape[0]}; put models of different depth in separate runs (or set trajectory.topology_layers per run)."
+                f"'{other}' has {stacks[other].shape[0]}; put models of different depth in separate runs."
             )
         labels = [point_label(p) for p in self.store.residual_points(self.variants[0], self.prompt_set)]
         say("trajectories along checkpoint series")
