@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from layerdrift.figures import LAYOUT, PAIR_COLOURS, _hex_to_rgba
+from layerdrift.figures import FLOOR_COLOUR, LAYOUT, PAIR_COLOURS, _hex_to_rgba
 
 METRICS = {
     "drift_start": ("Mean cosine drift from step 0", "Viridis", False),
@@ -113,14 +113,15 @@ def persistence_diagrams(bars: pd.DataFrame, variants: list[str], layer: int) ->
 
 
 def topology_pair_distances(dist: pd.DataFrame, dim: int = 1) -> go.Figure:
-    """Wasserstein-2 distance between the diagrams of every pair of headline variants, per residual point (mean ± sd over subsamples)."""
-    d = dist[(dist["kind"] == "pair") & (dist["dim"] == dim)]
+    """Wasserstein-2 distance between the diagrams of every pair of headline variants (and reference -> noise floor, dashed), per residual point."""
+    d = dist[dist["kind"].isin(["pair", "floor"]) & (dist["dim"] == dim)]
     fig = go.Figure()
     pairs = list(dict.fromkeys(d["a"] + "→" + d["b"]))
     colours = {p: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, p in enumerate(pairs)}
-    for (a, b), t in d.groupby(["a", "b"], sort=False):
-        name = f"{a}→{b}"
-        fig.add_trace(go.Scatter(x=t["label"], y=t["wasserstein"], mode="lines+markers", name=name, line=dict(color=colours[name]),
+    for (a, b, kind), t in d.groupby(["a", "b", "kind"], sort=False):
+        name = f"{a}→{b}" + (" (noise floor)" if kind == "floor" else "")
+        line = dict(color=FLOOR_COLOUR, dash="dash") if kind == "floor" else dict(color=colours[f"{a}→{b}"])
+        fig.add_trace(go.Scatter(x=t["label"], y=t["wasserstein"], mode="lines+markers", name=name, line=line,
                                  error_y=dict(type="data", array=t["wasserstein_sd"], thickness=1),
                                  customdata=t["bottleneck"], hovertemplate="point %{x}<br>W2 %{y:.4f}<br>bottleneck %{customdata:.4f}<extra>" + name + "</extra>"))
     fig.update_layout(**LAYOUT, title=f"Topological distance between variants: W2 between H{dim} diagrams per residual point (mean ± sd over paired subsamples)",
@@ -192,5 +193,5 @@ def trajectory_summary(concentration: pd.DataFrame, traj: pd.DataFrame) -> pd.Da
 
 def topology_pair_table(dist: pd.DataFrame, dim: int = 1) -> pd.DataFrame:
     """Pairs of headline variants x residual points: W2 between H{dim} diagrams (the pair kind of ``topology_distances``)."""
-    d = dist[(dist["kind"] == "pair") & (dist["dim"] == dim)].assign(pair=lambda x: x["a"] + "→" + x["b"])
+    d = dist[dist["kind"].isin(["pair", "floor"]) & (dist["dim"] == dim)].assign(pair=lambda x: x["a"] + "→" + x["b"] + np.where(x["kind"] == "floor", " (floor)", ""))
     return d.pivot_table(index="pair", columns="label", values="wasserstein", sort=False).reset_index().rename_axis(None, axis=1)

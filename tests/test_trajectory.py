@@ -145,7 +145,8 @@ def series_run(tiny_model, tmp_path_factory):
     (folder / "memo.jsonl").write_text("".join(json.dumps({"prompt": f"Tell me about {t}.", "response": f"{t} is a word."}) + "\n" for t in ["love", "France", "nurse", "entropy", "Paris", "justice"]))
     cfg = config_from_dict({
         "name": "series", "out": str(folder / "run"),
-        "variants": [{"name": "base", "source": str(tiny_model), "reference": True}],
+        "variants": [{"name": "base", "source": str(tiny_model), "reference": True},
+                     {"name": "floor", "source": str(tiny_model), "dtype": "bfloat16", "noise_floor": True}],
         "series": [{"name": "memo", "finetune": {"base": str(tiny_model), "data": str(folder / "memo.jsonl"), "out": str(folder / "ft"), "steps": 4,
                                                   "batch_size": 4, "eval_examples": 1, "learning_rate": 0.05, "max_length": 96, "device": "cpu"}}],
         "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
@@ -168,7 +169,7 @@ def test_series_run_tables(series_run):
     assert np.allclose(traj[traj.label == "embed"].drift_start, 0, atol=1e-6)
     assert traj[(traj.step == 4) & (traj.label == "final")].drift_start.iloc[0] > 0
     # headline analyses compare the base with the series' last checkpoint only
-    assert set(series_run.meta["variants"]) == {"base", "memo.step4"}
+    assert set(series_run.meta["variants"]) == {"base", "floor", "memo.step4"}
     conc = t["concentration"]
     half = conc[(conc.metric == "drift") & (conc.layer == "final")]["half_distance_step"].iloc[0]
     assert 0 < half <= 4
@@ -180,9 +181,13 @@ def test_series_run_tables(series_run):
     assert len(band[(band.metric == "drift") & (band.layer == "all")]) == 3
     topo = t["topology"]
     assert set(topo.dim) == {0, 1} and topo.layer.nunique() == 3
-    assert (topo[(topo.dim == 0) & (topo.stat == "bars")]["mean"] == 7).all()  # 8 points: 7 finite H0 bars
+    h0 = topo[(topo.dim == 0) & (topo.stat == "bars")]
+    assert (h0[h0.label != "embed"]["mean"] == 7).all()  # 8 distinct points: 7 finite H0 bars
+    assert (h0[h0.label == "embed"]["mean"] == 0).all()  # one shared last token: a single point, no bars
     dist = t["topology_distances"]
-    assert set(dist.kind) == {"consecutive", "from_start", "pair"}
+    assert set(dist.kind) == {"consecutive", "from_start", "pair", "floor"}
+    floor = dist[dist.kind == "floor"]
+    assert set(zip(floor.a, floor.b)) == {("base", "floor")} and (floor[floor.label != "embed"].wasserstein > 0).all()
     emb = dist[(dist.label == "embed")]
     assert np.allclose(emb.wasserstein, 0) and np.allclose(emb.bottleneck, 0)  # identical states: identical diagrams
     proj = t["trajectory_projection"]
@@ -214,7 +219,7 @@ def test_series_run_figures_and_report(series_run):
     assert list(heat.x) == ["0", "1", "2", "4"]
     frames = experiment_frames(series_run.tables)
     assert list(frames["trajectory"]["series"]) == ["memo"] and frames["trajectory"]["last step"].iloc[0] == 4 and 0 < frames["trajectory"]["half of it by step"].iloc[0] <= 4
-    assert list(frames["topology"]["pair"]) == ["base→memo.step4"]
+    assert list(frames["topology"]["pair"]) == ["base→memo.step4", "base→floor (floor)"]
     index = (series_run.report.parent / "index.html").read_text()
     assert "Checkpoint series" in index and "trajectory_velocity.html" in index
 

@@ -25,7 +25,7 @@ EXPERIMENT_TABLES = {
 }
 OPTIONAL_TABLES = tuple(t for tables in EXPERIMENT_TABLES.values() for t in tables)
 RECORD = "experiments.json"
-VERSIONS = {"patching": "1", "behaviour": "1", "manifold": "1", "trajectory": "2"}  # bump one when its tables change meaning: older caches are recomputed
+VERSIONS = {"patching": "1", "behaviour": "1", "manifold": "1", "trajectory": "3"}  # bump one when its tables change meaning: older caches are recomputed
 
 
 def _record(store: RunStore) -> dict[str, Any]:

@@ -9,7 +9,8 @@ Tables (Parquet in ``RUN/results``):
     velocity_band         velocity per interval with the 2.5 / 50 / 97.5 % band under random checkpoint orderings
     topology              per variant x topology layer x dimension: diagram summaries (mean and sd over subsamples)
     topology_distances    Wasserstein-2 and bottleneck distances (mean and sd over paired subsamples): consecutive
-                          checkpoints, from step 0, and every pair of headline variants (e.g. base vs NF4)
+                          checkpoints, from step 0, every pair of headline variants (e.g. base vs NF4), and the
+                          reference vs each noise-floor variant (kind "floor")
     persistence_diagrams  the bars of the first subsample (for figures)
     trajectory_projection one joint UMAP of every checkpoint and headline variant at one residual point
 """
@@ -68,9 +69,9 @@ class TrajectoryRun:
         self.spec: TrajectorySpec = config.trajectory or TrajectorySpec()
         self.prompt_set = config.analysis.prompt_set or store.prompt_sets[0]
         self.series = store.series
-        floors = set(store.manifest.get("noise_floor", []))
-        self.headline = [v for v in store.main_variants if v not in floors]
-        self.variants = [v for v in store.variants if v not in floors]
+        self.floors = list(store.manifest.get("noise_floor", []))
+        self.headline = [v for v in store.main_variants if v not in self.floors]
+        self.variants = list(store.variants)  # noise-floor variants too: their distance to the reference is the topological floor
         captures = {v: store.manifest["captures"][f"{v}/{self.prompt_set}"]["fingerprint"] for v in self.variants}
         self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "captures": captures, "series": self.series, "seed": config.seed, "k": config.analysis.k})
 
@@ -179,6 +180,8 @@ class TrajectoryRun:
                     dist_rows += self._distance_rows(kind, name, a, members[c], diagrams, points, labels, ds)
         for a, b in combinations(self.headline, 2):
             dist_rows += self._distance_rows("pair", "", a, b, diagrams, points, labels, ds)
+        for floor in self.floors:
+            dist_rows += self._distance_rows("floor", "", self.store.reference, floor, diagrams, points, labels, ds)
         tables = {"topology": pd.DataFrame(summary_rows), "topology_distances": pd.DataFrame(dist_rows),
                   "persistence_diagrams": pd.concat(bar_rows, ignore_index=True) if bar_rows else pd.DataFrame()}
         return tables, conc, band
