@@ -152,6 +152,7 @@ def test_killed_finetune_resumes_to_the_same_weights(tiny_model, memo_file, tmp_
     resumed = ft.finetune(spec_for(tiny_model, memo_file, tmp_path / "killed", **spec_kw), quiet=True)
     a, b = ft.read_finetune_manifest(whole), ft.read_finetune_manifest(resumed)
     assert b["complete"] and b["losses"] == a["losses"]
+    assert [c["step"] for c in b["checkpoints"]] == [0, 2, 4] and [c["eval_loss"] for c in b["checkpoints"]] == [c["eval_loss"] for c in a["checkpoints"]]
     wa = load_file(str(whole / "step-00004" / "model-00002-of-00002.safetensors"))
     wb = load_file(str(resumed / "step-00004" / "model-00002-of-00002.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

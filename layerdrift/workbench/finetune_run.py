@@ -206,7 +206,11 @@ def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = Fa
     resume = _Resume(folder)
     start, losses = resume.load(key, params, optimiser)
     manifest = old if (old is not None and old.get("fingerprint") == key) else None
-    checkpoints = {c["step"]: c for c in (manifest or {}).get("checkpoints", []) if c["step"] <= start and checkpoint_folder(folder, c["step"]).is_dir()}
+    checkpoints = {}  # finished checkpoints up to the resume point, read from their own folders (the manifest may lag behind them)
+    for s in steps:
+        info_path = checkpoint_folder(folder, s) / "layerdrift-checkpoint.json"
+        if s <= start and info_path.is_file():
+            checkpoints[s] = {**read_json(info_path, "checkpoint record"), "folder": checkpoint_folder(folder, s).name}
     manifest = {
         "fingerprint": key,
         "complete": False,
