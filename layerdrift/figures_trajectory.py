@@ -113,19 +113,22 @@ def persistence_diagrams(bars: pd.DataFrame, variants: list[str], layer: int) ->
 
 
 def topology_pair_distances(dist: pd.DataFrame, dim: int = 1) -> go.Figure:
-    """Wasserstein-2 distance between the diagrams of every pair of headline variants (and reference -> noise floor, dashed), per residual point."""
+    """W2 between the diagrams of the reference and every other headline variant (and each noise floor, dashed), per residual point."""
     d = dist[dist["kind"].isin(["pair", "floor"]) & (dist["dim"] == dim)]
+    floors = d[d["kind"] == "floor"]
+    reference = floors["a"].iloc[0] if len(floors) else d["a"].iloc[0]
+    d = d[d["a"] == reference]
     fig = go.Figure()
-    pairs = list(dict.fromkeys(d["a"] + "→" + d["b"]))
-    colours = {p: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, p in enumerate(pairs)}
-    for (a, b, kind), t in d.groupby(["a", "b", "kind"], sort=False):
-        name = f"{a}→{b}" + (" (noise floor)" if kind == "floor" else "")
-        line = dict(color=FLOOR_COLOUR, dash="dash") if kind == "floor" else dict(color=colours[f"{a}→{b}"])
+    colours = {b: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, b in enumerate(dict.fromkeys(d[d["kind"] == "pair"]["b"]))}
+    for (b, kind), t in d.groupby(["b", "kind"], sort=False):
+        name = f"{reference}→{b}" + (" (noise floor)" if kind == "floor" else "")
+        line = dict(color=FLOOR_COLOUR, dash="dash") if kind == "floor" else dict(color=colours[b])
         fig.add_trace(go.Scatter(x=t["label"], y=t["wasserstein"], mode="lines+markers", name=name, line=line,
                                  error_y=dict(type="data", array=t["wasserstein_sd"], thickness=1),
                                  customdata=t["bottleneck"], hovertemplate="point %{x}<br>W2 %{y:.4f}<br>bottleneck %{customdata:.4f}<extra>" + name + "</extra>"))
-    fig.update_layout(**LAYOUT, title=f"Topological distance between variants: W2 between H{dim} diagrams per residual point (mean ± sd over paired subsamples)",
-                      xaxis_title="residual point", yaxis_title=f"Wasserstein-2 (H{dim})", xaxis_type="category", height=480, width=1000)
+    fig.update_layout(**LAYOUT, title=f"Topological distance from {reference}: W2 between H{dim} diagrams per residual point<br><sup>mean ± sd over paired subsamples; "
+                      "every pair is in the table topology_distances</sup>",
+                      xaxis_title="residual point", yaxis_title=f"Wasserstein-2 (H{dim}, log)", yaxis_type="log", xaxis_type="category", height=480, width=1000)
     return fig
 
 
