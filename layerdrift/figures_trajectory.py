@@ -107,7 +107,7 @@ def persistence_diagrams(bars: pd.DataFrame, variants: list[str], layer: int) ->
         fig.update_xaxes(title_text="birth", range=[0, top], row=1, col=i)
     fig.update_yaxes(title_text="death", range=[0, top], row=1, col=1)
     label = b["label"].iloc[0] if len(b) else layer
-    fig.update_layout(**LAYOUT, title=f"Persistence diagrams at residual point {label}<br><sup>Vietoris-Rips on final-token states, one subsample</sup>",
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=70, r=30, t=110, b=60)}, title=f"Persistence diagrams at residual point {label}<br><sup>Vietoris-Rips on final-token states, one subsample</sup>",
                       height=430, width=max(700, 300 * len(variants) + 100))
     return fig
 
