@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -119,12 +120,11 @@ def test_dashboard_cli_errors_clearly(tmp_path, capsys):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)")
-def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+@contextlib.contextmanager
+def served_dashboard(run_root):
+    """`layerdrift dashboard RUN` on a free port, ready to answer; yields its URL and stops it afterwards."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(tiny_run.store.root), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(run_root), "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 60
@@ -134,45 +134,52 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
                 break
             except OSError:
                 time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector(".js-plotly-plot", timeout=60000)
-            page.get_by_text("residual point 4 of 4").wait_for(timeout=20000)
-            assert page.get_by_text("Joint UMAP: base → tuned (layer final)").count() == 1
-            page.locator("button.previous").click()  # step the layer slider back one
-            page.get_by_text("residual point 3 of 4").wait_for(timeout=20000)
-            page.get_by_text("Joint UMAP: base → tuned (layer 2)").wait_for(timeout=20000)
-            page.wait_for_url("**layer=3**", timeout=10000)  # the URL keeps the state
-            box = page.locator("input[placeholder='type a concept…']")
-            box.fill("electro")
-            box.press("Enter")
-            page.get_by_text("selected: electron").wait_for(timeout=20000)
-            table = tiny_run.tables["neighbours"]
-            concept = tiny_run.meta["terms"].index("electron")
-            expected = table[(table["variant"] == "base") & (table["layer"] == 3) & (table["concept"] == concept)]["neighbour_term"].iloc[0]
-            page.get_by_text("electron: cosine drift across layers").wait_for(timeout=20000)
-            assert page.locator(".nb-base").get_by_text(expected, exact=True).count() >= 1
-            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-            assert (tmp_path / "dashboard.png").stat().st_size > 20000
-            page.get_by_text("Patching", exact=True).click()
-            page.get_by_text("Patching tuned into base: resid output").wait_for(timeout=20000)
-            page.get_by_text("Behaviour vectors", exact=True).click()
-            page.get_by_text("Behaviour vectors, base→tuned: cosine per layer").wait_for(timeout=20000)
-            page.get_by_text("Manifolds", exact=True).click()
-            page.get_by_text("SMDS score (ridge map, held-out): probe set 'birthday'").wait_for(timeout=20000)
-            area = page.locator(".manifold-map .nsewdrag").first.bounding_box()
-            assert page.get_by_text("at point 0").count() == 0  # the projection starts at the best source cell
-            page.mouse.click(area["x"] + area["width"] * 0.97, area["y"] + area["height"] * 0.7)  # a late token at block 0's output
-            page.get_by_text("at point 0").wait_for(timeout=20000)  # the projection follows the click
-            # a shared URL restores the view
-            shared = browser.new_page(viewport={"width": 1920, "height": 1080})
-            shared.goto(f"http://127.0.0.1:{port}/?layer=1&concept=4&pair=base%E2%86%92floor")
-            shared.get_by_text("residual point 1 of 4").wait_for(timeout=30000)
-            shared.get_by_text(f"selected: {tiny_run.meta['terms'][4]}").wait_for(timeout=20000)
-            shared.get_by_text("Joint UMAP: base → floor (layer 0)").wait_for(timeout=20000)
-            browser.close()
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)")
+def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with served_dashboard(tiny_run.store.root) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(f"{url}/")
+        page.wait_for_selector(".js-plotly-plot", timeout=60000)
+        page.get_by_text("residual point 4 of 4").wait_for(timeout=20000)
+        assert page.get_by_text("Joint UMAP: base → tuned (layer final)").count() == 1
+        page.locator("button.previous").click()  # step the layer slider back one
+        page.get_by_text("residual point 3 of 4").wait_for(timeout=20000)
+        page.get_by_text("Joint UMAP: base → tuned (layer 2)").wait_for(timeout=20000)
+        page.wait_for_url("**layer=3**", timeout=10000)  # the URL keeps the state
+        box = page.locator("input[placeholder='type a concept…']")
+        box.fill("electro")
+        box.press("Enter")
+        page.get_by_text("selected: electron").wait_for(timeout=20000)
+        table = tiny_run.tables["neighbours"]
+        concept = tiny_run.meta["terms"].index("electron")
+        expected = table[(table["variant"] == "base") & (table["layer"] == 3) & (table["concept"] == concept)]["neighbour_term"].iloc[0]
+        page.get_by_text("electron: cosine drift across layers").wait_for(timeout=20000)
+        assert page.locator(".nb-base").get_by_text(expected, exact=True).count() >= 1
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        assert (tmp_path / "dashboard.png").stat().st_size > 20000
+        page.get_by_text("Patching", exact=True).click()
+        page.get_by_text("Patching tuned into base: resid output").wait_for(timeout=20000)
+        page.get_by_text("Behaviour vectors", exact=True).click()
+        page.get_by_text("Behaviour vectors, base→tuned: cosine per layer").wait_for(timeout=20000)
+        page.get_by_text("Manifolds", exact=True).click()
+        page.get_by_text("SMDS score (ridge map, held-out): probe set 'birthday'").wait_for(timeout=20000)
+        area = page.locator(".manifold-map .nsewdrag").first.bounding_box()
+        assert page.get_by_text("at point 0").count() == 0  # the projection starts at the best source cell
+        page.mouse.click(area["x"] + area["width"] * 0.97, area["y"] + area["height"] * 0.7)  # a late token at block 0's output
+        page.get_by_text("at point 0").wait_for(timeout=20000)  # the projection follows the click
+        # a shared URL restores the view
+        shared = browser.new_page(viewport={"width": 1920, "height": 1080})
+        shared.goto(f"{url}/?layer=1&concept=4&pair=base%E2%86%92floor")
+        shared.get_by_text("residual point 1 of 4").wait_for(timeout=30000)
+        shared.get_by_text(f"selected: {tiny_run.meta['terms'][4]}").wait_for(timeout=20000)
+        shared.get_by_text("Joint UMAP: base → floor (layer 0)").wait_for(timeout=20000)
+        browser.close()

@@ -248,47 +248,28 @@ def test_trajectory_view_follows_the_checkpoint_slider(series_run):
 
 
 def test_trajectory_tab_in_headless_chromium(series_run, tmp_path):
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    from test_dashboard import CHROMIUM, free_port
+    from test_dashboard import CHROMIUM, served_dashboard
 
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed")
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(series_run.store.root), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector(".js-plotly-plot", timeout=60000)
-            page.get_by_text("Trajectories", exact=True).click()
-            page.get_by_text("UMAP across checkpoints (memo, point final): memo.step0").wait_for(timeout=20000)
-            handle = page.locator(".checkpoint-slider .noUi-handle").first
-            handle.focus()
-            for _ in range(3):
-                handle.press("ArrowRight")
-            page.get_by_text("UMAP across checkpoints (memo, point final): memo.step4").wait_for(timeout=20000)
-            page.get_by_text("checkpoint 4 of every series (memo: step 4)").wait_for(timeout=20000)
-            page.screenshot(path=str(tmp_path / "trajectories.png"), full_page=True)
-            assert (tmp_path / "trajectories.png").stat().st_size > 20000
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with served_dashboard(series_run.store.root) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/")
+        page.wait_for_selector(".js-plotly-plot", timeout=60000)
+        page.get_by_text("Trajectories", exact=True).click()
+        page.get_by_text("UMAP across checkpoints (memo, point final): memo.step0").wait_for(timeout=20000)
+        handle = page.locator(".checkpoint-slider .noUi-handle").first
+        handle.focus()
+        for _ in range(3):
+            handle.press("ArrowRight")
+        page.get_by_text("UMAP across checkpoints (memo, point final): memo.step4").wait_for(timeout=20000)
+        page.get_by_text("checkpoint 4 of every series (memo: step 4)").wait_for(timeout=20000)
+        page.screenshot(path=str(tmp_path / "trajectories.png"), full_page=True)
+        assert (tmp_path / "trajectories.png").stat().st_size > 20000
+        browser.close()
 
 
 def test_topology_points_skip_the_shared_last_token_embedding():
