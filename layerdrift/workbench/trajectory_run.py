@@ -161,15 +161,14 @@ class TrajectoryRun:
                     progress.update(task, advance=1)
         say("distances between persistence diagrams")
         dist_rows, conc, band = [], [], []
-        ds = self.spec.distance_subsamples
+        paired = PairedDistances(diagrams, self.spec.distance_subsamples)
         for name, members in self.series.items():
             steps = [series_step(v) for v in members]
             for dim in DIMS:
                 w = np.zeros((len(points), len(members), len(members)))
                 for li, p in enumerate(points):
                     for i, j in combinations(range(len(members)), 2):
-                        paired = zip(diagrams[(members[i], p)][:ds], diagrams[(members[j], p)][:ds])
-                        w[li, i, j] = w[li, j, i] = np.mean([wasserstein_distance(a[dim], b[dim]) for a, b in paired])
+                        w[li, i, j] = w[li, j, i] = paired.wasserstein(members[i], members[j], p, dim).mean()
                 c_rows, b_rows = self._concentration_rows(name, f"wasserstein_h{dim}", w, [labels[p] for p in points], steps)
                 conc += c_rows
                 band += b_rows
@@ -177,23 +176,22 @@ class TrajectoryRun:
                 for kind, a in (("consecutive", members[c - 1]), ("from_start", members[0])):
                     if kind == "from_start" and c == 1:
                         continue  # the same pair as consecutive
-                    dist_rows += self._distance_rows(kind, name, a, members[c], diagrams, points, labels, ds)
+                    dist_rows += self._distance_rows(kind, name, a, members[c], paired, points, labels)
         for a, b in combinations(self.headline, 2):
-            dist_rows += self._distance_rows("pair", "", a, b, diagrams, points, labels, ds)
+            dist_rows += self._distance_rows("pair", "", a, b, paired, points, labels)
         for floor in self.floors:
-            dist_rows += self._distance_rows("floor", "", self.store.reference, floor, diagrams, points, labels, ds)
+            dist_rows += self._distance_rows("floor", "", self.store.reference, floor, paired, points, labels)
         tables = {"topology": pd.DataFrame(summary_rows), "topology_distances": pd.DataFrame(dist_rows),
                   "persistence_diagrams": pd.concat(bar_rows, ignore_index=True) if bar_rows else pd.DataFrame()}
         return tables, conc, band
 
     @staticmethod
-    def _distance_rows(kind: str, series: str, a: str, b: str, diagrams: dict, points: list[int], labels: list[str], ds: int) -> list[dict]:
+    def _distance_rows(kind: str, series: str, a: str, b: str, paired: PairedDistances, points: list[int], labels: list[str]) -> list[dict]:
         rows = []
         for p in points:
             for dim in DIMS:
-                pairs = list(zip(diagrams[(a, p)][:ds], diagrams[(b, p)][:ds]))
-                w = np.array([wasserstein_distance(x[dim], y[dim]) for x, y in pairs])
-                bn = np.array([bottleneck_distance(x[dim], y[dim]) for x, y in pairs])
+                w = paired.wasserstein(a, b, p, dim)
+                bn = paired.bottleneck(a, b, p, dim)
                 rows.append({"kind": kind, "series": series, "a": a, "b": b, "step_a": _step_or_none(a), "step_b": _step_or_none(b), "layer": p, "label": labels[p], "dim": dim,
                              "wasserstein": float(w.mean()), "wasserstein_sd": float(w.std(ddof=1)) if len(w) > 1 else 0.0,
                              "bottleneck": float(bn.mean()), "bottleneck_sd": float(bn.std(ddof=1)) if len(bn) > 1 else 0.0})
@@ -210,6 +208,28 @@ class TrajectoryRun:
         owner = {v: s for s, m in self.series.items() for v in m}
         return pd.concat([pd.DataFrame({"variant": v, "series": owner.get(v, ""), "step": _step_or_none(v), "layer": layer, "label": labels[layer],
                                         "concept": np.arange(xy.shape[1]), "x": xy[i, :, 0], "y": xy[i, :, 1]}) for i, v in enumerate(members)], ignore_index=True)
+
+
+class PairedDistances:
+    """W2 and bottleneck distances between two variants' diagrams on the first ``count`` paired subsamples, each pair computed once."""
+
+    def __init__(self, diagrams: dict[tuple[str, int], list[list[np.ndarray]]], count: int):
+        self.diagrams, self.count = diagrams, count
+        self._cache: dict[tuple[str, str, str, int, int], np.ndarray] = {}
+
+    def _paired(self, measure: str, a: str, b: str, point: int, dim: int) -> np.ndarray:
+        key = (measure, *sorted((a, b)), point, dim)  # both distances are symmetric
+        if key not in self._cache:
+            fn = wasserstein_distance if measure == "w2" else bottleneck_distance
+            pairs = zip(self.diagrams[(a, point)][: self.count], self.diagrams[(b, point)][: self.count])
+            self._cache[key] = np.array([fn(x[dim], y[dim]) for x, y in pairs])
+        return self._cache[key]
+
+    def wasserstein(self, a: str, b: str, point: int, dim: int) -> np.ndarray:
+        return self._paired("w2", a, b, point, dim)
+
+    def bottleneck(self, a: str, b: str, point: int, dim: int) -> np.ndarray:
+        return self._paired("bottleneck", a, b, point, dim)
 
 
 def _step_or_none(variant: str) -> float:
