@@ -102,5 +102,5 @@ def test_open_run_without_analyses_is_a_clear_error(tiny_model, vocab_file, tmp_
     from layerdrift.workbench.pipeline import extract
 
     extract(tiny_config(tiny_model, vocab_file, tmp_path / "run"), quiet=True)
-    with pytest.raises(LayerdriftError, match="has no analyses yet"):
+    with pytest.raises(LayerdriftError, match="has no analysis results yet.*`layerdrift run`"):
         open_run(tmp_path / "run")

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import tiny_config
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench import pipeline
+from layerdrift.workbench import files, pipeline
 from layerdrift.workbench.pipeline import extract
 from layerdrift.workbench.store import RunStore
 
@@ -73,22 +73,25 @@ extract(tiny_config(Path({model!r}), Path({vocab!r}), Path({out!r}), batch_size=
 """
 
 
-def run_extract_subprocess(tiny_model, vocab_file, out, kill_after=None):
+def run_extract_subprocess(tiny_model, vocab_file, out, kill_at=None, log=None):
     env = dict(os.environ)
-    if kill_after:
-        env[pipeline.KILL_AFTER_ENV] = str(kill_after)
+    if kill_at:
+        env[files.FAULT_AT_ENV] = str(kill_at)
+    if log:
+        env[files.FAULT_LOG_ENV] = str(log)
     code = SCRIPT.format(tests=os.path.dirname(__file__), model=str(tiny_model), vocab=str(vocab_file), out=str(out))
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
 
 
 def test_kill_minus_nine_then_resume_gives_identical_arrays(tiny_model, vocab_file, tmp_path):
-    full = tmp_path / "full"
-    assert run_extract_subprocess(tiny_model, vocab_file, full).returncode == 0
+    full, log = tmp_path / "full", tmp_path / "faults.log"
+    assert run_extract_subprocess(tiny_model, vocab_file, full, log=log).returncode == 0
+    labels = [line.split("\t", 1)[1] for line in log.read_text().splitlines()]
+    after_batch_3 = 1 + next(i for i, label in enumerate(labels) if label.startswith("after rename") and label.endswith("ref/concepts/batches/000003.json"))
     broken = tmp_path / "broken"
-    proc = run_extract_subprocess(tiny_model, vocab_file, broken, kill_after=4)
+    proc = run_extract_subprocess(tiny_model, vocab_file, broken, kill_at=after_batch_3)
     assert proc.returncode == -signal.SIGKILL
-    progress = json.loads((broken / "captures/ref/concepts/progress.json").read_text())
-    assert progress["done"] == [0, 1, 2, 3]
+    assert sorted(p.name for p in (broken / "captures/ref/concepts/batches").iterdir()) == [f"{b:06d}.json" for b in range(4)]
     with pytest.raises(LayerdriftError):
         RunStore.open(broken).layer("ref", "concepts", 0)  # not finished: refused, not half-read
     assert run_extract_subprocess(tiny_model, vocab_file, broken).returncode == 0
@@ -102,7 +105,7 @@ def test_corrupt_chunk_gives_clear_error(tiny_model, vocab_file, tmp_path):
     store = extract(tiny_config(tiny_model, vocab_file, tmp_path / "run"), quiet=True)
     chunk = tmp_path / "run/captures/ref/concepts/last/hook_embed/c/0/0"
     chunk.write_bytes(b"garbage")
-    with pytest.raises(LayerdriftError, match="unreadable.*extract"):
+    with pytest.raises(LayerdriftError, match="capture 'ref/concepts'.* batch 0 of 'last/hook_embed'.*layerdrift run"):
         store.activations("ref", "concepts", "hook_embed")
 
 

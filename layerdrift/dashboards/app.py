@@ -20,6 +20,7 @@ from layerdrift import figures as F
 from layerdrift.dashboards.experiments import experiment_tabs
 from layerdrift.workbench.manifold_run import load_projections
 from layerdrift.workbench.runs import Run
+from layerdrift.workbench.spreadsheet import to_csv
 
 
 def match_concept(query: str, terms: list[str]) -> int | None:
@@ -250,7 +251,7 @@ def build_app(run: Run) -> pn.viewable.Viewable:
 
     def csv_download():
         buf = io.StringIO()
-        state.layer_drift().to_csv(buf, index=False)
+        to_csv(state.layer_drift(), buf)
         buf.seek(0)
         return buf
 

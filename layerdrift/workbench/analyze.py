@@ -7,7 +7,6 @@ API all read these tables, so a number is computed in exactly one place.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -27,9 +26,11 @@ from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import AnalysisSpec
-from layerdrift.workbench.store import RunStore, read_json, write_json_atomic
+from layerdrift.workbench.files import atomic_path
+from layerdrift.workbench.results import ResultSet, cached_result_set, read_result_set, results_dir, save_result_set
+from layerdrift.workbench.store import RunStore
 
-RESULTS = "results"
+RESULT_SET = "analysis"
 TABLES = ("pairs", "categories", "top_drifters", "drift", "layers", "layers_by_category", "cka_cross", "effective_rank", "neighbours", "projections")
 
 
@@ -59,10 +60,6 @@ def variant_pairs(store: RunStore) -> list[Pair]:
     main = [v for v in store.main_variants if v not in floors]
     pairs = [Pair(a, b) for a, b in combinations(main, 2)]
     return pairs + [Pair(store.reference, f, floor=True) for f in store.main_variants if f in floors]
-
-
-def results_dir(store: RunStore) -> Path:
-    return store.root / RESULTS
 
 
 def analysis_fingerprint(store: RunStore, prompt_set: str, spec: AnalysisSpec, seed: int, extra: dict[str, Any] | None = None) -> str:
@@ -236,8 +233,7 @@ def project_layers(store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: in
         return pd.DataFrame(columns=["layer", "label", "method", "variant", "concept", "x", "y"])
     n_points = depths.pop()
     layers = list(range(n_points)) if spec.umap_layers == "all" else [head] if spec.umap_layers == "headline" else [l for l in spec.umap_layers if 0 <= l < n_points]
-    cache = results_dir(store) / "projections"
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = results_dir(store.root) / "projections"
     key = analysis_fingerprint(store, ps, AnalysisSpec(umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist), seed)[:16]
     frames = []
     variants = store.main_variants
@@ -255,56 +251,28 @@ def project_layers(store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: in
             for vi, v in enumerate(variants):
                 parts.append(pd.DataFrame({"layer": layer, "label": stacks.labels[v][layer], "method": method, "variant": v, "concept": np.arange(xy.shape[1]), "x": xy[vi, :, 0], "y": xy[vi, :, 1]}))
         frame = pd.concat(parts, ignore_index=True)
-        tmp = path.with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
-def save_analysis(store: RunStore, analysis: Analysis, fingerprint: str) -> None:
-    """Write every table as Parquet, then meta.json last (its fingerprint marks the results complete)."""
-    out = results_dir(store)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in analysis.tables.items():
-        tmp = out / f".{name}.parquet.tmp"
-        table.to_parquet(tmp, index=False)
-        tmp.replace(out / f"{name}.parquet")
-    write_json_atomic(out / "meta.json", {**analysis.meta, "fingerprint": fingerprint})
-
-
 def load_analysis(store: RunStore) -> Analysis:
-    """Read the result tables of a run; a clear error if the run has no (or incomplete) analyses."""
-    out = results_dir(store)
-    meta_path = out / "meta.json"
-    if not meta_path.is_file():
-        raise LayerdriftError(f"run {str(store.root)!r} has no analyses yet; run `layerdrift run --out {store.root}` (or `layerdrift analyze`).")
-    meta = read_json(meta_path, "analysis metadata")
-    tables = {}
-    for name in TABLES:
-        path = out / f"{name}.parquet"
-        try:
-            tables[name] = pd.read_parquet(path)
-        except Exception as err:
-            raise LayerdriftError(f"result table {str(path)!r} is missing or unreadable ({type(err).__name__}); run `layerdrift run --out {store.root}` again to rebuild it.") from None
-    return Analysis(tables, meta)
-
-
-def saved_fingerprint(store: RunStore) -> str | None:
-    """Fingerprint of the results on disk, or None when there are none (or they are unreadable)."""
-    try:
-        return json.loads((results_dir(store) / "meta.json").read_text(encoding="utf-8")).get("fingerprint")
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return None
+    """Read the result tables of a run, every file checked; a clear error if it has none or they are damaged."""
+    result = read_result_set(store.root, RESULT_SET)
+    missing = [t for t in TABLES if t not in result.tables]
+    if missing:
+        raise LayerdriftError(f"the analysis results of run {str(store.root)!r} lack table {missing[0]!r}; run `layerdrift run` again with its config and --out {str(store.root)!r}.")
+    return Analysis(result.tables, result.meta)
 
 
 def analyze_cached(store: RunStore, spec: AnalysisSpec, seed: int, progress: Callable[[str], None] | None = None) -> Analysis:
-    """Reuse saved results when the captures and settings are unchanged; otherwise recompute and save."""
+    """Reuse saved results when the captures and settings are unchanged and intact; otherwise recompute and save them all at once."""
     ps = spec.prompt_set or store.prompt_sets[0]
     fingerprint = analysis_fingerprint(store, ps, spec, seed)
-    if saved_fingerprint(store) == fingerprint:
-        with contextlib.suppress(LayerdriftError):  # a damaged table is simply rebuilt below
-            return load_analysis(store)
+    cached = cached_result_set(store.root, RESULT_SET, fingerprint)
+    if cached is not None and all(t in cached.tables for t in TABLES):
+        return Analysis(cached.tables, cached.meta)
     analysis = analyze(store, spec, seed, progress)
-    save_analysis(store, analysis, fingerprint)
+    save_result_set(store.root, ResultSet(RESULT_SET, fingerprint, analysis.tables, analysis.meta))
     return analysis

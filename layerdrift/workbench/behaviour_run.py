@@ -28,8 +28,9 @@ from layerdrift.hooks.interventions import component_hook, steered_readout
 from layerdrift.hooks.prompts import encode_prompt, pad_id
 from layerdrift.workbench.analyze import point_label
 from layerdrift.workbench.config import BehaviourSpec, ExperimentConfig
-from layerdrift.workbench.pipeline import capture_token_sequences, fingerprint, variant_identity
-from layerdrift.workbench.store import CaptureJob, RunStore, read_cached_json, write_json_atomic
+from layerdrift.workbench.pipeline import capture_sequences, fingerprint, variant_identity
+from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
+from layerdrift.workbench.store import RunStore, read_cached_json
 from layerdrift.workbench.variants import LazyVariant, LoadedVariant
 
 BEHAVIOUR = "behaviour"
@@ -118,16 +119,13 @@ class BehaviourRun:
         hooks = residual_hook_names(n_layers)
         key = fingerprint({"variant": self.identity[name], "spec": self.spec.model_dump(mode="json", include={"template", "answer_prefix", "max_items"}),
                            "items": [i.__dict__ for i in s.items[: self.spec.max_items]], "hooks": hooks})
-        job = CaptureJob(self.store.capture_folder(name, prompt_set), key, 2 * min(len(s.items), self.spec.max_items), self.spec.batch_size)
-        if not job.is_complete():
-            loaded = model()
+
+        def sequences(loaded: LoadedVariant) -> list[list[int]]:
             matching, other = self.encode(loaded, s)
-            capture_token_sequences(loaded, job, matching + other, hooks, "last", progress)
-            summary = {"complete": True, "fingerprint": key, "hooks": hooks, "residual_points": hooks, "positions": {"last": "last"}, "n_prompts": job.n_prompts,
-                       "tokenizer_sha256": loaded.info["tokenizer_sha256"], "kind": "behaviour"}
-            job.mark_complete(summary)
-            self.store.manifest["captures"][f"{name}/{prompt_set}"] = summary
-            self.store.save()
+            return matching + other
+
+        capture_sequences(self.store, name, prompt_set, key, 2 * min(len(s.items), self.spec.max_items), self.spec.batch_size, model, sequences, hooks, "last", progress,
+                          residual_points=hooks, kind="behaviour")
         acts = np.stack([self.store.activations(name, prompt_set, h, "last") for h in hooks]).astype(np.float64)
         half = acts.shape[1] // 2
         return acts[:, :half], acts[:, half:], [point_label(h) for h in hooks]
@@ -195,10 +193,7 @@ class BehaviourRun:
     def save_vectors(self, vectors: dict[str, dict[str, np.ndarray]]) -> None:
         """All vectors as one .npz of VARIANT/SET arrays (readable with load_behaviour_vectors)."""
         path = self.store.root / BEHAVIOUR / "vectors.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(".vectors.tmp.npz")
-        np.savez(tmp, **{f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()})
-        tmp.replace(path)
+        write_npz_atomic(path, {f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()})
 
     def tables(self, vectors: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]], steering: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
         norms, cos_rows, cross_rows, pca_rows = [], [], [], []

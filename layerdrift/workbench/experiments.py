@@ -1,21 +1,20 @@
 """Experiments beyond the headline analyses (patching, behaviour vectors, manifold probes, trajectories + topology), cached as result tables.
 
-Unlike the headline analyses, most run forward passes (trajectories read the captures); their tables join the others in ``RUN/results``
-(Parquet), and ``RUN/results/experiments.json`` records the fingerprint each was made under, so
-an unchanged config reuses them and a changed one recomputes only what changed.
+Unlike the headline analyses, most run forward passes (trajectories read the captures). Each experiment's tables (and
+arrays) are one result set in ``RUN/results`` under the fingerprint it was made with, so an unchanged config reuses
+them, a changed one recomputes only what changed, and a kill mid-save never mixes two configs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
-from layerdrift.workbench.analyze import results_dir
 from layerdrift.workbench.config import ExperimentConfig
-from layerdrift.workbench.store import RunStore, write_json_atomic
+from layerdrift.workbench.results import ResultSet, cached_result_set, has_result_set, read_result_set, save_result_set
+from layerdrift.workbench.store import RunStore
 
 EXPERIMENT_TABLES = {
     "patching": ("patching", "patching_prompts"),
@@ -24,34 +23,7 @@ EXPERIMENT_TABLES = {
     "trajectory": ("trajectory", "concentration", "velocity_band", "topology", "topology_distances", "persistence_diagrams", "trajectory_projection"),
 }
 OPTIONAL_TABLES = tuple(t for tables in EXPERIMENT_TABLES.values() for t in tables)
-RECORD = "experiments.json"
 VERSIONS = {"patching": "1", "behaviour": "1", "manifold": "1", "trajectory": "3"}  # bump one when its tables change meaning: older caches are recomputed
-
-
-def _record(store: RunStore) -> dict[str, Any]:
-    try:
-        return json.loads((results_dir(store) / RECORD).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def _load(store: RunStore, names: tuple[str, ...]) -> dict[str, pd.DataFrame] | None:
-    try:
-        return {n: pd.read_parquet(results_dir(store) / f"{n}.parquet") for n in names}
-    except Exception:  # noqa: BLE001 - any damage means: recompute
-        return None
-
-
-def _save(store: RunStore, experiment: str, key: str, tables: dict[str, pd.DataFrame]) -> None:
-    out = results_dir(store)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        tmp = out / f".{name}.parquet.tmp"
-        table.to_parquet(tmp, index=False)
-        tmp.replace(out / f"{name}.parquet")
-    record = _record(store)
-    record[experiment] = key
-    write_json_atomic(out / RECORD, record)
 
 
 def check_experiments(config: ExperimentConfig) -> None:
@@ -86,20 +58,19 @@ def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = N
             continue
         job = runner(config, store)
         key = f"{VERSIONS[experiment]}:{job.key}"
-        cached = _load(store, EXPERIMENT_TABLES[experiment]) if _record(store).get(experiment) == key else None
+        cached = cached_result_set(store.root, experiment, key)
         if cached is None:
-            cached = job.run(progress, say)
-            _save(store, experiment, key, cached)
-        tables.update(cached)
+            produced = job.run(progress, say)  # tables (DataFrames) and named arrays (dicts of ndarrays)
+            cached = ResultSet(experiment, key, {k: v for k, v in produced.items() if isinstance(v, pd.DataFrame)}, arrays={k: v for k, v in produced.items() if isinstance(v, dict)})
+            save_result_set(store.root, cached)
+        tables.update(cached.tables)
     return tables
 
 
 def load_experiment_tables(store: RunStore) -> dict[str, pd.DataFrame]:
-    """Whatever experiment tables a finished run has (none is an error: they are optional)."""
+    """Whatever experiment tables a finished run has (none is fine: they are optional; a damaged set is an error)."""
     found = {}
-    for experiment, names in EXPERIMENT_TABLES.items():
-        if experiment in _record(store):
-            tables = _load(store, names)
-            if tables is not None:
-                found.update(tables)
+    for experiment in EXPERIMENT_TABLES:
+        if has_result_set(store.root, experiment):
+            found.update(read_result_set(store.root, experiment).tables)
     return found

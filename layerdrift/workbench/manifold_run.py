@@ -15,6 +15,7 @@ Flow, per probe set and variant (one model in memory at a time)::
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,10 @@ from layerdrift.hooks.capture import residual_hook_names
 from layerdrift.hooks.probe_alignment import ProbeAlignment, align_probes
 from layerdrift.workbench.analyze import point_label
 from layerdrift.workbench.config import ExperimentConfig, ManifoldSpec
-from layerdrift.workbench.pipeline import capture_token_sequences, fingerprint, variant_identity
-from layerdrift.workbench.store import CaptureJob, RunStore, read_cached_json, write_json_atomic
+from layerdrift.workbench.pipeline import capture_sequences, fingerprint, variant_identity
+from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
+from layerdrift.workbench.results import has_result_set, read_result_set
+from layerdrift.workbench.store import RunStore, read_cached_json
 from layerdrift.workbench.variants import LazyVariant, LoadedVariant
 
 MANIFOLD = "manifold"
@@ -99,15 +102,8 @@ class ManifoldRun:
         prompt_set = f"probe-{s.name}"
         hooks = residual_hook_names(self.store.n_layers(name))
         key = fingerprint({"variant": self.identity[name], "ids": alignment.ids, "index": alignment.index, "hooks": hooks})
-        job = CaptureJob(self.store.capture_folder(name, prompt_set), key, len(alignment.ids), self.spec.batch_size)
-        if not job.is_complete():
-            loaded = model()
-            capture_token_sequences(loaded, job, alignment.ids, hooks, POSITION, progress, chosen=alignment.index)
-            summary = {"complete": True, "fingerprint": key, "hooks": hooks, "residual_points": hooks, "positions": {POSITION: POSITION}, "n_prompts": job.n_prompts,
-                       "slots": alignment.slots, "tokenizer_sha256": loaded.info["tokenizer_sha256"], "kind": "manifold"}
-            job.mark_complete(summary)
-            self.store.manifest["captures"][f"{name}/{prompt_set}"] = summary
-            self.store.save()
+        capture_sequences(self.store, name, prompt_set, key, len(alignment.ids), self.spec.batch_size, model, lambda _: alignment.ids, hooks, POSITION, progress,
+                          chosen=alignment.index, residual_points=hooks, slots=alignment.slots, kind="manifold")
         return alignment, hooks
 
     # ---- step 2: SMDS of every cell --------------------------------------------------------
@@ -146,10 +142,7 @@ class ManifoldRun:
                 progress.update(task, advance=layers)
         out = {f: np.concatenate(v) for f, v in parts.items()}
         out["labels"] = labels
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, **out)
-        tmp.replace(path)
+        write_npz_atomic(path, out)
         return out
 
     # ---- the whole experiment -----------------------------------------------------------
@@ -170,20 +163,16 @@ class ManifoldRun:
             for s in self.sets:  # scoring needs no model
                 alignment, hooks, _ = results[(v, s.name)]
                 results[(v, s.name)] = (alignment, hooks, self.score(s, v, alignment, hooks, progress))
-        self.save_projections(results)
-        return self.tables(results)
+        return {**self.tables(results), "projections": self.projection_arrays(results)}
 
-    def save_projections(self, results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]) -> None:
-        """Out-of-fold coordinates of every cell and the labels, as one .npz (keys VARIANT/SET and VARIANT/SET/labels)."""
-        path = self.root / "projections.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def projection_arrays(results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+        """Out-of-fold coordinates of every cell and the labels (keys VARIANT/SET and VARIANT/SET/labels)."""
         arrays = {}
         for (v, s), (_, _, res) in results.items():
             arrays[f"{v}/{s}"] = res["predicted"]
             arrays[f"{v}/{s}/labels"] = res["labels"]
-        tmp = path.with_name(".projections.tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        return arrays
 
     def tables(self, results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]) -> dict[str, pd.DataFrame]:
         score_rows, sim_rows = [], []
@@ -207,10 +196,8 @@ class ManifoldRun:
         return {"manifold_scores": scores, "manifold_similarity": pd.DataFrame(sim_rows)}
 
 
-def load_projections(root: Any) -> dict[str, np.ndarray]:
-    """The out-of-fold projections of a run (empty if it has none)."""
-    path = root / MANIFOLD / "projections.npz"
-    if not path.is_file():
+def load_projections(root: Path) -> dict[str, np.ndarray]:
+    """The out-of-fold projections of a run's manifold result set (empty if it has none)."""
+    if not has_result_set(root, "manifold"):
         return {}
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    return read_result_set(root, "manifold").arrays.get("projections", {})

@@ -29,8 +29,9 @@ from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.interventions import ALL_POSITIONS, clean_readout, component_hook, greedy_continuations, patch_sweep
 from layerdrift.hooks.prompts import encode_prompt, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PatchingSpec
-from layerdrift.workbench.pipeline import capture_token_sequences, fingerprint, variant_identity
-from layerdrift.workbench.store import CaptureJob, RunStore, read_cached_json, write_json_atomic
+from layerdrift.workbench.pipeline import capture_sequences, fingerprint, variant_identity
+from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
+from layerdrift.workbench.store import RunStore, read_cached_json
 from layerdrift.workbench.variants import LazyVariant, LoadedVariant
 
 PATCHING = "patching"
@@ -171,15 +172,8 @@ class PatchingRun:
         prompt_set = f"patch-{plan.key}"
         hooks = self.hooks(name)
         key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "hooks": hooks})
-        job = CaptureJob(self.store.capture_folder(name, prompt_set), key, len(plan.seqs), self.spec.batch_size)
-        if not job.is_complete():
-            loaded = model()
-            capture_token_sequences(loaded, job, plan.seqs, hooks, "all", progress)
-            summary = {"complete": True, "fingerprint": key, "hooks": hooks, "residual_points": [], "positions": {"all": "all"}, "n_prompts": len(plan.seqs),
-                       "max_len": max(len(s) for s in plan.seqs), "tokenizer_sha256": loaded.info["tokenizer_sha256"], "kind": "patching"}
-            job.mark_complete(summary)
-            self.store.manifest["captures"][f"{name}/{prompt_set}"] = summary
-            self.store.save()
+        capture_sequences(self.store, name, prompt_set, key, len(plan.seqs), self.spec.batch_size, model, lambda _: plan.seqs, hooks, "all", progress,
+                          max_len=max(len(s) for s in plan.seqs), kind="patching")
         path = self.root / plan.key / f"clean-{name}.json"
         clean_key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "read": plan.read_ids.tolist()})
         cached = read_cached_json(path, clean_key)
@@ -214,10 +208,7 @@ class PatchingRun:
         logits, lse, valid = patch_sweep(loaded.bridge, plan.seqs, pad_id(loaded.tokenizer), hooks, sources, self.offsets(), plan.read_ids, self.spec.batch_size,
                                          progress=(lambda: progress.update(task, advance=1)) if progress else None)
         result = {"logits": logits, "lse": lse, "valid": valid}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, **result)
-        tmp.replace(path)
+        write_npz_atomic(path, result)
         return result
 
     # ---- the whole experiment -----------------------------------------------------------

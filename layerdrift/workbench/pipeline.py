@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import signal
+from collections.abc import Callable
 from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
@@ -21,12 +20,11 @@ from layerdrift.hooks.positions import PositionSpec, parse_position, resolve_pos
 from layerdrift.hooks.prompts import EncodedPrompt, encode_prompt, pad_batch, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PromptSetSpec, VariantSpec
 from layerdrift.workbench.embedded import EMBEDDED
-from layerdrift.workbench.store import CaptureJob, RunStore
+from layerdrift.workbench.files import RunLock
+from layerdrift.workbench.store import CaptureJob, RunStore, batch_list, is_run_folder
 from layerdrift.workbench.variants import LoadedVariant, free, load_variant, pick_device, resolve_source
 
 PACKAGES = ("layerdrift", "torch", "transformers", "transformer-lens", "bitsandbytes", "gguf", "zarr", "numpy", "scipy", "scikit-learn", "umap-learn", "giotto-ph", "ripser", "panel", "plotly")
-# Fault injection for the kill-and-resume test: SIGKILL this process after N batches are written.
-KILL_AFTER_ENV = "LAYERDRIFT_KILL_AFTER_BATCHES"
 
 
 def package_versions() -> dict[str, str]:
@@ -135,8 +133,6 @@ def run_capture(
 ) -> None:
     """Capture every unfinished batch of a job into the store."""
     done = job.prepare()
-    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
-    written = 0
     task = progress.add_task(f"{loaded.name}", total=job.n_batches, completed=len(done)) if progress else None
     pid = pad_id(loaded.tokenizer)
     max_len = max(len(e.ids) for e in encoded)
@@ -161,12 +157,9 @@ def run_capture(
             for hook, values in acts.items():
                 part = values[:, start : start + width]
                 arrays[(p.folder, hook)] = part[:, 0] if p.kind != "all" else part
-        job.write_batch(batch, arrays, done)
-        written += 1
+        job.write_batch(batch, arrays)
         if progress:
             progress.update(task, advance=1)
-        if kill_after and written >= kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def capture_token_sequences(
@@ -192,9 +185,26 @@ def capture_token_sequences(
             width = width_all if position == "all" else 1
         index, valid = gather_index(picked, shifts, width)
         acts = capture_batch(loaded.bridge, ids, mask, hooks, index, valid)
-        job.write_batch(batch, {(position, h): (v if position != "last" else v[:, 0]) for h, v in acts.items()}, done)
+        job.write_batch(batch, {(position, h): (v if position != "last" else v[:, 0]) for h, v in acts.items()})
         if progress:
             progress.update(task, advance=1)
+
+
+def capture_sequences(
+    store: RunStore, variant: str, prompt_set: str, key: str, n: int, batch_size: int, model: Callable[[], LoadedVariant],
+    sequences: Callable[[LoadedVariant], list[list[int]]], hooks: list[str], position: str, progress: Any = None,
+    chosen: list[list[int]] | None = None, **summary: Any,
+) -> None:
+    """An experiment's capture of token sequences as a store capture: skipped when an intact one exists,
+    otherwise (re)captured batch by batch and recorded in the manifest; ``summary`` joins its record."""
+    job = CaptureJob(store.capture_folder(variant, prompt_set), key, n, batch_size)
+    if job.check_complete()[0]:
+        return
+    loaded = model()
+    seqs = sequences(loaded)
+    capture_token_sequences(loaded, job, seqs, hooks, position, progress, chosen=chosen)
+    record = {"complete": True, "hooks": hooks, "positions": {position: position}, "residual_points": [], "tokenizer_sha256": loaded.info["tokenizer_sha256"], **summary}
+    store.record_capture(variant, prompt_set, job.mark_complete(record))
 
 
 def progress_bars(quiet: bool):
@@ -205,10 +215,39 @@ def progress_bars(quiet: bool):
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn())
 
 
-def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False) -> RunStore:
-    """Capture every (variant, prompt set) of the config into its run folder, reusing finished work."""
+def manifest_base(config: ExperimentConfig, vocabularies: dict[str, Vocabulary]) -> dict[str, Any]:
+    """What the manifest records of a config: itself, its hash, variants' roles, versions, prompt sets."""
+    return {
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.hash(),
+        "reference": config.reference,
+        "noise_floor": [v.name for v in config.variants if v.noise_floor],
+        "series": config.series_variants(),
+        "packages": package_versions(),
+        "platform": {"machine": platform.machine(), "system": platform.system(), "cuda": torch.cuda.is_available()},
+        "prompt_sets": {
+            ps.name: {
+                "vocabulary": vocabularies[ps.name].name,
+                "vocabulary_source": vocabularies[ps.name].source,
+                "template": ps.template,
+                "n": len(vocabularies[ps.name]),
+                "terms": list(vocabularies[ps.name].terms),
+                "categories": list(vocabularies[ps.name].categories),
+            }
+            for ps in config.prompt_sets
+        },
+    }
+
+
+def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False, say: Callable[[str], None] | None = None) -> RunStore:
+    """Capture every (variant, prompt set) of the config into its run folder, reusing finished work.
+
+    Finished captures are verified batch by batch and damaged batches are recaptured. Nothing is
+    written to a new folder until the first model loads and the hook names check out.
+    """
     from layerdrift.workbench.series import expand_series  # series -> fine-tuning -> this module: imported late
 
+    say = say or (lambda msg: None if quiet else print(msg, flush=True))
     config = expand_series(config, quiet=quiet)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -217,70 +256,59 @@ def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool
     for spec in config.variants:  # every source must exist before anything is written
         resolve_source(spec)
     prompts = {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in config.prompt_sets}
-    store = RunStore.create_or_update(
-        config.out_dir(out),
-        {
-            "config": config.model_dump(mode="json"),
-            "config_hash": config.hash(),
-            "reference": config.reference,
-            "noise_floor": [v.name for v in config.variants if v.noise_floor],
-            "series": config.series_variants(),
-            "packages": package_versions(),
-            "platform": {"machine": platform.machine(), "system": platform.system(), "cuda": torch.cuda.is_available()},
-            "prompt_sets": {
-                ps.name: {
-                    "vocabulary": vocabularies[ps.name].name,
-                    "vocabulary_source": vocabularies[ps.name].source,
-                    "template": ps.template,
-                    "n": len(vocabularies[ps.name]),
-                    "terms": list(vocabularies[ps.name].terms),
-                    "categories": list(vocabularies[ps.name].categories),
-                }
-                for ps in config.prompt_sets
-            },
-        },
-    )
-    store.manifest["captures"] = {k: v for k, v in store.manifest["captures"].items() if k.split("/")[0] in {s.name for s in config.variants}}
-    with progress_bars(quiet) as progress:
-        for spec in config.variants:
-            jobs = {
-                ps.name: CaptureJob(
-                    store.capture_folder(spec.name, ps.name),
-                    capture_fingerprint(config, spec, ps, prompts[ps.name]),
-                    len(prompts[ps.name]),
-                    config.capture.batch_size,
-                )
-                for ps in config.prompt_sets
-            }
-            todo = [ps for ps in config.prompt_sets if not jobs[ps.name].is_complete()]
-            if not todo:
-                continue
-            loaded = load_variant(spec, config.device, config.dtype)
-            try:
-                hooks = expand_hook_names(config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'")
-                store.manifest["variants"][spec.name] = loaded.info
-                for ps in todo:
-                    encoded, chosen, tok = encode_prompt_set(loaded, spec, ps, vocabularies[ps.name], positions)
-                    job = jobs[ps.name]
-                    run_capture(loaded, job, encoded, chosen, positions, hooks, config.capture.padding_side, progress)
-                    job.write_tokens(tok["tokens"])
-                    summary = {
-                        "complete": True,
-                        "fingerprint": job.fingerprint,
-                        "hooks": hooks,
-                        "residual_points": residual_hook_names(loaded.n_layers),
-                        "positions": {p.spec: p.folder for p in positions},
-                        "n_prompts": len(encoded),
-                        "max_len": max(len(e.ids) for e in encoded),
-                        "multi_token_terms": tok["multi_token_terms"],
-                        "n_multi_token_terms": len(tok["multi_token_terms"]),
-                        "tokens_file": str(job.folder.relative_to(store.root) / "tokens.json"),
-                        "tokenizer_sha256": loaded.info["tokenizer_sha256"],
-                    }
-                    job.mark_complete(summary)
-                    store.manifest["captures"][f"{spec.name}/{ps.name}"] = summary
-                    store.save()
-            finally:
-                free(loaded)
-    store.save()
+    root = config.out_dir(out)
+    names = {s.name for s in config.variants}
+    with RunLock(root):
+        store: RunStore | None = None
+
+        def open_store() -> RunStore:
+            nonlocal store
+            if store is None:
+                store = RunStore.create_or_update(root, manifest_base(config, vocabularies))
+                store.manifest["captures"] = {k: v for k, v in store.manifest["captures"].items() if k.split("/")[0] in names}
+            return store
+
+        if is_run_folder(root):
+            open_store()
+        with progress_bars(quiet) as progress:
+            for spec in config.variants:
+                jobs = {ps.name: CaptureJob(root / "captures" / spec.name / ps.name, capture_fingerprint(config, spec, ps, prompts[ps.name]), len(prompts[ps.name]),
+                                            config.capture.batch_size) for ps in config.prompt_sets}
+                todo = []
+                for ps in config.prompt_sets:
+                    intact, damaged = jobs[ps.name].check_complete()
+                    if damaged:
+                        say(f"capture {jobs[ps.name].label}: {batch_list(list(damaged))} cannot be trusted ({next(iter(damaged.values()))}); recapturing")
+                    if not intact:
+                        todo.append(ps)
+                if not todo:
+                    continue
+                loaded = load_variant(spec, config.device, config.dtype)
+                try:
+                    hooks = expand_hook_names(config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'")
+                    run_store = open_store()
+                    run_store.manifest["variants"][spec.name] = loaded.info
+                    for ps in todo:
+                        encoded, chosen, tok = encode_prompt_set(loaded, spec, ps, vocabularies[ps.name], positions)
+                        job = jobs[ps.name]
+                        run_capture(loaded, job, encoded, chosen, positions, hooks, config.capture.padding_side, progress)
+                        job.write_tokens(tok["tokens"])
+                        summary = {
+                            "complete": True,
+                            "hooks": hooks,
+                            "residual_points": residual_hook_names(loaded.n_layers),
+                            "positions": {p.spec: p.folder for p in positions},
+                            "n_prompts": len(encoded),
+                            "max_len": max(len(e.ids) for e in encoded),
+                            "multi_token_terms": tok["multi_token_terms"],
+                            "n_multi_token_terms": len(tok["multi_token_terms"]),
+                            "tokens_file": str(job.folder.relative_to(root) / "tokens.json"),
+                            "tokenizer_sha256": loaded.info["tokenizer_sha256"],
+                            "variant_info": loaded.info,
+                        }
+                        run_store.record_capture(spec.name, ps.name, job.mark_complete(summary))
+                finally:
+                    free(loaded)
+        store = open_store()
+        store.save()
     return store

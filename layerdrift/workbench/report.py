@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,9 @@ from layerdrift import figures as F
 from layerdrift import figures_manifold as MF
 from layerdrift import figures_trajectory as TF
 from layerdrift.workbench.analyze import Analysis
+from layerdrift.workbench.files import atomic_path
 from layerdrift.workbench.manifold_run import load_projections
+from layerdrift.workbench.spreadsheet import to_csv
 from layerdrift.workbench.store import RunStore
 
 REPORT = "report"
@@ -222,20 +223,17 @@ def experiment_frames(t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 def write_report(store: RunStore, analysis: Analysis, png: bool = True) -> tuple[Path, list[str]]:
     """Write RUN/report: tables/*.parquet|csv, figures/*.html|png, index.html. Returns (folder, notes)."""
     folder = store.root / REPORT
-    tmp = store.root / f".{REPORT}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "tables").mkdir(parents=True)
-    for name, table in analysis.tables.items():
-        table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
-        table.to_csv(tmp / "tables" / f"{name}.csv", index=False)
-    figs = build_figures(analysis, load_projections(store.root))
-    notes = list(analysis.meta.get("warnings", []))
-    note = write_figures(figs, tmp / "figures", png)
-    if note:
-        notes.append(note)
-    (tmp / "index.html").write_text(index_html(store, analysis, figs, png and note is None, notes), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.replace(folder)
+    with atomic_path(folder) as tmp:
+        (tmp / "tables").mkdir(parents=True)
+        for name, table in analysis.tables.items():
+            table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+            to_csv(table, tmp / "tables" / f"{name}.csv")
+        figs = build_figures(analysis, load_projections(store.root))
+        notes = list(analysis.meta.get("warnings", []))
+        note = write_figures(figs, tmp / "figures", png)
+        if note:
+            notes.append(note)
+        (tmp / "index.html").write_text(index_html(store, analysis, figs, png and note is None, notes), encoding="utf-8")
     return folder, notes
 
 

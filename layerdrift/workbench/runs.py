@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from layerdrift.workbench.analyze import Analysis, analyze_cached, load_analysis
 from layerdrift.workbench.config import ExperimentConfig
+from layerdrift.workbench.files import RunLock
 from layerdrift.workbench.experiments import check_experiments, load_experiment_tables, run_experiments
 from layerdrift.workbench.pipeline import extract, progress_bars
 from layerdrift.workbench.report import REPORT, build_figures, experiment_frames, headline_frames, write_report
@@ -62,15 +63,15 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
 
     config = expand_series(config, quiet, say)
     check_experiments(config)
-    store = extract(config, out=out, quiet=quiet)
-
-    say("analyses")
-    analysis = analyze_cached(store, config.analysis, config.seed, say)
-    if config.patching or config.behaviour or config.manifold or config.series or config.trajectory:
-        with progress_bars(quiet) as progress:
-            analysis.tables.update(run_experiments(config, store, progress, say))
-    say("report")
-    _, notes = write_report(store, analysis, png=config.analysis.png)
+    with RunLock(config.out_dir(out)):  # one writer per run folder
+        store = extract(config, out=out, quiet=quiet, say=say)
+        say("analyses")
+        analysis = analyze_cached(store, config.analysis, config.seed, say)
+        if config.patching or config.behaviour or config.manifold or config.series or config.trajectory:
+            with progress_bars(quiet) as progress:
+                analysis.tables.update(run_experiments(config, store, progress, say))
+        say("report")
+        _, notes = write_report(store, analysis, png=config.analysis.png)
     return Run(store, analysis, notes)
 
 

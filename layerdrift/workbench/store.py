@@ -2,23 +2,25 @@
 
 Layout::
 
-    RUN/manifest.json                        config, hashes, versions, variants, captures
-    RUN/captures/VARIANT/PROMPTSET/job.json  fingerprint of what was asked for
-    RUN/captures/VARIANT/PROMPTSET/progress.json   batches already written (atomic)
-    RUN/captures/VARIANT/PROMPTSET/tokens.json     tokenization of every prompt
-    RUN/captures/VARIANT/PROMPTSET/POSITION/HOOK   Zarr array (n, d) or (n, max_len, d)
+    RUN/manifest.json                               config, hashes, versions, variants, captures (an index)
+    RUN/.lock                                       held by the one process writing the run
+    RUN/captures/VARIANT/PROMPTSET/job.json         what was asked for; once complete, the capture's record
+    RUN/captures/VARIANT/PROMPTSET/batches/N.json   one per finished batch: its rows and a sha256 per array
+    RUN/captures/VARIANT/PROMPTSET/tokens.json      tokenization of every prompt (prompt-set captures only)
+    RUN/captures/VARIANT/PROMPTSET/POSITION/HOOK    Zarr array (n, d) or (n, max_len, d); one chunk per batch
 
-Each hook point is its own array (a layer is read without touching the others); chunks hold one
-batch of rows and are written atomically; a batch counts as done only once ``progress.json``
-says so, so a run killed at any moment resumes and ends with identical arrays.
+Each hook point is its own array (a layer is read without touching the others). A batch counts as
+written only when its marker exists, and every read checks each batch's rows against the marker's
+checksum, so a deleted chunk, a marker without data or a damaged file is named, never read as
+zeros (zarr returns the fill value for a missing chunk, and skips writing chunks equal to it).
+The capture folders' own records are the truth; the manifest's ``captures`` is rebuilt from them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,43 +28,49 @@ import numpy as np
 from jaxtyping import Float
 
 from layerdrift.errors import LayerdriftError
+from layerdrift.workbench.files import fault_point, now, storage_errors, write_json_atomic
 
-FORMAT = "layerdrift-run/1"
+FORMAT = "layerdrift-run/2"
+OLDER_FORMATS = ("layerdrift-run/1",)  # upgraded in place: their captures are recaptured, their results recomputed
 MANIFEST = "manifest.json"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file and rename it over ``path`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+CAPTURES = "captures"
+JOB = "job.json"
 
 
 def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise LayerdriftError(f"{what} {str(path)!r} is missing; run `layerdrift extract` for this run again.") from None
+        raise LayerdriftError(f"{what} {str(path)!r} is missing; run `layerdrift run` for this run folder again.") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LayerdriftError(f"{what} {str(path)!r} is corrupt (not valid JSON); delete it and run `layerdrift extract` again.") from None
+        raise LayerdriftError(f"{what} {str(path)!r} is corrupt (not valid JSON); run `layerdrift run` for this run folder again to rebuild it.") from None
+
+
+def read_json_or_none(path: Path) -> Any | None:
+    """A JSON file's content, or None when it is missing or does not parse."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def read_cached_json(path: Path, fingerprint: str) -> Any | None:
     """A cached JSON object if it exists, parses and carries this fingerprint; otherwise None (recompute)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
+    data = read_json_or_none(path)
     return data if isinstance(data, dict) and data.get("fingerprint") == fingerprint else None
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def rows_sha256(values: np.ndarray) -> str:
+    """Checksum of a batch's rows as stored (float32, C order)."""
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes()).hexdigest()
+
+
+def batch_list(batches: list[int]) -> str:
+    return ("batch " if len(batches) == 1 else "batches ") + ", ".join(str(b) for b in batches)
 
 
 class CaptureJob:
-    """Writer for one (variant, prompt set) capture: resumable, batch by batch."""
+    """One (variant, prompt set) capture: written batch by batch, resumable, verified on every read."""
 
     def __init__(self, folder: Path, fingerprint: str, n_prompts: int, batch_size: int):
         self.folder = folder
@@ -70,61 +78,177 @@ class CaptureJob:
         self.n_prompts = n_prompts
         self.batch_size = batch_size
 
+    @classmethod
+    def existing(cls, folder: Path) -> "CaptureJob | None":
+        """The job recorded in a capture folder, or None when it has no readable record."""
+        job = read_json_or_none(folder / JOB)
+        if not isinstance(job, dict) or not {"fingerprint", "n_prompts", "batch_size"} <= job.keys():
+            return None
+        return cls(folder, job["fingerprint"], int(job["n_prompts"]), int(job["batch_size"]))
+
+    @property
+    def label(self) -> str:
+        return f"{self.folder.parent.name}/{self.folder.name}"
+
+    @property
+    def root(self) -> Path:
+        return self.folder.parent.parent.parent
+
     @property
     def n_batches(self) -> int:
         return -(-self.n_prompts // self.batch_size)
 
-    def _job(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.folder / "job.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return None
+    def rows(self, batch: int) -> tuple[int, int]:
+        return batch * self.batch_size, min(self.n_prompts, (batch + 1) * self.batch_size)
+
+    def record(self) -> dict[str, Any] | None:
+        job = read_json_or_none(self.folder / JOB)
+        return job if isinstance(job, dict) and job.get("fingerprint") == self.fingerprint else None
 
     def is_complete(self) -> bool:
-        job = self._job()
-        return bool(job and job.get("fingerprint") == self.fingerprint and job.get("complete"))
+        return bool((self.record() or {}).get("complete"))
+
+    # ---- batch markers ------------------------------------------------------------------
+    def _marker(self, batch: int) -> Path:
+        return self.folder / "batches" / f"{batch:06d}.json"
+
+    def markers(self) -> dict[int, dict[str, Any]]:
+        """Finished batches: batch -> marker (rows and a sha256 per 'position/hook' array)."""
+        out = {}
+        for b in range(self.n_batches):
+            m = read_json_or_none(self._marker(b))
+            if isinstance(m, dict) and m.get("fingerprint") == self.fingerprint and m.get("rows") == list(self.rows(b)) and isinstance(m.get("sha256"), dict):
+                out[b] = m
+        return out
 
     def prepare(self) -> set[int]:
         """Open a matching earlier attempt (returning its finished batches) or start afresh."""
-        job = self._job()
-        if job and job.get("fingerprint") == self.fingerprint:
-            try:
-                done = set(json.loads((self.folder / "progress.json").read_text(encoding="utf-8"))["done"])
-            except (OSError, json.JSONDecodeError, KeyError, UnicodeDecodeError):
-                done = set()
-            return done
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True)
-        write_json_atomic(self.folder / "job.json", {"fingerprint": self.fingerprint, "n_prompts": self.n_prompts, "batch_size": self.batch_size, "complete": False, "started": now()})
-        write_json_atomic(self.folder / "progress.json", {"done": []})
+        if self.record() is not None:
+            bad = self.damaged_batches()
+            self.forget([b for b in bad if self._marker(b).exists()])
+            return set(range(self.n_batches)) - set(bad)
+        with storage_errors(self.folder):
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder.mkdir(parents=True)
+        write_json_atomic(self.folder / JOB, {"fingerprint": self.fingerprint, "n_prompts": self.n_prompts, "batch_size": self.batch_size, "complete": False, "started": now()})
         return set()
 
-    def write_batch(self, batch: int, arrays: dict[tuple[str, str], np.ndarray], done: set[int]) -> None:
-        """Write one batch's rows of every (position folder, hook) array, then mark the batch done."""
+    def write_batch(self, batch: int, arrays: dict[tuple[str, str], np.ndarray]) -> None:
+        """Write one batch's rows of every (position folder, hook) array, then its marker (the batch is done)."""
         import zarr
 
-        start = batch * self.batch_size
-        for (pos, hook), values in arrays.items():
-            path = self.folder / pos / hook
-            shape = (self.n_prompts, *values.shape[1:])
-            if (path / "zarr.json").is_file():
-                arr = zarr.open_array(store=str(path), mode="r+")
-                if arr.shape != shape:
-                    raise LayerdriftError(f"cached array {str(path)!r} has shape {arr.shape}, expected {shape}; delete {str(self.folder)!r} and extract again.")
-            else:
-                arr = zarr.create_array(store=str(path), shape=shape, chunks=(self.batch_size, *values.shape[1:]), dtype="float32", fill_value=0.0, overwrite=True)
-            arr[start : start + values.shape[0]] = values
-        done.add(batch)
-        write_json_atomic(self.folder / "progress.json", {"done": sorted(done)})
+        start, stop = self.rows(batch)
+        sums = {}
+        with storage_errors(self.folder):
+            for (pos, hook), values in arrays.items():
+                path = self.folder / pos / hook
+                shape = (self.n_prompts, *values.shape[1:])
+                if (path / "zarr.json").is_file():
+                    arr = zarr.open_array(store=str(path), mode="r+")
+                    if arr.shape != shape:
+                        raise LayerdriftError(f"cached array {str(path)!r} has shape {arr.shape}, expected {shape}; delete {str(self.folder)!r} and run again.")
+                else:
+                    arr = zarr.create_array(store=str(path), shape=shape, chunks=(self.batch_size, *values.shape[1:]), dtype="float32", fill_value=0.0, overwrite=True)
+                arr[start:stop] = values
+                sums[f"{pos}/{hook}"] = rows_sha256(values)
+                fault_point(f"capture {self.label} batch {batch} {pos}/{hook}")
+        write_json_atomic(self._marker(batch), {"fingerprint": self.fingerprint, "rows": [start, stop], "sha256": sums})
 
     def write_tokens(self, tokens: dict[str, Any]) -> None:
         write_json_atomic(self.folder / "tokens.json", tokens)
 
-    def mark_complete(self, summary: dict[str, Any]) -> None:
-        job = self._job() or {}
+    def mark_complete(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Record the capture as finished, with its summary; returns the record."""
+        job = self.record() or {}
         job.update(summary)
         job.update(complete=True, finished=now())
-        write_json_atomic(self.folder / "job.json", job)
+        write_json_atomic(self.folder / JOB, job)
+        return job
+
+    # ---- verification -------------------------------------------------------------------
+    def _load(self, key: str) -> tuple[np.ndarray | None, dict[int, str]]:
+        """The whole array (None if it is gone) and the batches whose chunk could not be decoded."""
+        import zarr
+
+        try:
+            arr = zarr.open_array(store=str(self.folder / key), mode="r")
+        except Exception:  # noqa: BLE001 - any failure to open means: not there
+            return None, {}
+        try:
+            return np.asarray(arr[...]), {}
+        except Exception:  # noqa: BLE001 - a damaged chunk: find which, batch by batch
+            data, unreadable = np.zeros(arr.shape, dtype=np.float32), {}
+            for b in range(self.n_batches):
+                start, stop = self.rows(b)
+                try:
+                    data[start:stop] = arr[start:stop]
+                except Exception:  # noqa: BLE001
+                    unreadable[b] = "its chunk is damaged (it cannot be decoded)"
+            return data, unreadable
+
+    def _check(self, key: str, loaded: tuple[np.ndarray | None, dict[int, str]], markers: dict[int, dict[str, Any]]) -> dict[int, str]:
+        """Batches of one array that cannot be trusted, with why."""
+        data, bad = loaded[0], dict(loaded[1])
+        for b in range(self.n_batches):
+            m = markers.get(b)
+            start, stop = self.rows(b)
+            if b in bad:
+                continue
+            if m is None:
+                bad[b] = "it has no finished-batch record"
+            elif key not in m["sha256"]:
+                bad[b] = f"its record lists no array {key!r}"
+            elif data is None:
+                bad[b] = "the array is missing or unreadable"
+            elif rows_sha256(data[start:stop]) != m["sha256"][key]:
+                bad[b] = "its rows differ from their checksum: a chunk is missing or damaged"
+        return dict(sorted(bad.items()))
+
+    def damaged_batches(self) -> dict[int, str]:
+        """Every batch that cannot be trusted in any array, with why."""
+        markers = self.markers()
+        bad = {b: "it has no finished-batch record" for b in range(self.n_batches) if b not in markers}
+        for key in sorted({k for m in markers.values() for k in m["sha256"]}):
+            for b, why in self._check(key, self._load(key), markers).items():
+                bad.setdefault(b, why)
+        return dict(sorted(bad.items()))
+
+    def forget(self, batches: list[int]) -> None:
+        """Drop damaged batches' markers and the complete flag, so the next capture redoes exactly them."""
+        if not batches:
+            return
+        for b in batches:
+            self._marker(b).unlink(missing_ok=True)
+        job = self.record()
+        if job is not None and job.get("complete"):
+            job["complete"] = False
+            write_json_atomic(self.folder / JOB, job)
+
+    def check_complete(self) -> tuple[bool, dict[int, str]]:
+        """(complete and intact, damaged batches); damaged batches are forgotten so they are recaptured."""
+        if not self.is_complete():
+            return False, {}
+        bad = self.damaged_batches()
+        if bad:
+            self.forget(list(bad))
+        return not bad, bad
+
+    def read(self, key: str) -> np.ndarray:
+        """One array ('position/hook'), every batch checked against its marker; a clear error otherwise."""
+        loaded = self._load(key)
+        bad = self._check(key, loaded, self.markers())
+        if bad:
+            raise LayerdriftError(
+                f"capture '{self.label}' in {str(self.root)!r} is missing {batch_list(list(bad))} of {key!r} ({next(iter(bad.values()))}); "
+                f"run `layerdrift run` again with the same config and --out {str(self.root)!r} to recapture {'it' if len(bad) == 1 else 'them'}."
+            )
+        assert loaded[0] is not None
+        return loaded[0]
+
+
+def is_run_folder(root: Path) -> bool:
+    """A layerdrift run: it has a manifest, or capture records (its manifest was lost)."""
+    return (root / MANIFEST).is_file() or any((root / CAPTURES).glob(f"*/*/{JOB}"))
 
 
 class RunStore:
@@ -137,42 +261,59 @@ class RunStore:
     # ---- opening and saving -------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path) -> "RunStore":
-        """Open an existing run folder (read-only use); clear errors for missing or foreign folders."""
+        """Open an existing run folder (read-only use); clear errors for missing, damaged or foreign folders."""
         root = Path(path)
         if not root.is_dir():
             raise LayerdriftError(f"run folder {str(root)!r} does not exist; run `layerdrift extract` or `layerdrift run` first.")
         manifest = read_json(root / MANIFEST, "run manifest")
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         if fmt != FORMAT:
-            raise LayerdriftError(f"run folder {str(root)!r} has format {fmt!r}, but this layerdrift reads {FORMAT!r}; re-run the extraction with this version.")
+            raise LayerdriftError(f"run folder {str(root)!r} has format {fmt!r}, but this layerdrift reads {FORMAT!r}; run `layerdrift run` with its config and --out {str(root)!r} to upgrade it.")
         return cls(root, manifest)
 
     @classmethod
     def create_or_update(cls, path: str | Path, base: dict[str, Any]) -> "RunStore":
-        """Open the run at ``path`` for writing (creating it), keeping what earlier runs recorded."""
+        """Open the run at ``path`` for writing (creating it), keeping what earlier runs recorded.
+
+        A manifest that is damaged or gone is rebuilt: the captures' own records say what is finished.
+        """
         root = Path(path)
-        manifest: dict[str, Any] = {}
-        if (root / MANIFEST).is_file():
-            try:
-                manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                manifest = {}
-            if manifest.get("format") not in (None, FORMAT):
-                raise LayerdriftError(f"folder {str(root)!r} holds a run of format {manifest.get('format')!r}; choose another --out folder.")
-        elif root.is_dir() and any(root.iterdir()):
+        if root.is_dir() and not is_run_folder(root) and any(p.name != ".lock" for p in root.iterdir()):
             raise LayerdriftError(f"folder {str(root)!r} exists, is not empty and is not a layerdrift run; choose another --out folder.")
-        manifest = {"format": FORMAT, "created": manifest.get("created", now()), "variants": manifest.get("variants", {}), "captures": manifest.get("captures", {}), **base}
+        manifest = read_json_or_none(root / MANIFEST)
+        manifest = manifest if isinstance(manifest, dict) else {}
+        if manifest.get("format") not in (None, FORMAT, *OLDER_FORMATS):
+            raise LayerdriftError(f"folder {str(root)!r} holds a run of format {manifest.get('format')!r}; choose another --out folder.")
+        manifest = {"created": manifest.get("created", now()), "variants": manifest.get("variants", {}), **base, "format": FORMAT}
         store = cls(root, manifest)
+        store.reindex_captures()
         store.save()
         return store
+
+    def reindex_captures(self) -> None:
+        """Rebuild the manifest's capture index (and variant records) from every finished capture's record."""
+        captures = {}
+        for path in sorted((self.root / CAPTURES).glob(f"*/*/{JOB}")):
+            record = read_json_or_none(path)
+            if isinstance(record, dict) and record.get("complete"):
+                variant = path.parent.parent.name
+                captures[f"{variant}/{path.parent.name}"] = {k: v for k, v in record.items() if k != "variant_info"}
+                if "variant_info" in record:
+                    self.manifest["variants"].setdefault(variant, record["variant_info"])
+        self.manifest["captures"] = captures
 
     def save(self) -> None:
         self.manifest["updated"] = now()
         write_json_atomic(self.root / MANIFEST, self.manifest)
 
+    def record_capture(self, variant: str, prompt_set: str, record: dict[str, Any]) -> None:
+        """Add a finished capture to the manifest's index and save it."""
+        self.manifest["captures"][f"{variant}/{prompt_set}"] = {k: v for k, v in record.items() if k != "variant_info"}
+        self.save()
+
     # ---- layout -------------------------------------------------------------------------
     def capture_folder(self, variant: str, prompt_set: str) -> Path:
-        return self.root / "captures" / variant / prompt_set
+        return self.root / CAPTURES / variant / prompt_set
 
     def _capture(self, variant: str, prompt_set: str) -> dict[str, Any]:
         entry = self.manifest.get("captures", {}).get(f"{variant}/{prompt_set}")
@@ -180,6 +321,10 @@ class RunStore:
             have = ", ".join(sorted(self.manifest.get("captures", {}))) or "none"
             raise LayerdriftError(f"run {str(self.root)!r} has no finished capture for variant '{variant}' and prompt set '{prompt_set}' (captures: {have}).")
         return entry
+
+    def _job(self, variant: str, prompt_set: str) -> CaptureJob:
+        entry = self._capture(variant, prompt_set)
+        return CaptureJob(self.capture_folder(variant, prompt_set), entry["fingerprint"], int(entry["n_prompts"]), int(entry["batch_size"]))
 
     @property
     def variants(self) -> list[str]:
@@ -219,24 +364,25 @@ class RunStore:
         return int(self.manifest["variants"][variant]["n_layers"])
 
     def tokenization(self, variant: str, prompt_set: str) -> dict[str, Any]:
-        self._capture(variant, prompt_set)
-        return read_json(self.capture_folder(variant, prompt_set) / "tokens.json", "tokenization file")
+        """Texts, token ids, tokens and chosen positions of every prompt of a prompt-set capture."""
+        entry = self._capture(variant, prompt_set)
+        if "tokens_file" not in entry:
+            kind = entry.get("kind", "experiment")
+            raise LayerdriftError(
+                f"capture '{variant}/{prompt_set}' is a {kind} capture of token sequences, which stores no tokenization; "
+                "only the config's prompt sets store one (their captures have tokens.json)."
+            )
+        return read_json(self.root / entry["tokens_file"], "tokenization file")
 
     # ---- reading arrays -----------------------------------------------------------------
     def activations(self, variant: str, prompt_set: str, hook: str, position: str = "last") -> Float[np.ndarray, "n ..."]:
-        """The captured array of one hook point: (n_prompts, d), or (n_prompts, max_len, d) for 'all'."""
-        import zarr
-
+        """The captured array of one hook point: (n_prompts, d), or (n_prompts, max_len, d) for 'all'; every batch verified."""
         entry = self._capture(variant, prompt_set)
         if position not in entry["positions"]:
             raise LayerdriftError(f"position {position!r} was not captured for '{variant}/{prompt_set}'; captured: {', '.join(entry['positions'])}.")
         if hook not in entry["hooks"]:
-            raise LayerdriftError(f"hook point {hook!r} was not captured for '{variant}/{prompt_set}'; add it to capture.hooks and extract again.")
-        path = self.capture_folder(variant, prompt_set) / entry["positions"][position] / hook
-        try:
-            return np.asarray(zarr.open_array(store=str(path), mode="r")[...])
-        except Exception as err:
-            raise LayerdriftError(f"cached array {str(path)!r} is unreadable ({type(err).__name__}); delete {str(path.parent.parent)!r} and run `layerdrift extract` again to recapture it.") from None
+            raise LayerdriftError(f"hook point {hook!r} was not captured for '{variant}/{prompt_set}'; add it to capture.hooks and run again.")
+        return self._job(variant, prompt_set).read(f"{entry['positions'][position]}/{hook}")
 
     def layer(self, variant: str, prompt_set: str, layer: int, position: str = "last") -> Float[np.ndarray, "n ..."]:
         """Residual stream at depth ``layer``: 0 = embedding, i = block i-1 output, -1 = final norm."""

@@ -1,0 +1,202 @@
+"""Writing into a run folder safely: atomic files and folders, one writer per folder, storage
+errors in one sentence, and the fault points the kill -9 tests stop at.
+
+Every write of a run goes through ``atomic_path`` (a unique temp name beside the target, renamed
+over it in one step, removed on any failure) inside ``storage_errors`` (a full disk, a quota, a
+read-only or forbidden folder becomes one sentence with the free space). ``RunLock`` keeps a
+second process out of a run folder while one writes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from layerdrift.errors import LayerdriftError
+
+FAULT_AT_ENV = "LAYERDRIFT_FAULT_AT"  # tests: SIGKILL this process at the N-th fault point
+FAULT_LOG_ENV = "LAYERDRIFT_FAULT_LOG"  # tests: append "N<TAB>label" of every fault point to this file
+_faults_seen = 0
+
+STORAGE_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission is denied",
+    errno.EPERM: "permission is denied",
+    errno.EFBIG: "the file is larger than this file system or process allows",
+}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def fault_point(label: str) -> None:
+    """A place where a kill -9 must leave the run recoverable; the fault-injection tests stop here."""
+    global _faults_seen
+    at, log = os.environ.get(FAULT_AT_ENV), os.environ.get(FAULT_LOG_ENV)
+    if not at and not log:
+        return
+    _faults_seen += 1
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{_faults_seen}\t{label}\n")
+    if at and _faults_seen == int(at):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def storage_error_sentence(err: OSError, where: Path) -> str:
+    """One sentence for a failed write: what, where, why, how much space is free, what to do."""
+    try:
+        free = f"{_human(shutil.disk_usage(_existing_ancestor(where)).free)} free there"
+    except OSError:
+        free = "free space unknown"
+    target = err.filename or where
+    return (f"could not write {str(target)!r}: {STORAGE_REASONS[err.errno]} ({free}); free some space or choose another "
+            "--out folder, then run again (finished work is kept and reused).")
+
+
+@contextmanager
+def storage_errors(where: Path) -> Iterator[None]:
+    """Turn a storage failure (full disk, quota, read-only, permission) under ``where`` into a LayerdriftError."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in STORAGE_REASONS:
+            raise
+        raise LayerdriftError(storage_error_sentence(err, where)) from None
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or a folder tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def temp_sibling(path: Path) -> Path:
+    """A temp name beside ``path``, unique per process and call (two writers never share one)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path to write (a file or a folder); on success it replaces ``path`` in one rename,
+    on any failure (or storage error, said in one sentence) it is removed and ``path`` is untouched."""
+    tmp = temp_sibling(path)
+    try:
+        with storage_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            fault_point(f"before rename {path}")
+            if tmp.is_dir() and path.is_dir():  # a folder: move the old one aside, then swap
+                old = temp_sibling(path)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                remove_path(old)
+            else:
+                os.replace(tmp, path)
+    except BaseException:
+        remove_path(tmp)
+        raise
+    fault_point(f"after rename {path}")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON through a temp file renamed over ``path`` (never a half-written file)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
+    """Write named arrays as one .npz through a temp file renamed over ``path``."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+class RunLock:
+    """An exclusive lock on a folder: ``RUN/.lock`` held with flock, naming its holder (pid, host, start).
+
+    The kernel drops the lock when the holder dies (even by kill -9), so a lock left behind by a dead
+    process is stale by construction and simply taken over. Re-entrant within one process.
+    """
+
+    NAME = ".lock"
+    _held: dict[Path, tuple[int, int]] = {}  # folder -> (fd, depth)
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder).absolute()
+        self.created_folder = False
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        if self.folder in self._held:
+            fd, depth = self._held[self.folder]
+            self._held[self.folder] = (fd, depth + 1)
+            return self
+        with storage_errors(self.folder):
+            self.created_folder = not self.folder.exists()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.folder / self.NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(fd)
+            os.close(fd)
+            raise LayerdriftError(
+                f"run folder {str(self.folder)!r} is in use by another layerdrift process ({holder}); "
+                "wait for it to finish, or choose another --out folder."
+            ) from None
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": now()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        self._held[self.folder] = (fd, 1)
+        return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            return f"pid {info['pid']} on host {info['host']}, since {info['started']}"
+        except (OSError, ValueError, KeyError):
+            return "holder unknown"
+
+    def __exit__(self, *exc: object) -> None:
+        fd, depth = self._held[self.folder]
+        if depth > 1:
+            self._held[self.folder] = (fd, depth - 1)
+            return
+        del self._held[self.folder]
+        os.close(fd)  # releases the flock
+        if self.created_folder and [p.name for p in self.folder.iterdir()] == [self.NAME]:
+            remove_path(self.folder)  # nothing was written: leave nothing behind

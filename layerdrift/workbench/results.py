@@ -1,0 +1,121 @@
+"""Result sets: the tables (and arrays) of one analysis or experiment, made visible all at once.
+
+Layout::
+
+    RUN/results/NAME.json                    the pointer: fingerprint, generation, sha256 of each file, meta
+    RUN/results/NAME/GENERATION/TABLE.parquet
+    RUN/results/NAME/GENERATION/ARRAYS.npz
+
+A writer fills a fresh generation folder, then replaces the pointer in one rename, then removes
+older generations. A reader follows the pointer and checks every file against its checksum. So a
+process killed at any moment leaves the old set or the new one, never tables of two configs side
+by side, and a damaged file is named instead of being read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from layerdrift.errors import LayerdriftError
+from layerdrift.workbench.files import fault_point, remove_path, storage_errors, write_json_atomic
+from layerdrift.workbench.store import read_json_or_none
+
+RESULTS = "results"
+
+
+@dataclass
+class ResultSet:
+    """What one analysis or experiment produced under one fingerprint."""
+
+    name: str
+    fingerprint: str
+    tables: dict[str, pd.DataFrame]
+    meta: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # file stem -> named arrays
+
+
+def results_dir(root: Path) -> Path:
+    return root / RESULTS
+
+
+def _pointer(root: Path, name: str) -> Path:
+    return results_dir(root) / f"{name}.json"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_result_set(root: Path, result: ResultSet) -> None:
+    """Write a result set into a new generation folder, switch the pointer to it, drop older generations."""
+    base = results_dir(root) / result.name
+    generation = f"{result.fingerprint[:12]}-{uuid.uuid4().hex[:8]}"
+    folder = base / generation
+    files: dict[str, str] = {}
+    with storage_errors(folder):
+        folder.mkdir(parents=True)
+        for stem, table in result.tables.items():
+            buf = io.BytesIO()
+            table.to_parquet(buf, index=False)
+            (folder / f"{stem}.parquet").write_bytes(buf.getvalue())
+            files[f"{stem}.parquet"] = _sha256(buf.getvalue())
+            fault_point(f"result set {result.name} table {stem}")
+        for stem, arrays in result.arrays.items():
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            (folder / f"{stem}.npz").write_bytes(buf.getvalue())
+            files[f"{stem}.npz"] = _sha256(buf.getvalue())
+    write_json_atomic(_pointer(root, result.name), {"name": result.name, "fingerprint": result.fingerprint, "generation": generation, "files": files, "meta": result.meta})
+    for old in base.iterdir():
+        if old.name != generation:
+            remove_path(old)
+
+
+def read_result_set(root: Path, name: str) -> ResultSet:
+    """The current result set ``name`` of a run, every file checked; one clear sentence if it is missing or damaged."""
+    pointer = read_json_or_none(_pointer(root, name))
+    again = f"run `layerdrift run` again with the run's config and --out {str(root)!r} to rebuild it"
+    if not isinstance(pointer, dict) or not {"fingerprint", "generation", "files"} <= pointer.keys():
+        if not _pointer(root, name).exists():
+            raise LayerdriftError(f"run {str(root)!r} has no {name} results yet; run `layerdrift run` with its config and --out {str(root)!r} to compute them.")
+        raise LayerdriftError(f"the {name} results record {str(_pointer(root, name))!r} is damaged; {again}.")
+    folder = results_dir(root) / name / pointer["generation"]
+    tables, arrays = {}, {}
+    for file, digest in pointer["files"].items():
+        path = folder / file
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise LayerdriftError(f"result file {str(path)!r} is missing; {again}.") from None
+        if _sha256(data) != digest:
+            raise LayerdriftError(f"result file {str(path)!r} is damaged (its checksum differs from the record); {again}.")
+        stem, kind = file.rsplit(".", 1)
+        if kind == "parquet":
+            tables[stem] = pd.read_parquet(io.BytesIO(data))
+        else:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays[stem] = {k: npz[k] for k in npz.files}
+    return ResultSet(name, pointer["fingerprint"], tables, pointer.get("meta") or {}, arrays)
+
+
+def cached_result_set(root: Path, name: str, fingerprint: str) -> ResultSet | None:
+    """The saved result set if it was made under this fingerprint and is intact; otherwise None (recompute)."""
+    pointer = read_json_or_none(_pointer(root, name))
+    if not isinstance(pointer, dict) or pointer.get("fingerprint") != fingerprint:
+        return None
+    try:
+        return read_result_set(root, name)
+    except LayerdriftError:
+        return None
+
+
+def has_result_set(root: Path, name: str) -> bool:
+    return _pointer(root, name).exists()
