@@ -8,3 +8,7 @@ class LayerdriftError(Exception):
 
     The CLI prints ``str(error)`` and exits non-zero; tracebacks only with ``--debug``.
     """
+
+
+class LayerdriftWarning(UserWarning):
+    """Something a user should know that does not stop the run (printed as one line by the CLI)."""

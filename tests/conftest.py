@@ -23,6 +23,14 @@ South Korea\tfactual
 entropy\tscientific
 """
 
+# Terms and categories that would run script or formulas if any view treated them as markup (tiny_run has them).
+HOSTILE_ROWS = [
+    ("<img src=x onerror=alert(1)>", "<svg onload=alert(2)>"),
+    ("<script>alert(3)</script>", "<svg onload=alert(2)>"),
+    ("=HYPERLINK(\"http://x\",\"y\")", "factual"),
+    ("**bold** [link](javascript:alert(4))", "abstract"),
+]
+
 
 def build_tokenizer(folder: Path):
     """A byte-level BPE tokenizer trained on a few sentences, with BOS/EOS/PAD and offsets."""
@@ -103,9 +111,10 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("tiny-vocab")
     vocab = folder / "vocab.tsv"
-    vocab.write_text(VOCAB_TEXT, encoding="utf-8")
+    vocab.write_text(VOCAB_TEXT + "".join(f"{t}\t{c}\n" for t, c in HOSTILE_ROWS), encoding="utf-8")
     terms = [line.split("\t")[0] for line in VOCAB_TEXT.splitlines()[1:]]
-    (folder / "patch.jsonl").write_text("".join(json.dumps({"prompt": f"The concept of {t} is", "target": " love", "category": "c"}) + "\n" for t in terms))
+    patch_terms = [HOSTILE_ROWS[0][0], *terms]  # a hostile prompt among the patched ones
+    (folder / "patch.jsonl").write_text("".join(json.dumps({"prompt": f"The concept of {t} is", "target": " love", "category": "c"}) + "\n" for t in patch_terms))
     (folder / "behaviour.jsonl").write_text("".join(
         json.dumps({"question": f"Is {t} good?\n (A) yes\n (B) no", "answer_matching_behavior": "(A)" if i % 2 else "(B)", "answer_not_matching_behavior": "(B)" if i % 2 else "(A)"}) + "\n"
         for i, t in enumerate(terms)))

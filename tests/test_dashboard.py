@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +184,45 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
         shared.get_by_text(f"selected: {tiny_run.meta['terms'][4]}").wait_for(timeout=20000)
         shared.get_by_text("Joint UMAP: base → floor (layer 0)").wait_for(timeout=20000)
         browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)")
+def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
+    """Terms and categories that are markup or formulas: no script runs on any tab, the text shows literally, the CSV is inert."""
+    from playwright.sync_api import sync_playwright
+
+    from conftest import HOSTILE_ROWS
+
+    terms = tiny_run.meta["terms"]
+    img, script = HOSTILE_ROWS[0][0], HOSTILE_ROWS[1][0]
+    dialogs: list[str] = []
+    with served_dashboard(tiny_run.store.root) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{url}/?concept={terms.index(img)}")  # opened by URL
+        page.get_by_text(f"selected: {img} ({HOSTILE_ROWS[0][1]})").wait_for(timeout=60000)
+        box = page.locator("input[placeholder='type a concept…']")
+        box.fill(script)  # searched
+        box.press("Enter")
+        page.get_by_text(f"selected: {script}").wait_for(timeout=20000)
+        box.fill("<iframe src=javascript:alert(5)>")  # a search that matches nothing echoes the text
+        box.press("Enter")
+        page.get_by_text("no concept matches <iframe src=javascript:alert(5)>").wait_for(timeout=20000)
+        bold = HOSTILE_ROWS[3][0]
+        page.goto(f"{url}/?concept={terms.index(bold)}")
+        page.get_by_text(f"selected: {bold} (abstract)").wait_for(timeout=60000)
+        with page.expect_download() as download:
+            page.get_by_text("layer table as CSV").click()
+        csv_text = Path(download.value.path()).read_text(encoding="utf-8")
+        assert "\n'=HYPERLINK(" in csv_text and "\n=HYPERLINK(" not in csv_text
+        for tab in ("Overview", "Patching", "Behaviour vectors", "Manifolds", "Map & concept"):
+            page.get_by_text(tab, exact=True).click()
+            page.wait_for_timeout(1500)
+        page.get_by_text(f"The concept of {img} is").first.wait_for(timeout=20000)  # the patched prompts table shows it as text
+        page.mouse.move(10, 10)
+        page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
+        assert page.locator("img[src='x'], iframe").count() == 0
+        assert page.locator("a[href^='javascript']").count() == 0
+        browser.close()
+    assert dialogs == []

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerdrift.errors import LayerdriftError
+from layerdrift.errors import LayerdriftError, LayerdriftWarning
 
 DATA = Path(__file__).parent / "data"
 BUILTIN_VOCABULARIES = {"embeddingdrift-235": DATA / "embeddingdrift-235.tsv"}
 REQUIRED = ("term", "category")
 OPTIONAL = ("notes", "index")
+LONG_TERM_CHARS = 100  # a concept is a word or a short phrase: longer terms are warned about
+MAX_TERM_CHARS = 1000  # and a term this long is certainly a mistake (a pasted paragraph): refused
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
     cats: list[str] = []
     notes: list[str] = []
     seen: dict[str, int] = {}
+    long_terms: list[int] = []
     for lineno, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -81,6 +85,10 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
             raise LayerdriftError(f"{path}:{lineno}: term {term!r} has no category; give it one.")
         if any(ch in term for ch in "{}\n\r"):
             raise LayerdriftError(f"{path}:{lineno}: term {term!r} contains a brace or line break; remove it.")
+        if len(term) > MAX_TERM_CHARS:
+            raise LayerdriftError(f"{path}:{lineno}: the term is {len(term)} characters long (at most {MAX_TERM_CHARS}); a concept is a word or a short phrase, so shorten it.")
+        if len(term) > LONG_TERM_CHARS:
+            long_terms.append(lineno)
         if term in seen:
             raise LayerdriftError(f"{path}:{lineno}: term {term!r} is a duplicate of line {seen[term]}; keep one of them.")
         seen[term] = lineno
@@ -89,6 +97,10 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
         notes.append(row[col["notes"]].strip() if "notes" in col else "")
     if not terms:
         raise LayerdriftError(f"{path}: the vocabulary has a header but no terms.")
+    if long_terms:
+        lines = ", ".join(str(n) for n in long_terms[:5]) + (" …" if len(long_terms) > 5 else "")
+        warnings.warn(f"{path}: {len(long_terms)} term(s) are over {LONG_TERM_CHARS} characters (line {lines}); each is captured as many tokens and read at its last one.",
+                      LayerdriftWarning, stacklevel=2)
     name = key if key in BUILTIN_VOCABULARIES else path.stem
     return Vocabulary(name=name, source=str(path), terms=tuple(terms), categories=tuple(cats), notes=tuple(notes))
 

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 
 from layerdrift import figures as F
 from layerdrift.dashboards.experiments import experiment_tabs
+from layerdrift.dashboards.markup import md
 from layerdrift.workbench.manifold_run import load_projections
 from layerdrift.workbench.runs import Run
 from layerdrift.workbench.spreadsheet import to_csv
@@ -178,8 +179,11 @@ def build_app(run: Run) -> pn.viewable.Viewable:
     variants = run.meta["variants"]
     neighbour_tables = {v: pn.widgets.Tabulator(state.neighbours(v), disabled=True, show_index=False, hidden_columns=["rank"], formatters={"similarity": {"type": "money", "precision": 3}}, titles={"similarity": "cos"}, layout="fit_data_stretch", height=300, css_classes=[f"nb-{v}"]) for v in variants}
 
+    def selected_text() -> str:
+        return md("selected: **{term}** ({category})", term=state.terms[state.concept], category=state.categories[state.concept])
+
     def update_layer_text() -> None:
-        layer_text.object = f"**layer {labels[state.layer]}** (residual point {state.layer} of {len(labels) - 1})"
+        layer_text.object = md("**layer {label}** (residual point {i} of {n})", label=labels[state.layer], i=state.layer, n=len(labels) - 1)
 
     def redraw_layer(*_):
         with pn.io.hold():  # one message to the browser for all views
@@ -192,7 +196,7 @@ def build_app(run: Run) -> pn.viewable.Viewable:
 
     def redraw_concept(*_):
         with pn.io.hold():
-            found.object = f"selected: **{state.terms[state.concept]}** ({state.categories[state.concept]})"
+            found.object = selected_text()
             map_pane.object = state.map_figure()
             for v, table in neighbour_tables.items():
                 table.value = state.neighbours(v)
@@ -215,7 +219,7 @@ def build_app(run: Run) -> pn.viewable.Viewable:
     def on_search(event):
         idx = match_concept(event.new or "", state.terms)
         if idx is None:
-            found.object = f"no concept matches *{event.new}*"
+            found.object = md("no concept matches *{query}*", query=event.new)
         else:
             state.concept = idx
 
@@ -266,18 +270,18 @@ def build_app(run: Run) -> pn.viewable.Viewable:
         pn.pane.Markdown("PNG: the camera icon on any figure", margin=(0, 10)),
     )
     update_layer_text()
-    found.object = f"selected: **{state.terms[state.concept]}** ({state.categories[state.concept]})"
+    found.object = selected_text()
     controls = pn.Column(pn.Row(layer, layer_text, export), pn.Row(pair, pn.Column(pn.pane.Markdown("map", margin=(0, 10)), method), pn.Column(pn.pane.Markdown("colour", margin=(0, 10)), colour), search, found))
     concept_panel = pn.Column(
         pn.pane.Markdown("### Concept"),
         drift_pane,
-        pn.Row(*[pn.Column(pn.pane.Markdown(f"**{v}** neighbours"), t) for v, t in neighbour_tables.items()]),
+        pn.Row(*[pn.Column(pn.pane.Markdown(md("**{v}** neighbours", v=v)), t) for v, t in neighbour_tables.items()]),
         jaccard_pane,
     )
     overview = pn.Column(pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), top), violin_pane), pn.Row(cka_pane, rank_pane), heat_pane)
     tabs = pn.Tabs(("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)), ("Overview", overview), *experiment_tabs(run.tables, load_projections(run.store.root), run.meta.get("terms")), dynamic=False)
-    title = f"layerdrift · {run.store.manifest['config']['name']} · reference {run.meta['reference']}"
-    return pn.Column(pn.pane.Markdown(f"## {title}"), controls, tabs, sizing_mode="stretch_width")
+    title = md("## layerdrift · {name} · reference {reference}", name=run.store.manifest["config"]["name"], reference=run.meta["reference"])
+    return pn.Column(pn.pane.Markdown(title), controls, tabs, sizing_mode="stretch_width")
 
 
 def serve(run_dir: str, port: int = 5006, address: str = "127.0.0.1", show: bool = False) -> None:

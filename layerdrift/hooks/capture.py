@@ -27,8 +27,11 @@ def residual_hook_names(n_layers: int) -> list[str]:
 
 
 def expand_hook_names(specs: list[str], n_layers: int, available: Collection[str], where: str) -> list[str]:
-    """Expand ``residual`` and ``{layer}`` patterns to concrete hook names, checked against the model."""
+    """Expand ``residual`` and ``{layer}`` patterns to concrete hook names, checked against the model (every unknown one named at once)."""
+    import difflib
+
     names: list[str] = []
+    unknown: list[str] = []
     for spec in specs:
         if spec == RESIDUAL:
             expanded = residual_hook_names(n_layers)
@@ -38,13 +41,12 @@ def expand_hook_names(specs: list[str], n_layers: int, available: Collection[str
             expanded = [spec]
         for name in expanded:
             if name not in available:
-                import difflib
-
                 close = difflib.get_close_matches(name, list(available), n=1)
-                hint = f" (closest: '{close[0]}')" if close else ""
-                raise LayerdriftError(f"hook point '{name}' does not exist in {where}{hint}; list hook names with `layerdrift hooks VARIANT_SOURCE`.")
-            if name not in names:
+                unknown.append(f"'{name}'" + (f" (closest: '{close[0]}')" if close else ""))
+            elif name not in names:
                 names.append(name)
+    if unknown:
+        raise LayerdriftError(f"hook point{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} {'do' if len(unknown) > 1 else 'does'} not exist in {where}; list hook names with `layerdrift hooks VARIANT_SOURCE`.")
     return names
 
 

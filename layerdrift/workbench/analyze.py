@@ -25,13 +25,44 @@ from layerdrift.analyses.similarity import cka_from_stacks, cka_rowwise, gram_st
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.config import AnalysisSpec
+from layerdrift.hooks.capture import EMBED_HOOK, FINAL_NORM_HOOK, RESIDUAL
+from layerdrift.workbench.config import AnalysisSpec, ExperimentConfig
 from layerdrift.workbench.files import atomic_path
 from layerdrift.workbench.results import ResultSet, cached_result_set, read_result_set, results_dir, save_result_set
 from layerdrift.workbench.store import RunStore
 
 RESULT_SET = "analysis"
 TABLES = ("pairs", "categories", "top_drifters", "drift", "layers", "layers_by_category", "cka_cross", "effective_rank", "neighbours", "projections")
+
+
+MIN_CONCEPTS = 4  # debiased CKA divides by n - 3; bootstrap CIs and permutation tests need a few concepts
+
+
+def check_analysis_inputs(config: ExperimentConfig) -> None:
+    """Before anything is captured: the capture gives the analyses what they read, and the analysed
+    vocabulary is large enough for them. Every problem is named in one sentence."""
+    from layerdrift.concepts.vocabulary import load_vocabulary
+
+    problems = []
+    hooks, capture = set(config.capture.hooks), config.capture
+    if RESIDUAL not in hooks:
+        needed = {EMBED_HOOK: "the embedding", "blocks.{layer}.hook_resid_post": "every block's output", FINAL_NORM_HOOK: "the final norm"}
+        missing = [f"'{h}' ({what})" for h, what in needed.items() if h not in hooks]
+        if missing:
+            problems.append(f"capture.hooks lacks {', '.join(missing)}")
+    if "last" not in capture.positions:
+        problems.append("capture.positions lacks 'last'")
+    capture_problems = bool(problems)
+    ps = config.analysis.prompt_set or config.prompt_sets[0].name
+    vocab = load_vocabulary(next(p for p in config.prompt_sets if p.name == ps).vocabulary)
+    n, k = len(vocab), config.analysis.k
+    if n < MIN_CONCEPTS:
+        problems.append(f"prompt set '{ps}' has {n} concepts, but the analyses need at least {MIN_CONCEPTS}")
+    elif k >= n:
+        problems.append(f"analysis.k = {k} neighbours needs more than {k} concepts, but prompt set '{ps}' has {n} (set k to at most {n - 1})")
+    if problems:
+        fix = " (capture \"residual\" at \"last\", or capture other points alone with `layerdrift extract`)" if capture_problems else ""
+        raise LayerdriftError(f"the analyses cannot run on this config: {'; '.join(problems)}{fix}; nothing was written.")
 
 
 def point_label(hook: str) -> str:

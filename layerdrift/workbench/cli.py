@@ -9,12 +9,24 @@ import sys
 import warnings
 from typing import Any, Callable
 
-from layerdrift.errors import LayerdriftError
+from layerdrift.errors import LayerdriftError, LayerdriftWarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings as one line on stderr; anything else as Python prints it."""
+    if issubclass(category, LayerdriftWarning):
+        print(f"layerdrift: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
 
 
 def _quiet_libraries() -> None:
     """Silence third-party chatter (deprecation notes, GGUF progress bars) on the terminal."""
     warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", category=LayerdriftWarning)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -140,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     if not args.debug:
         _quiet_libraries()
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from layerdrift.workbench.analyze import Analysis, analyze_cached, load_analysis
+from layerdrift.workbench.analyze import Analysis, analyze_cached, check_analysis_inputs, load_analysis
 from layerdrift.workbench.config import ExperimentConfig
 from layerdrift.workbench.files import RunLock
 from layerdrift.workbench.experiments import check_experiments, load_experiment_tables, run_experiments
@@ -61,6 +61,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
         if not quiet:
             print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
+    check_analysis_inputs(config)
     config = expand_series(config, quiet, say)
     check_experiments(config)
     with RunLock(config.out_dir(out)):  # one writer per run folder

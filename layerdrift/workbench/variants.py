@@ -8,14 +8,18 @@ model is handed to the bridge as ``hf_model``. One model is held at a time: ``fr
 from __future__ import annotations
 
 import gc
+import os
 import re
+import socket
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 
-from layerdrift.errors import LayerdriftError
+from layerdrift.errors import LayerdriftError, LayerdriftWarning
 from layerdrift.workbench.config import VariantSpec
 from layerdrift.workbench.embedded import EMBEDDED, embedded_gguf, ensure_converted, file_sha256
 
@@ -56,11 +60,13 @@ def resolve_source(spec: VariantSpec) -> ResolvedSource:
     if HUB_ID.match(s) and not s.startswith((".", "/", "~")):
         from transformers import AutoConfig
 
+        offline = hub_offline()
         try:
             AutoConfig.from_pretrained(s, revision=spec.revision)
         except Exception as err:
+            place = "in the local Hugging Face cache, and the hub is offline or unreachable" if offline else "on the Hugging Face hub or in the local cache"
             raise LayerdriftError(
-                f"model {s!r} of {where} could not be found on the Hugging Face hub or in the local cache "
+                f"model {s!r} of {where} could not be found {place} "
                 f"({type(err).__name__}); check the id and revision, or use a local folder, a .gguf file, or an embedded alias (see `layerdrift models`)."
             ) from None
         return ResolvedSource("hub", s, spec.revision, spec.gguf_file)
@@ -72,6 +78,30 @@ def resolve_source(spec: VariantSpec) -> ResolvedSource:
         f"unknown model {s!r} for {where}: it is not an embedded alias ({', '.join(EMBEDDED)}), an existing folder, "
         f"a .gguf file, or a Hugging Face id 'owner/name'; {hint}see `layerdrift models`."
     )
+
+
+_hub_state: dict[str, bool] = {}
+
+
+def hub_offline(timeout: float = 3.0) -> bool:
+    """Whether hub downloads are off: HF_HUB_OFFLINE is set, or the hub's endpoint refused or ignored one
+    connection (checked once per process; then offline mode is switched on, so loads read the cache at once
+    instead of retrying for half a minute, and a warning says so)."""
+    import huggingface_hub.constants as hf
+
+    if hf.HF_HUB_OFFLINE:
+        return True
+    if "reachable" not in _hub_state:
+        url = urlsplit(hf.ENDPOINT)
+        try:
+            socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+            _hub_state["reachable"] = True
+        except OSError:
+            _hub_state["reachable"] = False
+            hf.HF_HUB_OFFLINE = True
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            warnings.warn(f"the Hugging Face hub ({hf.ENDPOINT}) cannot be reached, so hub models are read from the local cache only.", LayerdriftWarning, stacklevel=2)
+    return not _hub_state["reachable"]
 
 
 def pick_device(requested: str | None) -> str:
