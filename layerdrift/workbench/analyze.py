@@ -32,6 +32,7 @@ from layerdrift.workbench.results import ResultSet, cached_result_set, read_resu
 from layerdrift.workbench.store import RunStore
 
 RESULT_SET = "analysis"
+PROJECTION_COLUMNS = {"layer": "int64", "label": "object", "method": "object", "variant": "object", "concept": "int64", "x": "float64", "y": "float64"}
 TABLES = ("pairs", "categories", "top_drifters", "drift", "layers", "layers_by_category", "cka_cross", "effective_rank", "neighbours", "projections")
 
 
@@ -260,8 +261,8 @@ def project_layers(store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: in
     """Joint UMAP and PCA per layer, each layer cached in ``results/projections/`` by its own fingerprint."""
     widths = {a.shape[2] for a in stacks.arrays.values()}
     depths = {a.shape[0] for a in stacks.arrays.values()}
-    if len(widths) > 1 or len(depths) > 1:
-        return pd.DataFrame(columns=["layer", "label", "method", "variant", "concept", "x", "y"])
+    if len(widths) > 1 or len(depths) > 1 or spec.umap_layers == []:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PROJECTION_COLUMNS.items()})
     n_points = depths.pop()
     layers = list(range(n_points)) if spec.umap_layers == "all" else [head] if spec.umap_layers == "headline" else [l for l in spec.umap_layers if 0 <= l < n_points]
     cache = results_dir(store.root) / "projections"

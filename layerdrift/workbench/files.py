@@ -24,7 +24,7 @@ from typing import Any
 
 from layerdrift.errors import LayerdriftError
 
-FAULT_AT_ENV = "LAYERDRIFT_FAULT_AT"  # tests: SIGKILL this process at the N-th fault point
+FAULT_AT_ENV = "LAYERDRIFT_FAULT_AT"  # tests: SIGKILL this process at the N-th fault point, or at the one with this label
 FAULT_LOG_ENV = "LAYERDRIFT_FAULT_LOG"  # tests: append "N<TAB>label" of every fault point to this file
 _faults_seen = 0
 
@@ -52,7 +52,7 @@ def fault_point(label: str) -> None:
     if log:
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"{_faults_seen}\t{label}\n")
-    if at and _faults_seen == int(at):
+    if at and (_faults_seen == int(at) if at.isdigit() else label == at):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -129,6 +129,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fault_point(f"after rename {path}")
 
 
+def remove_temp_files(folder: Path) -> None:
+    """Delete the temp files and folders (``.NAME.tmp-PID-ID``) that writers killed mid-write left in a folder tree."""
+    for path in sorted(folder.rglob(".*.tmp-*"), key=lambda p: len(p.parts)):
+        remove_path(path)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON through a temp file renamed over ``path`` (never a half-written file)."""
     with atomic_path(path) as tmp:
@@ -181,6 +187,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
         self._held[self.folder] = (fd, 1)
+        remove_temp_files(self.folder)  # the lock is ours: any temp file here is a dead writer's
         return self
 
     @staticmethod

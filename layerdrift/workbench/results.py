@@ -119,3 +119,16 @@ def cached_result_set(root: Path, name: str, fingerprint: str) -> ResultSet | No
 
 def has_result_set(root: Path, name: str) -> bool:
     return _pointer(root, name).exists()
+
+
+def remove_orphan_generations(root: Path) -> None:
+    """Delete generation folders no pointer names (left by a writer killed before its switch)."""
+    base = results_dir(root)
+    if not base.is_dir():
+        return
+    for folder in base.iterdir():
+        if folder.is_dir() and _pointer(root, folder.name).exists():
+            current = (read_json_or_none(_pointer(root, folder.name)) or {}).get("generation")
+            for generation in folder.iterdir():
+                if generation.name != current:
+                    remove_path(generation)

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from layerdrift.workbench.analyze import Analysis, analyze_cached, check_analysis_inputs, load_analysis
 from layerdrift.workbench.config import ExperimentConfig
 from layerdrift.workbench.files import RunLock
+from layerdrift.workbench.results import remove_orphan_generations
 from layerdrift.workbench.experiments import check_experiments, load_experiment_tables, run_experiments
 from layerdrift.workbench.pipeline import extract, progress_bars
 from layerdrift.workbench.report import REPORT, build_figures, experiment_frames, headline_frames, write_report
@@ -66,6 +67,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
     check_experiments(config)
     with RunLock(config.out_dir(out)):  # one writer per run folder
         store = extract(config, out=out, quiet=quiet, say=say)
+        remove_orphan_generations(store.root)
         say("analyses")
         analysis = analyze_cached(store, config.analysis, config.seed, say)
         if config.patching or config.behaviour or config.manifold or config.series or config.trajectory:
