@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import subprocess
@@ -215,7 +216,7 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
         with page.expect_download() as download:
             page.get_by_text("layer table as CSV").click()
         csv_text = Path(download.value.path()).read_text(encoding="utf-8")
-        assert "\n'=HYPERLINK(" in csv_text and "\n=HYPERLINK(" not in csv_text
+        assert "'=HYPERLINK(" in csv_text and re.search(r'(^|,)"?=HYPERLINK', csv_text, re.M) is None
         for tab in ("Overview", "Patching", "Behaviour vectors", "Manifolds", "Map & concept"):
             page.get_by_text(tab, exact=True).click()
             page.wait_for_timeout(1500)
@@ -224,5 +225,12 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
         page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
         assert page.locator("img[src='x'], iframe").count() == 0
         assert page.locator("a[href^='javascript']").count() == 0
+        report = tiny_run.store.root / "report"
+        for html_file in ("index.html", "figures/top_drifters_1.html", "figures/umap_by_category.html", "figures/category_violins.html"):
+            page.goto(f"file://{report / html_file}")
+            page.wait_for_timeout(1000)
+            assert page.locator("img[src='x'], script:has-text('alert(3)')").count() == 0, html_file
+        page.goto(f"file://{report / 'index.html'}")
+        assert page.get_by_text(img).count() >= 1  # the top-drifter table shows the term as text
         browser.close()
     assert dialogs == []

@@ -97,7 +97,7 @@ def test_unknown_hook_point(tiny_model, vocab_file, tmp_path):
     from conftest import tiny_config
     from layerdrift.workbench.pipeline import extract
 
-    with pytest.raises(LayerdriftError, match=r"hook point 'blocks.0.hook_resid_pots' does not exist in variant 'ref' \(closest: 'blocks.0.hook_resid_post'\)"):
+    with pytest.raises(LayerdriftError, match=r"hook point 'blocks.0.hook_resid_pots' \(closest: 'blocks.0.hook_resid_post'\) does not exist in variant 'ref'"):
         extract(tiny_config(tiny_model, vocab_file, tmp_path / "run", hooks=["blocks.0.hook_resid_pots"]), quiet=True)
 
 

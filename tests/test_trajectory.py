@@ -151,7 +151,7 @@ def series_run(tiny_model, tmp_path_factory):
                                                   "batch_size": 4, "eval_examples": 1, "learning_rate": 0.05, "max_length": 96, "device": "cpu"}}],
         "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
         "capture": {"batch_size": 4},
-        "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5},
+        "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5, "k": 3},
         "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
     })
     return run(cfg, quiet=True)
@@ -199,9 +199,10 @@ def test_series_run_reopens_without_recomputing(series_run):
     from layerdrift.workbench.config import config_from_dict
 
     cfg = config_from_dict(series_run.store.manifest["config"])
-    mtime = (series_run.store.root / "results" / "trajectory.parquet").stat().st_mtime_ns
+    pointer = series_run.store.root / "results" / "trajectory.json"  # the trajectory result set's record
+    mtime = pointer.stat().st_mtime_ns
     again = run(cfg, quiet=True)
-    assert (series_run.store.root / "results" / "trajectory.parquet").stat().st_mtime_ns == mtime
+    assert pointer.stat().st_mtime_ns == mtime
     assert again.tables["concentration"].equals(series_run.tables["concentration"])
 
 
@@ -308,7 +309,7 @@ def test_topology_between_variants_of_different_depth_is_one_clear_error(tiny_mo
         "name": "depths", "out": str(tmp_path / "run"),
         "variants": [{"name": "deep", "source": str(tiny_model)}, {"name": "shallow", "source": str(shallow)}],
         "prompt_sets": [{"name": "concepts", "vocabulary": str(tmp_path / "vocab.tsv")}],
-        "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5},
+        "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5, "k": 3},
         "trajectory": {"subsamples": 2, "subsample_size": 8, "n_perm": 100},
     })
     with pytest.raises(LayerdriftError, match="'deep' has 5 residual points and 'shallow' has 4"):
