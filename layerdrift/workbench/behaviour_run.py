@@ -28,8 +28,8 @@ from layerdrift.hooks.interventions import component_hook, steered_readout
 from layerdrift.hooks.prompts import encode_prompt, pad_id
 from layerdrift.workbench.analyze import point_label
 from layerdrift.workbench.config import BehaviourSpec, ExperimentConfig
-from layerdrift.workbench.pipeline import capture_sequences, fingerprint, variant_identity
 from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
+from layerdrift.workbench.pipeline import ensure_sequence_capture, fingerprint, variant_identity
 from layerdrift.workbench.store import RunStore, read_cached_json
 from layerdrift.workbench.variants import LazyVariant, LoadedVariant
 
@@ -124,8 +124,8 @@ class BehaviourRun:
             matching, other = self.encode(loaded, s)
             return matching + other
 
-        capture_sequences(self.store, name, prompt_set, key, 2 * min(len(s.items), self.spec.max_items), self.spec.batch_size, model, sequences, hooks, "last", progress,
-                          residual_points=hooks, kind="behaviour")
+        ensure_sequence_capture(self.store, name, prompt_set, key, 2 * min(len(s.items), self.spec.max_items), self.spec.batch_size, model, sequences, hooks, "last", progress,
+                                residual_points=hooks, kind="behaviour")
         acts = np.stack([self.store.activations(name, prompt_set, h, "last") for h in hooks]).astype(np.float64)
         half = acts.shape[1] // 2
         return acts[:, :half], acts[:, half:], [point_label(h) for h in hooks]

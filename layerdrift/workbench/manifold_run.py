@@ -28,8 +28,8 @@ from layerdrift.hooks.capture import residual_hook_names
 from layerdrift.hooks.probe_alignment import ProbeAlignment, align_probes
 from layerdrift.workbench.analyze import point_label
 from layerdrift.workbench.config import ExperimentConfig, ManifoldSpec
-from layerdrift.workbench.pipeline import capture_sequences, fingerprint, variant_identity
 from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
+from layerdrift.workbench.pipeline import ensure_sequence_capture, fingerprint, variant_identity
 from layerdrift.workbench.results import has_result_set, read_result_set
 from layerdrift.workbench.store import RunStore, read_cached_json
 from layerdrift.workbench.variants import LazyVariant, LoadedVariant
@@ -102,8 +102,8 @@ class ManifoldRun:
         prompt_set = f"probe-{s.name}"
         hooks = residual_hook_names(self.store.n_layers(name))
         key = fingerprint({"variant": self.identity[name], "ids": alignment.ids, "index": alignment.index, "hooks": hooks})
-        capture_sequences(self.store, name, prompt_set, key, len(alignment.ids), self.spec.batch_size, model, lambda _: alignment.ids, hooks, POSITION, progress,
-                          chosen=alignment.index, residual_points=hooks, slots=alignment.slots, kind="manifold")
+        ensure_sequence_capture(self.store, name, prompt_set, key, len(alignment.ids), self.spec.batch_size, model, lambda _: alignment.ids, hooks, POSITION, progress,
+                                chosen=alignment.index, residual_points=hooks, slots=alignment.slots, kind="manifold")
         return alignment, hooks
 
     # ---- step 2: SMDS of every cell --------------------------------------------------------

@@ -29,8 +29,8 @@ from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.interventions import ALL_POSITIONS, clean_readout, component_hook, greedy_continuations, patch_sweep
 from layerdrift.hooks.prompts import encode_prompt, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PatchingSpec
-from layerdrift.workbench.pipeline import capture_sequences, fingerprint, variant_identity
 from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
+from layerdrift.workbench.pipeline import ensure_sequence_capture, fingerprint, variant_identity
 from layerdrift.workbench.store import RunStore, read_cached_json
 from layerdrift.workbench.variants import LazyVariant, LoadedVariant
 
@@ -172,8 +172,8 @@ class PatchingRun:
         prompt_set = f"patch-{plan.key}"
         hooks = self.hooks(name)
         key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "hooks": hooks})
-        capture_sequences(self.store, name, prompt_set, key, len(plan.seqs), self.spec.batch_size, model, lambda _: plan.seqs, hooks, "all", progress,
-                          max_len=max(len(s) for s in plan.seqs), kind="patching")
+        ensure_sequence_capture(self.store, name, prompt_set, key, len(plan.seqs), self.spec.batch_size, model, lambda _: plan.seqs, hooks, "all", progress,
+                                max_len=max(len(s) for s in plan.seqs), kind="patching")
         path = self.root / plan.key / f"clean-{name}.json"
         clean_key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "read": plan.read_ids.tolist()})
         cached = read_cached_json(path, clean_key)

@@ -190,7 +190,7 @@ def capture_token_sequences(
             progress.update(task, advance=1)
 
 
-def capture_sequences(
+def ensure_sequence_capture(
     store: RunStore, variant: str, prompt_set: str, key: str, n: int, batch_size: int, model: Callable[[], LoadedVariant],
     sequences: Callable[[LoadedVariant], list[list[int]]], hooks: list[str], position: str, progress: Any = None,
     chosen: list[list[int]] | None = None, **summary: Any,
@@ -239,6 +239,40 @@ def manifest_base(config: ExperimentConfig, vocabularies: dict[str, Vocabulary])
     }
 
 
+def intact_or_todo(jobs: dict[str, CaptureJob], say: Callable[[str], None]) -> list[str]:
+    """Prompt sets whose capture is unfinished or damaged (damaged batches are forgotten, to be redone)."""
+    todo = []
+    for name, job in jobs.items():
+        intact, damaged = job.check_complete()
+        if damaged:
+            say(f"capture {job.label}: {batch_list(list(damaged))} cannot be trusted ({next(iter(damaged.values()))}); recapturing")
+        if not intact:
+            todo.append(name)
+    return todo
+
+
+def capture_prompt_set(loaded: LoadedVariant, spec: VariantSpec, ps: PromptSetSpec, vocab: Vocabulary, job: CaptureJob, config: ExperimentConfig,
+                       hooks: list[str], progress: Any) -> dict[str, Any]:
+    """Capture one prompt set with a loaded variant; returns the capture's finished record."""
+    positions = [parse_position(p) for p in config.capture.positions]
+    encoded, chosen, tok = encode_prompt_set(loaded, spec, ps, vocab, positions)
+    run_capture(loaded, job, encoded, chosen, positions, hooks, config.capture.padding_side, progress)
+    job.write_tokens(tok["tokens"])
+    return job.mark_complete({
+        "complete": True,
+        "hooks": hooks,
+        "residual_points": residual_hook_names(loaded.n_layers),
+        "positions": {p.spec: p.folder for p in positions},
+        "n_prompts": len(encoded),
+        "max_len": max(len(e.ids) for e in encoded),
+        "multi_token_terms": tok["multi_token_terms"],
+        "n_multi_token_terms": len(tok["multi_token_terms"]),
+        "tokens_file": str(job.folder.relative_to(job.root) / "tokens.json"),
+        "tokenizer_sha256": loaded.info["tokenizer_sha256"],
+        "variant_info": loaded.info,
+    })
+
+
 def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False, say: Callable[[str], None] | None = None) -> RunStore:
     """Capture every (variant, prompt set) of the config into its run folder, reusing finished work.
 
@@ -252,7 +286,8 @@ def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
-    positions = [parse_position(p) for p in config.capture.positions]
+    for p in config.capture.positions:
+        parse_position(p)
     for spec in config.variants:  # every source must exist before anything is written
         resolve_source(spec)
     prompts = {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in config.prompt_sets}
@@ -274,39 +309,16 @@ def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool
             for spec in config.variants:
                 jobs = {ps.name: CaptureJob(root / "captures" / spec.name / ps.name, capture_fingerprint(config, spec, ps, prompts[ps.name]), len(prompts[ps.name]),
                                             config.capture.batch_size) for ps in config.prompt_sets}
-                todo = []
-                for ps in config.prompt_sets:
-                    intact, damaged = jobs[ps.name].check_complete()
-                    if damaged:
-                        say(f"capture {jobs[ps.name].label}: {batch_list(list(damaged))} cannot be trusted ({next(iter(damaged.values()))}); recapturing")
-                    if not intact:
-                        todo.append(ps)
+                todo = intact_or_todo(jobs, say)
                 if not todo:
                     continue
                 loaded = load_variant(spec, config.device, config.dtype)
                 try:
                     hooks = expand_hook_names(config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'")
-                    run_store = open_store()
-                    run_store.manifest["variants"][spec.name] = loaded.info
-                    for ps in todo:
-                        encoded, chosen, tok = encode_prompt_set(loaded, spec, ps, vocabularies[ps.name], positions)
-                        job = jobs[ps.name]
-                        run_capture(loaded, job, encoded, chosen, positions, hooks, config.capture.padding_side, progress)
-                        job.write_tokens(tok["tokens"])
-                        summary = {
-                            "complete": True,
-                            "hooks": hooks,
-                            "residual_points": residual_hook_names(loaded.n_layers),
-                            "positions": {p.spec: p.folder for p in positions},
-                            "n_prompts": len(encoded),
-                            "max_len": max(len(e.ids) for e in encoded),
-                            "multi_token_terms": tok["multi_token_terms"],
-                            "n_multi_token_terms": len(tok["multi_token_terms"]),
-                            "tokens_file": str(job.folder.relative_to(root) / "tokens.json"),
-                            "tokenizer_sha256": loaded.info["tokenizer_sha256"],
-                            "variant_info": loaded.info,
-                        }
-                        run_store.record_capture(spec.name, ps.name, job.mark_complete(summary))
+                    open_store().manifest["variants"][spec.name] = loaded.info
+                    for ps in (p for p in config.prompt_sets if p.name in todo):
+                        record = capture_prompt_set(loaded, spec, ps, vocabularies[ps.name], jobs[ps.name], config, hooks, progress)
+                        open_store().record_capture(spec.name, ps.name, record)
                 finally:
                     free(loaded)
         store = open_store()
