@@ -217,9 +217,12 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
             page.get_by_text("layer table as CSV").click()
         csv_text = Path(download.value.path()).read_text(encoding="utf-8")
         assert "'=HYPERLINK(" in csv_text and re.search(r'(^|,)"?=HYPERLINK', csv_text, re.M) is None
-        for tab in ("Overview", "Patching", "Behaviour vectors", "Manifolds", "Map & concept"):
+        tabs = {"Overview": "Top drifters at this layer", "Patching": "Patching tuned into base: resid output",
+                "Behaviour vectors": "Behaviour vectors, base→tuned: cosine per layer", "Manifolds": "SMDS score (ridge map, held-out): probe set 'birthday'"}
+        for tab, shown in tabs.items():  # every tab drawn, with the hostile rows in its tables and figures
             page.get_by_text(tab, exact=True).click()
-            page.wait_for_timeout(1500)
+            page.get_by_text(shown).first.wait_for(timeout=20000)
+        page.get_by_text("Patching", exact=True).click()
         page.get_by_text(f"The concept of {img} is").first.wait_for(timeout=20000)  # the patched prompts table shows it as text
         page.mouse.move(10, 10)
         page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
@@ -228,7 +231,7 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
         report = tiny_run.store.root / "report"
         for html_file in ("index.html", "figures/top_drifters_1.html", "figures/umap_by_category.html", "figures/category_violins.html"):
             page.goto(f"file://{report / html_file}")
-            page.wait_for_timeout(1000)
+            page.wait_for_selector(".js-plotly-plot, table", timeout=20000)
             assert page.locator("img[src='x'], script:has-text('alert(3)')").count() == 0, html_file
         page.goto(f"file://{report / 'index.html'}")
         assert page.get_by_text(img).count() >= 1  # the top-drifter table shows the term as text

@@ -132,16 +132,24 @@ def test_result_set_is_switched_whole(tmp_path):
     assert cached_result_set(tmp_path, "analysis", "fp-new") is None
 
 
-def test_changed_config_never_reuses_tables_of_the_old_one(tiny_model, tiny_model_b, reference_run, tmp_path):
-    """The reported failure: meta of one k beside tables of another. Tables of the new k replace all of the old."""
+def test_kill_while_saving_another_config_never_mixes_tables(tiny_model, tiny_model_b, reference_run, tmp_path):
+    """The reported failure: a run with k = 2 killed mid-save left its first tables beside the k = 3 record,
+    and the next k = 3 run reused the mix. Now the k = 3 set stays whole until the k = 2 set replaces it all."""
+    import yaml
+
+    from layerdrift.workbench.files import FAULT_AT_ENV
+
     ref, vocab = reference_run
     out = tmp_path / "run"
     shutil.copytree(ref, out)
-    changed = run(run_config(tiny_model, tiny_model_b, vocab, out, k=2), quiet=True)
-    fresh = run(run_config(tiny_model, tiny_model_b, vocab, tmp_path / "fresh", k=2), quiet=True)
-    for name in changed.tables:
-        pd.testing.assert_frame_equal(changed.tables[name], fresh.tables[name], obj=name)
-    assert changed.meta["spec"]["k"] == 2 and (open_run(out).tables["neighbours"]["rank"].max() == 2)
+    cfg = tmp_path / "k2.yaml"
+    cfg.write_text(yaml.safe_dump(run_config(tiny_model, tiny_model_b, vocab, out, k=2).model_dump(mode="json")))
+    proc = subprocess.run([sys.executable, "-m", "layerdrift.workbench.cli", "run", "--config", str(cfg), "--quiet"],
+                          env={**os.environ, FAULT_AT_ENV: "result set analysis table layers"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr[-1000:]  # killed after pairs, categories, top drifters and drift were written
+    again = run(run_config(tiny_model, tiny_model_b, vocab, out), quiet=True)  # k = 3 again: the cached set is reused whole
+    assert again.meta["spec"]["k"] == 3
+    assert_same_run(ref, out)
 
 
 # ---- 4. a damaged or deleted manifest is rebuilt ---------------------------------------------
