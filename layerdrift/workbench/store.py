@@ -77,6 +77,7 @@ class CaptureJob:
         self.fingerprint = fingerprint
         self.n_prompts = n_prompts
         self.batch_size = batch_size
+        self._writable: dict[str, Any] = {}  # zarr arrays opened for writing, by 'position/hook'
 
     @classmethod
     def existing(cls, folder: Path) -> "CaptureJob | None":
@@ -127,6 +128,7 @@ class CaptureJob:
             bad = self.damaged_batches()
             self.forget([b for b in bad if self._marker(b).exists()])
             return set(range(self.n_batches)) - set(bad)
+        self._writable.clear()
         with storage_errors(self.folder):
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder.mkdir(parents=True)
@@ -135,24 +137,31 @@ class CaptureJob:
 
     def write_batch(self, batch: int, arrays: dict[tuple[str, str], np.ndarray]) -> None:
         """Write one batch's rows of every (position folder, hook) array, then its marker (the batch is done)."""
-        import zarr
-
         start, stop = self.rows(batch)
         sums = {}
         with storage_errors(self.folder):
             for (pos, hook), values in arrays.items():
-                path = self.folder / pos / hook
-                shape = (self.n_prompts, *values.shape[1:])
-                if (path / "zarr.json").is_file():
-                    arr = zarr.open_array(store=str(path), mode="r+")
-                    if arr.shape != shape:
-                        raise LayerdriftError(f"cached array {str(path)!r} has shape {arr.shape}, expected {shape}; delete {str(self.folder)!r} and run again.")
-                else:
-                    arr = zarr.create_array(store=str(path), shape=shape, chunks=(self.batch_size, *values.shape[1:]), dtype="float32", fill_value=0.0, overwrite=True)
+                arr = self._open_for_writing(pos, hook, (self.n_prompts, *values.shape[1:]))
                 arr[start:stop] = values
                 sums[f"{pos}/{hook}"] = rows_sha256(values)
                 fault_point(f"capture {self.label} batch {batch} {pos}/{hook}")
         write_json_atomic(self._marker(batch), {"fingerprint": self.fingerprint, "rows": [start, stop], "sha256": sums})
+
+    def _open_for_writing(self, pos: str, hook: str, shape: tuple[int, ...]) -> Any:
+        """The Zarr array of one (position, hook), opened once per job (created on first use)."""
+        import zarr
+
+        key = f"{pos}/{hook}"
+        if key not in self._writable:
+            path = self.folder / key
+            if (path / "zarr.json").is_file():
+                arr = zarr.open_array(store=str(path), mode="r+")
+                if arr.shape != shape:
+                    raise LayerdriftError(f"cached array {str(path)!r} has shape {arr.shape}, expected {shape}; delete {str(self.folder)!r} and run again.")
+            else:
+                arr = zarr.create_array(store=str(path), shape=shape, chunks=(self.batch_size, *shape[1:]), dtype="float32", fill_value=0.0, overwrite=True)
+            self._writable[key] = arr
+        return self._writable[key]
 
     def write_tokens(self, tokens: dict[str, Any]) -> None:
         write_json_atomic(self.folder / "tokens.json", tokens)
