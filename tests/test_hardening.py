@@ -363,3 +363,22 @@ def test_cli_prints_layerdrift_warnings_as_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("layerdrift: warning: ") and "over 100 characters" in err[0]
     assert os.path.exists(tmp_path / "run") is False
+
+
+def test_a_format_1_run_is_upgraded_in_place(tiny_model, tiny_model_b, reference_run, tmp_path):
+    """Format 1 had no batch records (a progress.json instead) and flat result files: its captures cannot be
+    verified, so they are recaptured; its leftovers are removed; the numbers end as a fresh run's."""
+    ref, vocab = reference_run
+    out = tmp_path / "run"
+    shutil.copytree(ref, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "layerdrift-run/1"}))
+    for batches in out.glob("captures/*/*/batches"):
+        shutil.rmtree(batches)
+        (batches.parent / "progress.json").write_text('{"done": [0, 1, 2]}')
+    (out / "results/meta.json").write_text("{}")
+    with pytest.raises(LayerdriftError, match="format 'layerdrift-run/1'.*`layerdrift run`.*to upgrade it"):
+        RunStore.open(out)
+    run(run_config(tiny_model, tiny_model_b, vocab, out), quiet=True)
+    assert not list(out.glob("captures/*/*/progress.json")) and not (out / "results/meta.json").exists()
+    assert_same_run(ref, out)

@@ -255,6 +255,13 @@ class CaptureJob:
         return loaded[0]
 
 
+def remove_legacy_files(root: Path) -> None:
+    """Files of format 1 that nothing reads any more: flat result tables and their records, progress files."""
+    for pattern in ("results/*.parquet", "results/meta.json", "results/experiments.json", "manifold/projections.npz", f"{CAPTURES}/*/*/progress.json"):
+        for path in root.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
 def is_run_folder(root: Path) -> bool:
     """A layerdrift run: it has a manifest, or capture records (its manifest was lost)."""
     return (root / MANIFEST).is_file() or any((root / CAPTURES).glob(f"*/*/{JOB}"))
@@ -293,6 +300,8 @@ class RunStore:
         manifest = manifest if isinstance(manifest, dict) else {}
         if manifest.get("format") not in (None, FORMAT, *OLDER_FORMATS):
             raise LayerdriftError(f"folder {str(root)!r} holds a run of format {manifest.get('format')!r}; choose another --out folder.")
+        if manifest.get("format") in OLDER_FORMATS:
+            remove_legacy_files(root)
         manifest = {"created": manifest.get("created", now()), "variants": manifest.get("variants", {}), **base, "format": FORMAT}
         store = cls(root, manifest)
         store.reindex_captures()
