@@ -41,6 +41,18 @@ class Vocabulary:
         return list(dict.fromkeys(self.categories))
 
 
+def check_row(where: str, term: str, category: str) -> None:
+    """One sentence for a row that cannot be a concept: empty, uncategorised, with a brace or line break, or absurdly long."""
+    if not term:
+        raise LayerdriftError(f"{where}: the term is empty; fill it in or delete the row.")
+    if not category:
+        raise LayerdriftError(f"{where}: term {term!r} has no category; give it one.")
+    if any(ch in term for ch in "{}\n\r"):
+        raise LayerdriftError(f"{where}: term {term!r} contains a brace or line break; remove it.")
+    if len(term) > MAX_TERM_CHARS:
+        raise LayerdriftError(f"{where}: the term is {len(term)} characters long (at most {MAX_TERM_CHARS}); a concept is a word or a short phrase, so shorten it.")
+
+
 def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
     """Load a built-in vocabulary by name, or a .tsv/.csv file; every problem names its line."""
     key = str(name_or_path)
@@ -79,14 +91,7 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
             raise LayerdriftError(f"{path}:{lineno}: the row has {len(row)} fields but the header has {len(header)}; check the {'tabs' if delimiter == chr(9) else 'commas'}.")
         term = row[col["term"]].strip()
         cat = row[col["category"]].strip()
-        if not term:
-            raise LayerdriftError(f"{path}:{lineno}: the term is empty; fill it in or delete the row.")
-        if not cat:
-            raise LayerdriftError(f"{path}:{lineno}: term {term!r} has no category; give it one.")
-        if any(ch in term for ch in "{}\n\r"):
-            raise LayerdriftError(f"{path}:{lineno}: term {term!r} contains a brace or line break; remove it.")
-        if len(term) > MAX_TERM_CHARS:
-            raise LayerdriftError(f"{path}:{lineno}: the term is {len(term)} characters long (at most {MAX_TERM_CHARS}); a concept is a word or a short phrase, so shorten it.")
+        check_row(f"{path}:{lineno}", term, cat)
         if len(term) > LONG_TERM_CHARS:
             long_terms.append(lineno)
         if term in seen:
