@@ -11,7 +11,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
