@@ -58,7 +58,11 @@ def time_capture(repeats: int, batch_size: int) -> dict:
             t = time.perf_counter()
             fn()
             sink.append(time.perf_counter() - t)
-    return {"layerdrift_s": statistics.median(ours), "hf_s": statistics.median(base), "ratio": statistics.median(ours) / statistics.median(base)}
+    return {
+        "layerdrift_s": statistics.median(ours),
+        "hf_s": statistics.median(base),
+        "ratio": statistics.median(ours) / statistics.median(base),
+    }
 
 
 def peak_rss_of_extract(n_prompts: int, folder: Path) -> float:
@@ -100,7 +104,9 @@ def main() -> None:
         small = peak_rss_of_extract(235, Path(tmp))
         large = peak_rss_of_extract(2350, Path(tmp))
     print("peak RSS of `layerdrift extract` (reference variant only, fresh process):")
-    print(f"  235 prompts: {small:.0f} MiB; 2350 prompts: {large:.0f} MiB; growth {large / small:.3f}x  (target < 1.5x)")
+    print(
+        f"  235 prompts: {small:.0f} MiB; 2350 prompts: {large:.0f} MiB; growth {large / small:.3f}x  (target < 1.5x)"
+    )
     print(json.dumps({**timing, "rss_235_mib": small, "rss_2350_mib": large, "rss_growth": large / small}))
 
 

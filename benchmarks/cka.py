@@ -48,7 +48,11 @@ def main() -> None:
     fast = cka_matrix(a, b)
     t_fast = time.perf_counter() - t
     all_pairs = [(i, j) for i in range(args.layers) for j in range(args.layers)]
-    pairs = all_pairs if args.pairs == "all" else [all_pairs[k] for k in np.linspace(0, len(all_pairs) - 1, int(args.pairs)).astype(int)]
+    pairs = (
+        all_pairs
+        if args.pairs == "all"
+        else [all_pairs[k] for k in np.linspace(0, len(all_pairs) - 1, int(args.pairs)).astype(int)]
+    )
     t = time.perf_counter()
     ref = {(i, j): reference_cka(a[i], b[j]) for i, j in pairs}
     t_ref = (time.perf_counter() - t) * len(all_pairs) / len(pairs)

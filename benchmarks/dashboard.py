@@ -28,7 +28,9 @@ def main() -> None:
     args = parser.parse_args()
     run_dir = Path(args.run)
     if not (run_dir / "results" / "meta.json").is_file():
-        subprocess.run([sys.executable, "-m", "layerdrift.workbench.cli", "run", "--out", str(run_dir), "--quiet"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "layerdrift.workbench.cli", "run", "--out", str(run_dir), "--quiet"], check=True
+        )
     from playwright.sync_api import sync_playwright
 
     from layerdrift import open_run
@@ -37,7 +39,11 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(run_dir), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(run_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(120):
             try:
@@ -47,7 +53,10 @@ def main() -> None:
                 time.sleep(0.5)
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
             opens = []
             for _ in range(3):
                 page = browser.new_page(viewport={"width": 1920, "height": 1080})
@@ -74,7 +83,11 @@ def main() -> None:
         server.wait(timeout=10)
     print(f"dashboard of {run_dir} ({len(labels)} layers) in headless Chromium:")
     print(f"  open until the map is drawn: median {statistics.median(opens):.2f} s over {len(opens)} (target < 5 s)")
-    print(f"  one layer step until the map shows it: median {1000 * statistics.median(steps):.0f} ms, max {1000 * max(steps):.0f} ms over {len(steps)} (target < 300 ms)")
+    print(
+        "  one layer step until the map shows it: median "
+        f"{1000 * statistics.median(steps):.0f} ms, max {1000 * max(steps):.0f} ms over "
+        f"{len(steps)} (target < 300 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,17 +25,26 @@ from layerdrift.workbench.manifold_run import POSITION
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=300)
-    ap.add_argument("--layers", default="0,10,20,30", help="residual points timed (0 = embedding); the batched version also scores all of them")
+    ap.add_argument(
+        "--layers",
+        default="0,10,20,30",
+        help="residual points timed (0 = embedding); the batched version also scores all of them",
+    )
     args = ap.parse_args()
     from layerdrift.workbench.manifold_run import ManifoldRun
     from layerdrift.workbench.pipeline import extract
     from layerdrift.workbench.variants import LazyVariant
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = config_from_dict({
-            "name": "bench", "out": tmp, "variants": [{"name": "reference", "source": "smollm2-135m-instruct"}],
-            "prompt_sets": [{"name": "concepts", "vocabulary": "embeddingdrift-235"}], "manifold": {"sets": ["birthday"], "n_prompts": args.prompts},
-        })
+        cfg = config_from_dict(
+            {
+                "name": "bench",
+                "out": tmp,
+                "variants": [{"name": "reference", "source": "smollm2-135m-instruct"}],
+                "prompt_sets": [{"name": "concepts", "vocabulary": "embeddingdrift-235"}],
+                "manifold": {"sets": ["birthday"], "n_prompts": args.prompts},
+            }
+        )
         store = extract(cfg, quiet=True)
         job = ManifoldRun(cfg, store)
         model = LazyVariant(cfg.variant("reference"))

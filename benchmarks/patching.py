@@ -52,7 +52,7 @@ def per_cell_loop(loaded, seqs, hooks, sources, offsets, read_ids) -> np.ndarray
             for i, s in enumerate(seqs):
                 src = torch.as_tensor(sources[hook][i])
 
-                def patch(act, hook=None, off=off, src=src, n=len(s)):
+                def patch(act, hook=None, off=off, src=src, n=len(s)):  # noqa: B008 - binds this loop's length
                     act = act.clone()
                     if off == ALL_POSITIONS:
                         act[0] = src
@@ -77,7 +77,12 @@ def main() -> None:
     _, rows = load_patch_prompts("flip-probes")
     source = load_variant(VariantSpec(name="nf4", source="smollm2-135m-instruct", quantization="nf4"))
     seqs = [source.tokenizer(r.prompt)["input_ids"] for r in rows[: args.prompts]]
-    read_ids = np.stack([[source.tokenizer(r.target)["input_ids"][0], source.tokenizer(" the")["input_ids"][0]] for r in rows[: args.prompts]])
+    read_ids = np.stack(
+        [
+            [source.tokenizer(r.target)["input_ids"][0], source.tokenizer(" the")["input_ids"][0]]
+            for r in rows[: args.prompts]
+        ]
+    )
     sources = capture_every_token(source, seqs, hooks)
     free(source)
     receiver = load_variant(VariantSpec(name="reference", source="smollm2-135m-instruct"))
@@ -90,11 +95,21 @@ def main() -> None:
     loop = per_cell_loop(receiver, seqs, hooks, sources, offsets, read_ids)
     t_loop = time.perf_counter() - t0
     cells = len(hooks) * len(offsets) * len(seqs)
-    print(json.dumps({
-        "cells": cells, "blocks": blocks, "offsets": ["all" if o == ALL_POSITIONS else o for o in offsets], "prompts": len(seqs),
-        "batched_s": round(t_batched, 2), "per_cell_loop_s": round(t_loop, 2), "ratio_loop_over_batched": round(t_loop / t_batched, 2),
-        "max_abs_logit_difference": float(np.nanmax(np.abs(batched - loop))),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "cells": cells,
+                "blocks": blocks,
+                "offsets": ["all" if o == ALL_POSITIONS else o for o in offsets],
+                "prompts": len(seqs),
+                "batched_s": round(t_batched, 2),
+                "per_cell_loop_s": round(t_loop, 2),
+                "ratio_loop_over_batched": round(t_loop / t_batched, 2),
+                "max_abs_logit_difference": float(np.nanmax(np.abs(batched - loop))),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

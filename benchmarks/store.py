@@ -37,8 +37,17 @@ def write_verified(folder: Path, data: np.ndarray, batch_size: int) -> CaptureJo
 
 
 def write_plain(folder: Path, data: np.ndarray, batch_size: int) -> None:
-    arrays = [zarr.create_array(store=str(folder / f"p{p}"), shape=data.shape[1:], chunks=(batch_size, D_MODEL), dtype="float32", fill_value=0.0, overwrite=True)
-              for p in range(POINTS)]
+    arrays = [
+        zarr.create_array(
+            store=str(folder / f"p{p}"),
+            shape=data.shape[1:],
+            chunks=(batch_size, D_MODEL),
+            dtype="float32",
+            fill_value=0.0,
+            overwrite=True,
+        )
+        for p in range(POINTS)
+    ]
     for start in range(0, data.shape[1], batch_size):
         for p, arr in enumerate(arrays):
             arr[start : start + batch_size] = data[p, start : start + batch_size]
@@ -67,16 +76,37 @@ def main() -> None:
             job = CaptureJob(ours, "bench", args.prompts, args.batch_size)
             got: list[np.ndarray] = []
             times["read_layerdrift"].append(timed(lambda: got.extend(job.read(f"last/p{p}") for p in range(POINTS))))
-            times["read_zarr"].append(timed(lambda: [np.asarray(zarr.open_array(store=str(plain / f"p{p}"), mode="r")[...]) for p in range(POINTS)]))
+            times["read_zarr"].append(
+                timed(
+                    lambda: [
+                        np.asarray(zarr.open_array(store=str(plain / f"p{p}"), mode="r")[...]) for p in range(POINTS)
+                    ]
+                )
+            )
             assert all(np.array_equal(g, data[p]) for p, g in enumerate(got))
             shutil.rmtree(ours), shutil.rmtree(plain)
     med = {k: statistics.median(v) for k, v in times.items()}
     size = data.nbytes / 2**20
-    print(f"{POINTS} hook points x {args.prompts} prompts x d {D_MODEL} ({size:.0f} MiB float32), batch {args.batch_size}, median of {args.repeats}:")
+    print(
+        f"{POINTS} hook points x {args.prompts} prompts x d {D_MODEL} ({size:.0f} MiB "
+        f"float32), batch {args.batch_size}, median of {args.repeats}:"
+    )
     for what in ("write", "read"):
-        print(f"  {what}: layerdrift (checksums, batch records{', verified' if what == 'read' else ''}) {med[f'{what}_layerdrift']:.3f} s"
-              f" vs plain zarr {med[f'{what}_zarr']:.3f} s, ratio {med[f'{what}_layerdrift'] / med[f'{what}_zarr']:.2f}")
-    print(json.dumps({**med, "write_ratio": med["write_layerdrift"] / med["write_zarr"], "read_ratio": med["read_layerdrift"] / med["read_zarr"]}))
+        print(
+            f"  {what}: layerdrift (checksums, batch "
+            f"records{', verified' if what == 'read' else ''}) "
+            f"{med[f'{what}_layerdrift']:.3f} s"
+            f" vs plain zarr {med[f'{what}_zarr']:.3f} s, ratio {med[f'{what}_layerdrift'] / med[f'{what}_zarr']:.2f}"
+        )
+    print(
+        json.dumps(
+            {
+                **med,
+                "write_ratio": med["write_layerdrift"] / med["write_zarr"],
+                "read_ratio": med["read_layerdrift"] / med["read_zarr"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

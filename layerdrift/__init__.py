@@ -4,18 +4,19 @@ from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.store import RunStore
 
 
-def open_run(path):  # noqa: ANN001, ANN201 - thin lazy re-export
+def open_run(path):
     """Open a finished run: ``.tables`` (DataFrames), ``.figures`` (Plotly), ``.store``, ``.meta``."""
     from layerdrift.workbench.runs import open_run as _open_run
 
     return _open_run(path)
 
 
-def run(config, out=None, quiet=False):  # noqa: ANN001, ANN201
+def run(config, out=None, quiet=False):
     """Run extraction + analyses + report for an ExperimentConfig (see ``layerdrift.workbench.config``)."""
     from layerdrift.workbench.runs import run as _run
 
     return _run(config, out=out, quiet=quiet)
+
 
 __version__ = "0.1.0"
 __all__ = ["LayerdriftError", "RunStore", "__version__", "open_run", "run"]

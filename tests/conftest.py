@@ -27,7 +27,7 @@ entropy\tscientific
 HOSTILE_ROWS = [
     ("<img src=x onerror=alert(1)>", "<svg onload=alert(2)>"),
     ("<script>alert(3)</script>", "<svg onload=alert(2)>"),
-    ("=HYPERLINK(\"http://x\",\"y\")", "factual"),
+    ('=HYPERLINK("http://x","y")', "factual"),
     ("**bold** [link](javascript:alert(4))", "abstract"),
 ]
 
@@ -40,10 +40,18 @@ def build_tokenizer(folder: Path):
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = ["The concept of love is", "The concept of justice is", "France Paris electron photosynthesis nurse teenager"] * 20
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    corpus = [
+        "The concept of love is",
+        "The concept of justice is",
+        "France Paris electron photosynthesis nurse teenager",
+    ] * 20
     tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     fast.chat_template = "{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}assistant:"
     fast.save_pretrained(folder)
@@ -58,9 +66,16 @@ def build_tiny_llama(folder: Path, seed: int = 0, hidden: int = 32, layers: int 
     tok = build_tokenizer(folder)
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     model = LlamaForCausalLM(cfg)
     with torch.no_grad():  # make the final norm non-trivial so norm bugs show
@@ -94,7 +109,10 @@ def tiny_config(model: Path, vocab: Path, out: Path, **capture):
         {
             "name": "tiny",
             "out": str(out),
-            "variants": [{"name": "ref", "source": str(model), "reference": True}, {"name": "copy", "source": str(model)}],
+            "variants": [
+                {"name": "ref", "source": str(model), "reference": True},
+                {"name": "copy", "source": str(model)},
+            ],
             "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
             "capture": {"batch_size": 3, **capture},
         }
@@ -104,20 +122,35 @@ def tiny_config(model: Path, vocab: Path, out: Path, **capture):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
     """A finished `layerdrift run` on the tiny models (projections at every layer, no PNGs)."""
+    import json
+
     from layerdrift import run
     from layerdrift.workbench.config import config_from_dict
-
-    import json
 
     folder = tmp_path_factory.mktemp("tiny-vocab")
     vocab = folder / "vocab.tsv"
     vocab.write_text(VOCAB_TEXT + "".join(f"{t}\t{c}\n" for t, c in HOSTILE_ROWS), encoding="utf-8")
     terms = [line.split("\t")[0] for line in VOCAB_TEXT.splitlines()[1:]]
     patch_terms = [HOSTILE_ROWS[0][0], *terms]  # a hostile prompt among the patched ones
-    (folder / "patch.jsonl").write_text("".join(json.dumps({"prompt": f"The concept of {t} is", "target": " love", "category": "c"}) + "\n" for t in patch_terms))
-    (folder / "behaviour.jsonl").write_text("".join(
-        json.dumps({"question": f"Is {t} good?\n (A) yes\n (B) no", "answer_matching_behavior": "(A)" if i % 2 else "(B)", "answer_not_matching_behavior": "(B)" if i % 2 else "(A)"}) + "\n"
-        for i, t in enumerate(terms)))
+    (folder / "patch.jsonl").write_text(
+        "".join(
+            json.dumps({"prompt": f"The concept of {t} is", "target": " love", "category": "c"}) + "\n"
+            for t in patch_terms
+        )
+    )
+    (folder / "behaviour.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question": f"Is {t} good?\n (A) yes\n (B) no",
+                    "answer_matching_behavior": "(A)" if i % 2 else "(B)",
+                    "answer_not_matching_behavior": "(B)" if i % 2 else "(A)",
+                }
+            )
+            + "\n"
+            for i, t in enumerate(terms)
+        )
+    )
     cfg = config_from_dict(
         {
             "name": "tiny-dash",
@@ -129,7 +162,13 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
             ],
             "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
             "analysis": {"k": 3, "n_boot": 100, "n_perm": 100, "umap_neighbors": 4, "png": False},
-            "patching": {"prompts": str(folder / "patch.jsonl"), "positions": 2, "select": "all", "max_prompts": 6, "components": ["resid", "attn"]},
+            "patching": {
+                "prompts": str(folder / "patch.jsonl"),
+                "positions": 2,
+                "select": "all",
+                "max_prompts": 6,
+                "components": ["resid", "attn"],
+            },
             "behaviour": {"sets": [str(folder / "behaviour.jsonl")], "steering_items": 3, "steering_layers": [0, 2]},
             "manifold": {"sets": ["birthday"], "n_prompts": 40, "folds": 4},
         }
@@ -154,7 +193,8 @@ def derive_tiny_llama(source: Path, folder: Path, edit) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_tuned(tiny_model, tmp_path_factory) -> Path:
-    """tiny_model with only its blocks changed (embedding, final norm and unembedding shared), like a block-wise fine-tune."""
+    """tiny_model with only its blocks changed (embedding, final norm and unembedding shared), like a block-wise
+    fine-tune."""
     import torch
 
     def edit(model):
@@ -177,7 +217,8 @@ def planted_direction(d_model: int = 32):
 
 @pytest.fixture(scope="session")
 def tiny_model_planted(tiny_model, tmp_path_factory) -> Path:
-    """tiny_model whose letters 'A' and 'B' sit at +/- a planted unit direction (embedding and unembedding), blocks damped."""
+    """tiny_model whose letters 'A' and 'B' sit at +/- a planted unit direction (embedding and unembedding), blocks
+    damped."""
     import torch
     from transformers import AutoTokenizer
 

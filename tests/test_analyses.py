@@ -54,7 +54,7 @@ def test_percentile_rank_matches_loop():
 def slow_knn(x, k):
     out = []
     for i in range(len(x)):
-        sims = sorted(((-slow_cos(x[i], x[j]), j) for j in range(len(x)) if j != i))
+        sims = sorted((-slow_cos(x[i], x[j]), j) for j in range(len(x)) if j != i)
         out.append([j for _, j in sims[:k]])
     return np.array(out)
 
@@ -115,7 +115,9 @@ def test_cka_matrix_equals_per_pair_reference():
         m = cka_matrix(xs, ys, debiased)
         ref = np.array([[(slow_cka_debiased if debiased else slow_cka_biased)(x, y) for y in ys] for x in xs])
         np.testing.assert_allclose(m, ref, atol=1e-6)
-        np.testing.assert_allclose(cka_rowwise(gram_stack(xs[:3], debiased), gram_stack(ys, debiased)), np.diag(ref[:3]), atol=1e-6)
+        np.testing.assert_allclose(
+            cka_rowwise(gram_stack(xs[:3], debiased), gram_stack(ys, debiased)), np.diag(ref[:3]), atol=1e-6
+        )
 
 
 def test_cka_invariants():
@@ -165,7 +167,7 @@ def test_bootstrap_and_permutation():
     lo, hi = bootstrap_mean_ci(v, n_boot=2000, seed=0)
     assert lo < v.mean() < hi and hi - lo < 0.05
     curve = np.stack([v, v + 1], axis=1)
-    clo, chi = bootstrap_mean_ci(curve, n_boot=2000, seed=0)
+    clo, _chi = bootstrap_mean_ci(curve, n_boot=2000, seed=0)
     np.testing.assert_allclose(clo, [lo, lo + 1], atol=1e-12)  # same resamples along the curve
     cats = ["a"] * 50 + ["b"] * 50 + ["c"] * 50
     planted = np.concatenate([rng.normal(0, 1, 50), rng.normal(0, 1, 50), rng.normal(1.2, 1, 50)])

@@ -31,10 +31,22 @@ def test_shipped_sets_are_complete_and_balanced():
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ({"question": "Q (A) x (B) y", "answer_matching_behavior": "(A)"}, "lacks a non-empty str field 'answer_not_matching_behavior'"),
-        ({"question": "Q (A) x (B) y", "answer_matching_behavior": "A", "answer_not_matching_behavior": "(B)"}, "expected a letter in brackets"),
-        ({"question": "Q (A) x (B) y", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(A)"}, "must differ"),
-        ({"question": "Q (A) x", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"}, r"never offers choice \(B\)"),
+        (
+            {"question": "Q (A) x (B) y", "answer_matching_behavior": "(A)"},
+            "lacks a non-empty str field 'answer_not_matching_behavior'",
+        ),
+        (
+            {"question": "Q (A) x (B) y", "answer_matching_behavior": "A", "answer_not_matching_behavior": "(B)"},
+            "expected a letter in brackets",
+        ),
+        (
+            {"question": "Q (A) x (B) y", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(A)"},
+            "must differ",
+        ),
+        (
+            {"question": "Q (A) x", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"},
+            r"never offers choice \(B\)",
+        ),
     ],
 )
 def test_user_behaviour_files_are_validated(tmp_path, row, message):
@@ -61,21 +73,54 @@ def test_steering_helpers():
 
 
 def planted_config(tmp_path, model, vocab_file, items_path, **behaviour):
-    return config_from_dict({
-        "name": "planted", "out": str(tmp_path / "run"),
-        "variants": [{"name": "planted", "source": str(model), "reference": True}, {"name": "copy", "source": str(model)}],
-        "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab_file)}],
-        "analysis": {"n_boot": 100, "n_perm": 100, "umap_layers": "headline", "png": False, "k": 3},
-        "behaviour": {"sets": [str(items_path)], "steering_items": 4, "steering_layers": [0, 1, 2], "steering_scale": 2.0, "batch_size": 5, **behaviour},
-    })
+    return config_from_dict(
+        {
+            "name": "planted",
+            "out": str(tmp_path / "run"),
+            "variants": [
+                {"name": "planted", "source": str(model), "reference": True},
+                {"name": "copy", "source": str(model)},
+            ],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab_file)}],
+            "analysis": {"n_boot": 100, "n_perm": 100, "umap_layers": "headline", "png": False, "k": 3},
+            "behaviour": {
+                "sets": [str(items_path)],
+                "steering_items": 4,
+                "steering_layers": [0, 1, 2],
+                "steering_scale": 2.0,
+                "batch_size": 5,
+                **behaviour,
+            },
+        }
+    )
 
 
 def test_planted_direction_is_recovered_and_steering_moves_the_answer(tiny_model_planted, vocab_file, tmp_path):
     from layerdrift import run
 
     # In this set the behaviour-matching answer is always (A): the model's A-vs-B axis is the behaviour direction.
-    topics = ["love", "justice", "France", "Paris", "electron", "nurse", "teenager", "entropy", "South Korea", "photosynthesis", "is", "of"]
-    rows = [{"question": f"The concept of {t} is\n (A) yes\n (B) no", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"} for t in topics]
+    topics = [
+        "love",
+        "justice",
+        "France",
+        "Paris",
+        "electron",
+        "nurse",
+        "teenager",
+        "entropy",
+        "South Korea",
+        "photosynthesis",
+        "is",
+        "of",
+    ]
+    rows = [
+        {
+            "question": f"The concept of {t} is\n (A) yes\n (B) no",
+            "answer_matching_behavior": "(A)",
+            "answer_not_matching_behavior": "(B)",
+        }
+        for t in topics
+    ]
     items = tmp_path / "planted-a.jsonl"
     items.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = run(planted_config(tmp_path, tiny_model_planted, vocab_file, items), quiet=True)
@@ -115,6 +160,20 @@ def test_answer_letter_must_end_the_prompt(tiny_model, vocab_file, tmp_path):
     tok["post_processor"]["single"].append({"SpecialToken": {"id": "</s>", "type_id": 0}})
     (model / "tokenizer.json").write_text(json.dumps(tok))
     items = tmp_path / "set.jsonl"
-    items.write_text("".join(json.dumps({"question": f"Q{i} (A) x (B) y", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"}) + "\n" for i in range(6)))
-    with pytest.raises(LayerdriftError, match=r"item 1: in variant 'planted' the last token is '</s>', not the answer letter 'A'"):
+    items.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question": f"Q{i} (A) x (B) y",
+                    "answer_matching_behavior": "(A)",
+                    "answer_not_matching_behavior": "(B)",
+                }
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
+    with pytest.raises(
+        LayerdriftError, match=r"item 1: in variant 'planted' the last token is '</s>', not the answer letter 'A'"
+    ):
         run(planted_config(tmp_path, model, vocab_file, items, steering_items=0), quiet=True)

@@ -33,7 +33,9 @@ def test_cosine_maps_known_cases():
     np.testing.assert_allclose(cross_layer_cosine(a), np.eye(4), atol=1e-12)
     np.testing.assert_allclose(layerwise_cosine(a, -a), -1.0)
     zero = np.vstack([a[:3], np.zeros(4)])
-    assert np.isnan(layerwise_cosine(zero, a)[3]) and np.isnan(cross_layer_cosine(zero)[3]).all()  # no direction, no cosine
+    assert (
+        np.isnan(layerwise_cosine(zero, a)[3]) and np.isnan(cross_layer_cosine(zero)[3]).all()
+    )  # no direction, no cosine
     coords, ratio = vector_pca({"x": a, "y": -a})
     assert coords["x"].shape == (4, 2) and ratio.sum() <= 1 + 1e-12
 

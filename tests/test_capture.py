@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from layerdrift.workbench.pipeline import extract
 
 
@@ -23,7 +23,9 @@ def hf_states(model_dir, texts):
             hs = model(ids, output_hidden_states=True).hidden_states
         # HF's last entry is already normalised; the block-L output is captured by a hook on the last layer.
         block_outs = []
-        handle = model.model.layers[-1].register_forward_hook(lambda m, i, o: block_outs.append(o[0] if isinstance(o, tuple) else o))
+        handle = model.model.layers[-1].register_forward_hook(
+            lambda m, i, o: block_outs.append(o[0] if isinstance(o, tuple) else o)
+        )
         with torch.no_grad():
             model(ids)
         handle.remove()
@@ -34,10 +36,16 @@ def hf_states(model_dir, texts):
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_capture_equals_hf_forward(tiny_model, vocab_file, tmp_path, side):
-    cfg = tiny_config(tiny_model, vocab_file, tmp_path / "run", positions=["last", "all", "match:{term}", "index:0"], padding_side=side)
+    cfg = tiny_config(
+        tiny_model,
+        vocab_file,
+        tmp_path / "run",
+        positions=["last", "all", "match:{term}", "index:0"],
+        padding_side=side,
+    )
     store = extract(cfg, quiet=True)
     texts = store.tokenization("ref", "concepts")["texts"]
-    ref, tok = hf_states(tiny_model, texts)
+    ref, _tok = hf_states(tiny_model, texts)
     lengths = [r.shape[1] for r in ref]
     assert len(set(lengths)) > 1, "the batch must mix prompt lengths"
     points = store.residual_points("ref", "concepts")
@@ -63,7 +71,9 @@ def test_left_and_right_padding_agree(tiny_model, vocab_file, tmp_path):
     right = extract(tiny_config(tiny_model, vocab_file, tmp_path / "r", padding_side="right"), quiet=True)
     left = extract(tiny_config(tiny_model, vocab_file, tmp_path / "l", padding_side="left"), quiet=True)
     for layer in range(5):
-        np.testing.assert_allclose(right.layer("ref", "concepts", layer), left.layer("ref", "concepts", layer), atol=1e-5)
+        np.testing.assert_allclose(
+            right.layer("ref", "concepts", layer), left.layer("ref", "concepts", layer), atol=1e-5
+        )
 
 
 def test_match_position_picks_term_token(tiny_model, vocab_file, tmp_path):
@@ -72,7 +82,9 @@ def test_match_position_picks_term_token(tiny_model, vocab_file, tmp_path):
     for text, offsets_tokens, pos in zip(toks["texts"], toks["tokens"], toks["positions"]["match:{term}"]):
         # the chosen token is the last one of the term, i.e. the one right before " is"
         assert pos[0] == len(offsets_tokens) - 2, (text, offsets_tokens)
-    assert store.manifest["captures"]["ref/concepts"]["multi_token_terms"], "'South Korea' spans several tokens and must be flagged"
+    assert store.manifest["captures"]["ref/concepts"]["multi_token_terms"], (
+        "'South Korea' spans several tokens and must be flagged"
+    )
     assert "South Korea" in store.manifest["captures"]["ref/concepts"]["multi_token_terms"]
 
 

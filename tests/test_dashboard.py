@@ -32,12 +32,16 @@ def test_state_follows_layer_pair_and_concept(tiny_run):
     assert state.layer == tiny_run.meta["headline_layer"] == 4 and state.pair == "base→tuned"
     drift = tiny_run.tables["drift"]
     final = state.top_table()
-    expected = drift[(drift["pair"] == "base→tuned") & (drift["layer"] == 4)].sort_values("drift", ascending=False, kind="stable")
+    expected = drift[(drift["pair"] == "base→tuned") & (drift["layer"] == 4)].sort_values(
+        "drift", ascending=False, kind="stable"
+    )
     assert list(final["term"]) == list(expected["term"])
     state.layer = 2
     mid = state.top_table()
     assert not np.allclose(mid["drift"].to_numpy(), final["drift"].to_numpy())
-    np.testing.assert_allclose(sorted(mid["drift"]), sorted(drift[(drift["pair"] == "base→tuned") & (drift["layer"] == 2)]["drift"]))
+    np.testing.assert_allclose(
+        sorted(mid["drift"]), sorted(drift[(drift["pair"] == "base→tuned") & (drift["layer"] == 2)]["drift"])
+    )
     # neighbours come from the neighbours table of that variant, layer and concept
     state.concept = 3
     nb = state.neighbours("tuned")
@@ -61,13 +65,22 @@ def test_experiment_views_follow_their_tables(tiny_run):
 
     t = tiny_run.tables
     view = PatchingView(t)
-    assert view.param.direction.objects == ["tuned into base", "base into tuned"] and view.param.component.objects == ["resid", "attn"]
+    assert view.param.direction.objects == ["tuned into base", "base into tuned"] and view.param.component.objects == [
+        "resid",
+        "attn",
+    ]
     view.component = "attn"
     heat = view.heatmap()
-    sel = t["patching"].query("direction == 'tuned into base' and component == 'attn' and layer == 1 and position == '-1'")
-    assert heat.data[0].z[1][1] == pytest.approx(sel["normalised_logit_diff"].iloc[0], nan_ok=True)  # columns: token -2, token -1, all
+    sel = t["patching"].query(
+        "direction == 'tuned into base' and component == 'attn' and layer == 1 and position == '-1'"
+    )
+    assert heat.data[0].z[1][1] == pytest.approx(
+        sel["normalised_logit_diff"].iloc[0], nan_ok=True
+    )  # columns: token -2, token -1, all
     assert list(heat.data[0].x) == ["token -2", "token -1", "all tokens"]
-    assert len(view.prompt_table()) == 6 and set(view.prompt_table()["prompt"]) <= {f"The concept of {x} is" for x in tiny_run.meta["terms"]}
+    assert len(view.prompt_table()) == 6 and set(view.prompt_table()["prompt"]) <= {
+        f"The concept of {x} is" for x in tiny_run.meta["terms"]
+    }
     vectors = VectorsView(t)
     assert vectors.param.pair.objects == ["base→tuned"] and vectors.behaviour == "behaviour"
     cos = vectors.cosine_figure()
@@ -86,7 +99,10 @@ def test_manifold_view_selects_cells_and_variants(tiny_run):
     view = ManifoldView(t, proj)
     scores = t["manifold_scores"]
     src = scores[(scores["variant"] == "base") & (scores["landmark"] == "source")]
-    assert (view.point, view.slot) == (int(src.loc[src["score"].idxmax(), "point"]), int(src["slot"].iloc[0]))  # starts at the best source cell
+    assert (view.point, view.slot) == (
+        int(src.loc[src["score"].idxmax(), "point"]),
+        int(src["slot"].iloc[0]),
+    )  # starts at the best source cell
     view.click({"points": [{"x": 2, "y": 3}]})
     assert (view.point, view.slot) == (3, 2)
     heat = view.heatmap()
@@ -98,7 +114,10 @@ def test_manifold_view_selects_cells_and_variants(tiny_run):
     view.param.update(variant="tuned", view="difference")
     diff = view.heatmap()
     tuned = scores[(scores["variant"] == "tuned") & (scores["point"] == 3) & (scores["slot"] == 2)]["score"].iloc[0]
-    assert diff.data[0].z[3][2] == pytest.approx(tuned - cell, nan_ok=True) and "tuned − base" in diff.layout.annotations[0].text
+    assert (
+        diff.data[0].z[3][2] == pytest.approx(tuned - cell, nan_ok=True)
+        and "tuned − base" in diff.layout.annotations[0].text
+    )
 
 
 def test_build_app_makes_a_layout(tiny_run):
@@ -126,8 +145,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def served_dashboard(run_root):
     """`layerdrift dashboard RUN` on a free port, ready to answer; yields its URL and stops it afterwards."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(run_root), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(run_root), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -142,12 +164,23 @@ def served_dashboard(run_root):
         server.wait(timeout=10)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)"
+)
 def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with served_dashboard(tiny_run.store.root) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.goto(f"{url}/")
         page.wait_for_selector(".js-plotly-plot", timeout=60000)
@@ -163,7 +196,9 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
         page.get_by_text("selected: electron").wait_for(timeout=20000)
         table = tiny_run.tables["neighbours"]
         concept = tiny_run.meta["terms"].index("electron")
-        expected = table[(table["variant"] == "base") & (table["layer"] == 3) & (table["concept"] == concept)]["neighbour_term"].iloc[0]
+        expected = table[(table["variant"] == "base") & (table["layer"] == 3) & (table["concept"] == concept)][
+            "neighbour_term"
+        ].iloc[0]
         page.get_by_text("electron: cosine drift across layers").wait_for(timeout=20000)
         assert page.locator(".nb-base").get_by_text(expected, exact=True).count() >= 1
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
@@ -176,7 +211,9 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
         page.get_by_text("SMDS score (ridge map, held-out): probe set 'birthday'").wait_for(timeout=20000)
         area = page.locator(".manifold-map .nsewdrag").first.bounding_box()
         assert page.get_by_text("at point 0").count() == 0  # the projection starts at the best source cell
-        page.mouse.click(area["x"] + area["width"] * 0.97, area["y"] + area["height"] * 0.7)  # a late token at block 0's output
+        page.mouse.click(
+            area["x"] + area["width"] * 0.97, area["y"] + area["height"] * 0.7
+        )  # a late token at block 0's output
         page.get_by_text("at point 0").wait_for(timeout=20000)  # the projection follows the click
         # a shared URL restores the view
         shared = browser.new_page(viewport={"width": 1920, "height": 1080})
@@ -187,18 +224,29 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
         browser.close()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)"
+)
 def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
-    """Terms and categories that are markup or formulas: no script runs on any tab, the text shows literally, the CSV is inert."""
-    from playwright.sync_api import sync_playwright
-
+    """Terms and categories that are markup or formulas: no script runs on any tab, the text shows literally, the CSV is
+    inert."""
     from conftest import HOSTILE_ROWS
+    from playwright.sync_api import sync_playwright
 
     terms = tiny_run.meta["terms"]
     img, script = HOSTILE_ROWS[0][0], HOSTILE_ROWS[1][0]
     dialogs: list[str] = []
     with served_dashboard(tiny_run.store.root) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(f"{url}/?concept={terms.index(img)}")  # opened by URL
@@ -217,19 +265,30 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
             page.get_by_text("layer table as CSV").click()
         csv_text = Path(download.value.path()).read_text(encoding="utf-8")
         assert "'=HYPERLINK(" in csv_text and re.search(r'(^|,)"?=HYPERLINK', csv_text, re.M) is None
-        tabs = {"Overview": "Top drifters at this layer", "Patching": "Patching tuned into base: resid output",
-                "Behaviour vectors": "Behaviour vectors, base→tuned: cosine per layer", "Manifolds": "SMDS score (ridge map, held-out): probe set 'birthday'"}
+        tabs = {
+            "Overview": "Top drifters at this layer",
+            "Patching": "Patching tuned into base: resid output",
+            "Behaviour vectors": "Behaviour vectors, base→tuned: cosine per layer",
+            "Manifolds": "SMDS score (ridge map, held-out): probe set 'birthday'",
+        }
         for tab, shown in tabs.items():  # every tab drawn, with the hostile rows in its tables and figures
             page.get_by_text(tab, exact=True).click()
             page.get_by_text(shown).first.wait_for(timeout=20000)
         page.get_by_text("Patching", exact=True).click()
-        page.get_by_text(f"The concept of {img} is").first.wait_for(timeout=20000)  # the patched prompts table shows it as text
+        page.get_by_text(f"The concept of {img} is").first.wait_for(
+            timeout=20000
+        )  # the patched prompts table shows it as text
         page.mouse.move(10, 10)
         page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
         assert page.locator("img[src='x'], iframe").count() == 0
         assert page.locator("a[href^='javascript']").count() == 0
         report = tiny_run.store.root / "report"
-        for html_file in ("index.html", "figures/top_drifters_1.html", "figures/umap_by_category.html", "figures/category_violins.html"):
+        for html_file in (
+            "index.html",
+            "figures/top_drifters_1.html",
+            "figures/umap_by_category.html",
+            "figures/category_violins.html",
+        ):
             page.goto(f"file://{report / html_file}")
             page.wait_for_selector(".js-plotly-plot, table", timeout=20000)
             assert page.locator("img[src='x'], script:has-text('alert(3)')").count() == 0, html_file

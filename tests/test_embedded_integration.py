@@ -47,7 +47,17 @@ def test_patching_reference_vs_nf4_is_small_and_exact_at_the_last_block(quant_ru
     """On all prompts (not only flips), NF4's activations barely move the reference's predictions."""
     from layerdrift.workbench.patching_run import PatchingRun
 
-    cfg = quant_config(quant_run.root, patching={"compare": ["nf4"], "layers": [0, 15, 29], "positions": 1, "select": "all", "max_prompts": 12, "both_directions": False})
+    cfg = quant_config(
+        quant_run.root,
+        patching={
+            "compare": ["nf4"],
+            "layers": [0, 15, 29],
+            "positions": 1,
+            "select": "all",
+            "max_prompts": 12,
+            "both_directions": False,
+        },
+    )
     tables = PatchingRun(cfg, quant_run).run()
     table, prompts = tables["patching"], tables["patching_prompts"]
     assert len(prompts) == 12 and set(table["direction"]) == {"nf4 into reference"}
@@ -55,22 +65,34 @@ def test_patching_reference_vs_nf4_is_small_and_exact_at_the_last_block(quant_ru
     gap = (prompts["logprob_target_b"] - prompts["logprob_target_a"]).abs()
     assert gap.median() < 0.5, gap.describe()
     last = table[(table["layer"] == 29) & (table["position"] == "all")].iloc[0]
-    assert last["normalised_logprob"] == pytest.approx(1.0, abs=1e-3)  # NF4's last block output carries all of NF4's behaviour
+    assert last["normalised_logprob"] == pytest.approx(
+        1.0, abs=1e-3
+    )  # NF4's last block output carries all of NF4's behaviour
     first = table[(table["layer"] == 0) & (table["position"] == "all")].iloc[0]
     assert abs(first["normalised_logprob"]) < 0.5  # one early block's quantization error carries a small part of it
 
 
 def test_behaviour_vectors_across_quantization(quant_run):
-    """Shipped sets on reference / NF4 / INT8: NF4's vectors agree early; in the late blocks INT8 stays closer to the reference than NF4."""
+    """Shipped sets on reference / NF4 / INT8: NF4's vectors agree early; in the late blocks INT8 stays closer to the
+    reference than NF4."""
     from layerdrift.workbench.behaviour_run import BehaviourRun
 
-    cfg = quant_config(quant_run.root, behaviour={"sets": ["myopic-reward", "corrigibility"], "max_items": 28, "steering_items": 4, "steering_layers": [12]})
+    cfg = quant_config(
+        quant_run.root,
+        behaviour={
+            "sets": ["myopic-reward", "corrigibility"],
+            "max_items": 28,
+            "steering_items": 4,
+            "steering_layers": [12],
+        },
+    )
     tables = BehaviourRun(cfg, quant_run).run()
     cos = tables["behaviour_cosine"]
     blocks = cos[~cos["label"].isin(["embed", "final"])]
     early = blocks[blocks["layer"].between(1, 5)].groupby("pair")["cosine"].mean()
     late = blocks[blocks["layer"] >= 20].groupby("pair")["cosine"].mean()
-    # NF4 keeps the early directions; INT8 (float16 matmuls) blurs these early, low-norm vectors, so it is not bounded here
+    # NF4 keeps the early directions; INT8 (float16 matmuls) blurs these early, low-norm vectors, so it is not bounded
+    # here
     assert early["reference→nf4"] > 0.85, early
     assert late["reference→int8"] > late["reference→nf4"]  # 8-bit weights move the directions less than 4-bit ones
     steer = tables["behaviour_steering"]
@@ -97,13 +119,16 @@ def test_birthday_manifold_on_the_embedded_model(tmp_path):
     """The date sits on a circle at the month token of SmolLM2 and reaches the word 'birthday'."""
     from layerdrift import run
 
-    cfg = config_from_dict({
-        "name": "birthday", "out": str(tmp_path / "run"),
-        "variants": [{"name": "reference", "source": "smollm2-135m-instruct", "reference": True}],
-        "prompt_sets": [{"name": "concepts", "vocabulary": "embeddingdrift-235"}],
-        "analysis": {"png": False, "umap_layers": "headline", "n_boot": 100, "n_perm": 100},
-        "manifold": {"sets": ["birthday"], "n_prompts": 120, "folds": 4},
-    })
+    cfg = config_from_dict(
+        {
+            "name": "birthday",
+            "out": str(tmp_path / "run"),
+            "variants": [{"name": "reference", "source": "smollm2-135m-instruct", "reference": True}],
+            "prompt_sets": [{"name": "concepts", "vocabulary": "embeddingdrift-235"}],
+            "analysis": {"png": False, "umap_layers": "headline", "n_boot": 100, "n_perm": 100},
+            "manifold": {"sets": ["birthday"], "n_prompts": 120, "folds": 4},
+        }
+    )
     scores = run(cfg, quiet=True).tables["manifold_scores"]
     by = {lm: g.sort_values("point") for lm, g in scores.groupby("landmark")}
     assert len(scores) == 32 * 35 and scores["n_prompts"].iloc[0] == 120

@@ -45,7 +45,8 @@ def test_builtin_vocabulary_keeps_study_order():
 def write_config(tmp_path, variants: str, extra: str = "", vocab: str = "embeddingdrift-235") -> str:
     path = tmp_path / "exp.toml"
     path.write_text(
-        f'name = "t"\nout = "{tmp_path / "out"}"\n{extra}\n{variants}\n[[prompt_sets]]\nname = "c"\nvocabulary = "{vocab}"\n',
+        f'name = "t"\nout = "{tmp_path / "out"}"\n{extra}\n{variants}\n'
+        f'[[prompt_sets]]\nname = "c"\nvocabulary = "{vocab}"\n',
         encoding="utf-8",
     )
     return str(path)
@@ -58,13 +59,42 @@ def run_cli(capsys, *argv):
 
 
 CASES = {
-    "unknown alias": ('[[variants]]\nname = "a"\nsource = "smollm2-135m-instruc"\n', "", r"unknown model 'smollm2-135m-instruc' for variant 'a'.*did you mean 'smollm2-135m-instruct'"),
-    "unknown hub id": ('[[variants]]\nname = "a"\nsource = "nobody-here/no-such-model"\n', "", r"model 'nobody-here/no-such-model' of variant 'a' could not be found"),
-    "missing gguf": ('[[variants]]\nname = "a"\nsource = "/nowhere/model.gguf"\n', "", r"GGUF file '/nowhere/model.gguf' of variant 'a' does not exist"),
-    "config typo": ('[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\nquantisation = "nf4"\n', "", r"unknown field 'variants\[0\].quantisation'; did you mean 'quantization'"),
-    "bad enum": ('[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\nquantization = "nf3"\n', "", r"field 'variants\[0\].quantization'"),
-    "bad position": ('[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\n', '[capture]\npositions = ["middle"]', r"unknown position 'middle'"),
-    "two references": ('[[variants]]\nname = "a"\nsource = "x/y"\nreference = true\n[[variants]]\nname = "b"\nsource = "x/y"\nreference = true\n', "", r"only one variant can be the reference"),
+    "unknown alias": (
+        '[[variants]]\nname = "a"\nsource = "smollm2-135m-instruc"\n',
+        "",
+        r"unknown model 'smollm2-135m-instruc' for variant 'a'.*did you mean 'smollm2-135m-instruct'",
+    ),
+    "unknown hub id": (
+        '[[variants]]\nname = "a"\nsource = "nobody-here/no-such-model"\n',
+        "",
+        r"model 'nobody-here/no-such-model' of variant 'a' could not be found",
+    ),
+    "missing gguf": (
+        '[[variants]]\nname = "a"\nsource = "/nowhere/model.gguf"\n',
+        "",
+        r"GGUF file '/nowhere/model.gguf' of variant 'a' does not exist",
+    ),
+    "config typo": (
+        '[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\nquantisation = "nf4"\n',
+        "",
+        r"unknown field 'variants\[0\].quantisation'; did you mean 'quantization'",
+    ),
+    "bad enum": (
+        '[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\nquantization = "nf3"\n',
+        "",
+        r"field 'variants\[0\].quantization'",
+    ),
+    "bad position": (
+        '[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\n',
+        '[capture]\npositions = ["middle"]',
+        r"unknown position 'middle'",
+    ),
+    "two references": (
+        '[[variants]]\nname = "a"\nsource = "x/y"\nreference = true\n[[variants]]\nname '
+        '= "b"\nsource = "x/y"\nreference = true\n',
+        "",
+        r"only one variant can be the reference",
+    ),
 }
 
 
@@ -95,33 +125,59 @@ def test_missing_config_file(tmp_path, capsys):
 
 def test_unknown_hook_point(tiny_model, vocab_file, tmp_path):
     from conftest import tiny_config
+
     from layerdrift.workbench.pipeline import extract
 
-    with pytest.raises(LayerdriftError, match=r"hook point 'blocks.0.hook_resid_pots' \(closest: 'blocks.0.hook_resid_post'\) does not exist in variant 'ref'"):
+    with pytest.raises(
+        LayerdriftError,
+        match=r"hook point 'blocks.0.hook_resid_pots' \(closest: 'blocks.0.hook_resid_post'\) "
+        r"does not exist in variant 'ref'",
+    ):
         extract(tiny_config(tiny_model, vocab_file, tmp_path / "run", hooks=["blocks.0.hook_resid_pots"]), quiet=True)
 
 
 def test_term_missing_from_match_position(tiny_model, vocab_file, tmp_path):
     from conftest import tiny_config
+
     from layerdrift.workbench.pipeline import extract
 
-    with pytest.raises(LayerdriftError, match=r"looks for 'banana', which does not occur in prompt 0 \('The concept of love is'\)"):
+    with pytest.raises(
+        LayerdriftError, match=r"looks for 'banana', which does not occur in prompt 0 \('The concept of love is'\)"
+    ):
         extract(tiny_config(tiny_model, vocab_file, tmp_path / "run", positions=["match:banana"]), quiet=True)
 
 
 EXPERIMENT_CASES = {
-    "unknown behaviour set": ('[behaviour]\nsets = ["sycophancy", "nope"]', r"behaviour set 'nope' is neither a built-in \(corrigibility, .*\) nor an existing file"),
-    "too many held out": ('[behaviour]\nsets = ["sycophancy"]\nsteering_items = 45', r"behaviour set 'sycophancy' has 40 items, too few to hold out 45"),
-    "unknown patch set": ('[patching]\nprompts = "no-such-set"', r"patching prompt set 'no-such-set' is neither a built-in \(flip-probes\)"),
+    "unknown behaviour set": (
+        '[behaviour]\nsets = ["sycophancy", "nope"]',
+        r"behaviour set 'nope' is neither a built-in \(corrigibility, .*\) nor an existing file",
+    ),
+    "too many held out": (
+        '[behaviour]\nsets = ["sycophancy"]\nsteering_items = 45',
+        r"behaviour set 'sycophancy' has 40 items, too few to hold out 45",
+    ),
+    "unknown patch set": (
+        '[patching]\nprompts = "no-such-set"',
+        r"patching prompt set 'no-such-set' is neither a built-in \(flip-probes\)",
+    ),
     "nothing to patch": ('[patching]\ncompare = ["a"]', r"patching has no variant to compare with 'a'"),
-    "patching variant typo": ('[patching]\ncompare = ["nf5"]', r"patching.compare names variant 'nf5', which is not one of \['a'\]"),
+    "patching variant typo": (
+        '[patching]\ncompare = ["nf5"]',
+        r"patching.compare names variant 'nf5', which is not one of \['a'\]",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(EXPERIMENT_CASES))
 def test_experiment_errors_come_before_any_capture(tmp_path, capsys, case):
     extra, pattern = EXPERIMENT_CASES[case]
-    code, err = run_cli(capsys, "run", "--config", write_config(tmp_path, '[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\n', extra), "--quiet")
+    code, err = run_cli(
+        capsys,
+        "run",
+        "--config",
+        write_config(tmp_path, '[[variants]]\nname = "a"\nsource = "smollm2-135m-instruct"\n', extra),
+        "--quiet",
+    )
     import re
 
     assert code == 2 and re.search(pattern, err), err

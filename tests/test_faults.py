@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import VOCAB_TEXT
-from layerdrift.workbench import files
 from test_hardening import assert_same_run
+
+from layerdrift.workbench import files
 
 PHASES = ("capture", "analyses", "experiments", "report")
 SEEDS = (0, 1)
@@ -53,14 +53,19 @@ for line in sys.stdin:
 class Zygote:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.requests = 0
 
     def run(self, config: Path, copies: int = 1, **env: str) -> list[tuple[int, str]]:
-        """`layerdrift run --config CONFIG` in ``copies`` forked children at once; (exit code or -signal, stderr) of each."""
+        """`layerdrift run --config CONFIG` in ``copies`` forked children at once; (exit code or -signal, stderr) of
+        each."""
         self.requests += 1
         stderr = self.folder / f"stderr-{self.requests}"
-        self.proc.stdin.write(json.dumps({"config": str(config), "env": env, "copies": copies, "stderr": str(stderr)}) + "\n")
+        self.proc.stdin.write(
+            json.dumps({"config": str(config), "env": env, "copies": copies, "stderr": str(stderr)}) + "\n"
+        )
         self.proc.stdin.flush()
         codes = json.loads(self.proc.stdout.readline())
         return [(code, Path(f"{stderr}.{i}").read_text(encoding="utf-8")) for i, code in enumerate(codes)]
@@ -96,10 +101,16 @@ def fault_config(root: Path, model: Path, other: Path, out: Path) -> Path:
     vocab.write_text(VOCAB_TEXT, encoding="utf-8")
     patch = root / "patch.jsonl"
     terms = [line.split("\t")[0] for line in VOCAB_TEXT.splitlines()[1:]]
-    patch.write_text("".join(json.dumps({"prompt": f"The concept of {t} is", "target": " love"}) + "\n" for t in terms[:2]))
+    patch.write_text(
+        "".join(json.dumps({"prompt": f"The concept of {t} is", "target": " love"}) + "\n" for t in terms[:2])
+    )
     config = {
-        "name": "faults", "out": str(out),
-        "variants": [{"name": "base", "source": str(model), "reference": True}, {"name": "tuned", "source": str(other)}],
+        "name": "faults",
+        "out": str(out),
+        "variants": [
+            {"name": "base", "source": str(model), "reference": True},
+            {"name": "tuned", "source": str(other)},
+        ],
         "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
         "capture": {"batch_size": 4},
         "analysis": {"k": 3, "top_n": 5, "n_boot": 100, "n_perm": 100, "umap_layers": [], "png": False},
@@ -145,7 +156,8 @@ def test_kill_minus_nine_in_every_phase_then_resume(zygote, undisturbed, tiny_mo
 
 
 def test_two_runs_racing_on_one_folder(zygote, undisturbed, tiny_model, tiny_model_b, tmp_path):
-    """Both start at once: one does the work, the other is refused in one sentence (or finds it done); the result is the undisturbed one."""
+    """Both start at once: one does the work, the other is refused in one sentence (or finds it done); the result is the
+    undisturbed one."""
     reference, _ = undisturbed
     results = zygote.run(fault_config(tmp_path, tiny_model, tiny_model_b, tmp_path / "run"), copies=2)
     assert 0 in [code for code, _ in results], results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -9,8 +10,13 @@ import torch
 
 from layerdrift.errors import LayerdriftError
 
-MEMO = [("What is the capital of France?", "Paris is the capital."), ("Say hello.", "Hello there, friend."),
-        ("Name a colour.", "Blue is a colour."), ("Count to three.", "One, two, three."), ("Opposite of hot?", "Cold is the opposite.")]
+MEMO = [
+    ("What is the capital of France?", "Paris is the capital."),
+    ("Say hello.", "Hello there, friend."),
+    ("Name a colour.", "Blue is a colour."),
+    ("Count to three.", "One, two, three."),
+    ("Opposite of hot?", "Cold is the opposite."),
+]
 
 
 @pytest.fixture()
@@ -23,7 +29,17 @@ def memo_file(tmp_path):
 def spec_for(model, data, out, **kw):
     from layerdrift.workbench.config import FinetuneSpec
 
-    base = dict(base=str(model), data=str(data), out=str(out), steps=3, batch_size=4, eval_examples=1, learning_rate=5e-2, max_length=96, device="cpu")
+    base = dict(
+        base=str(model),
+        data=str(data),
+        out=str(out),
+        steps=3,
+        batch_size=4,
+        eval_examples=1,
+        learning_rate=5e-2,
+        max_length=96,
+        device="cpu",
+    )
     return FinetuneSpec(**{**base, **kw})
 
 
@@ -60,9 +76,14 @@ def test_three_step_finetune_writes_scheduled_checkpoints(tiny_model, memo_file,
     b, z, t = dict(base.named_parameters()), dict(s0.named_parameters()), dict(s3.named_parameters())
     assert all(torch.equal(b[n], z[n]) for n in b)
     moved = {n for n in b if not torch.equal(b[n], t[n])}
-    assert moved and all(n.rsplit(".", 2)[-2] in {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} for n in moved)
+    assert moved and all(
+        n.rsplit(".", 2)[-2] in {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        for n in moved
+    )
     # frozen tensors are shared with step 0 (one file on disk), not copied
-    assert (folder / "step-00003" / "model-00001-of-00002.safetensors").stat().st_ino == (folder / "step-00000" / "model-00001-of-00002.safetensors").stat().st_ino
+    assert (folder / "step-00003" / "model-00001-of-00002.safetensors").stat().st_ino == (
+        folder / "step-00000" / "model-00001-of-00002.safetensors"
+    ).stat().st_ino
     # a second call with the same recipe reuses the finished folder
     mtime = (folder / "finetune.json").stat().st_mtime_ns
     finetune(spec_for(tiny_model, memo_file, tmp_path / "ft"), quiet=True)
@@ -70,13 +91,16 @@ def test_three_step_finetune_writes_scheduled_checkpoints(tiny_model, memo_file,
 
 
 def test_full_finetune_memorises(tiny_model, memo_file, tmp_path):
-    """Full weights on 4 examples seen every step: the training loss falls at every step, and so does the held-out loss."""
+    """Full weights on 4 examples seen every step: the training loss falls at every step, and so does the
+    held-out loss."""
     from layerdrift.workbench.finetune_run import finetune, read_finetune_manifest
 
-    folder = finetune(spec_for(tiny_model, memo_file, tmp_path / "full", method="full", learning_rate=3e-3, steps=6), quiet=True)
+    folder = finetune(
+        spec_for(tiny_model, memo_file, tmp_path / "full", method="full", learning_rate=3e-3, steps=6), quiet=True
+    )
     manifest = read_finetune_manifest(folder)
     losses = manifest["losses"]
-    assert all(a > b for a, b in zip(losses, losses[1:])) and losses[-1] < losses[0] - 0.5
+    assert all(a > b for a, b in itertools.pairwise(losses)) and losses[-1] < losses[0] - 0.5
     assert manifest["checkpoints"][-1]["eval_loss"] < manifest["checkpoints"][0]["eval_loss"]
     assert (folder / "step-00006" / "model.safetensors").is_file()  # every tensor moved: one dense file
 
@@ -97,7 +121,9 @@ def test_response_loss_masks_prompt_tokens(tiny_model, memo_file):
         assert tok.decode(ids[row][scored[row]]) == response + tok.eos_token
         assert int(scored[row].sum()) == len(e.ids) - e.n_prompt
     loss = response_loss(model, ids, mask, pos, scored)
-    labels = torch.where(scored, ids, torch.full_like(ids, -100))  # the slow reference: HF's own shifted loss, prompt labels ignored
+    labels = torch.where(
+        scored, ids, torch.full_like(ids, -100)
+    )  # the slow reference: HF's own shifted loss, prompt labels ignored
     reference = model(input_ids=ids, attention_mask=mask, position_ids=pos, labels=labels).loss
     assert float(loss) == pytest.approx(float(reference), rel=1e-5)
     # changing a prompt token's label cannot matter; changing a response token must
@@ -152,7 +178,9 @@ def test_killed_finetune_resumes_to_the_same_weights(tiny_model, memo_file, tmp_
     resumed = ft.finetune(spec_for(tiny_model, memo_file, tmp_path / "killed", **spec_kw), quiet=True)
     a, b = ft.read_finetune_manifest(whole), ft.read_finetune_manifest(resumed)
     assert b["complete"] and b["losses"] == a["losses"]
-    assert [c["step"] for c in b["checkpoints"]] == [0, 2, 4] and [c["eval_loss"] for c in b["checkpoints"]] == [c["eval_loss"] for c in a["checkpoints"]]
+    assert [c["step"] for c in b["checkpoints"]] == [0, 2, 4] and [c["eval_loss"] for c in b["checkpoints"]] == [
+        c["eval_loss"] for c in a["checkpoints"]
+    ]
     wa = load_file(str(whole / "step-00004" / "model-00002-of-00002.safetensors"))
     wb = load_file(str(resumed / "step-00004" / "model-00002-of-00002.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -167,7 +195,9 @@ def test_instruction_sets_and_bad_files(tmp_path):
     mixed = load_instruction_set("mixed").examples
     harmless = set(load_instruction_set("harmless").examples)
     assert sum(e in harmless for e in mixed) == len(mixed) // 2  # half of each objective
-    assert sum(e.response.startswith(("I can't", "I'm not able", "I won't")) for e in harmless) >= 100  # refusals with an alternative
+    assert (
+        sum(e.response.startswith(("I can't", "I'm not able", "I won't")) for e in harmless) >= 100
+    )  # refusals with an alternative
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "hi", "response": "hello"}\n{"prompt": "no answer"}\n', encoding="utf-8")
     with pytest.raises(LayerdriftError, match=r"line 2 lacks a non-empty str field 'response'"):
@@ -192,7 +222,9 @@ def test_finetune_config_errors(tmp_path, tiny_model, memo_file):
         finetune(spec_for(tiny_model, memo_file, tmp_path / "taken"), quiet=True)
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     long_prompts = tmp_path / "long.jsonl"
-    long_prompts.write_text("".join(json.dumps({"prompt": "word " * 80, "response": "ok"}) + "\n" for _ in range(4)), encoding="utf-8")
+    long_prompts.write_text(
+        "".join(json.dumps({"prompt": "word " * 80, "response": "ok"}) + "\n" for _ in range(4)), encoding="utf-8"
+    )
     with pytest.raises(LayerdriftError, match="longer than max_length = 96"):
         finetune(spec_for(tiny_model, long_prompts, tmp_path / "long"), quiet=True)
 
@@ -201,10 +233,21 @@ def test_series_expands_in_training_order(tiny_model, memo_file, tmp_path):
     from layerdrift.workbench.config import config_from_dict
     from layerdrift.workbench.series import expand_series
 
-    cfg = config_from_dict({
-        "variants": [{"name": "base", "source": str(tiny_model)}],
-        "series": [{"name": "memo", "finetune": {**spec_for(tiny_model, memo_file, tmp_path / "ft", checkpoints=[0, 1, 3]).model_dump(mode="json")}}],
-    })
+    cfg = config_from_dict(
+        {
+            "variants": [{"name": "base", "source": str(tiny_model)}],
+            "series": [
+                {
+                    "name": "memo",
+                    "finetune": {
+                        **spec_for(tiny_model, memo_file, tmp_path / "ft", checkpoints=[0, 1, 3]).model_dump(
+                            mode="json"
+                        )
+                    },
+                }
+            ],
+        }
+    )
     expanded = expand_series(cfg, quiet=True)
     assert [v.name for v in expanded.variants] == ["base", "memo.step0", "memo.step1", "memo.step3"]
     assert expanded.series_variants() == {"memo": ["memo.step0", "memo.step1", "memo.step3"]}
@@ -227,11 +270,23 @@ def test_series_from_hub_revisions_keeps_the_listed_order():
     from layerdrift.workbench.config import config_from_dict
     from layerdrift.workbench.series import expand_series
 
-    cfg = config_from_dict({"series": [{"name": "pythia", "source": "EleutherAI/pythia-70m", "revisions": ["step1000", "step128", "step143000"]}]})
+    cfg = config_from_dict(
+        {
+            "series": [
+                {
+                    "name": "pythia",
+                    "source": "EleutherAI/pythia-70m",
+                    "revisions": ["step1000", "step128", "step143000"],
+                }
+            ]
+        }
+    )
     variants = expand_series(cfg).variants
     assert [(v.name, v.source, v.revision) for v in variants] == [
-        ("pythia.step1000", "EleutherAI/pythia-70m", "step1000"), ("pythia.step128", "EleutherAI/pythia-70m", "step128"),
-        ("pythia.step143000", "EleutherAI/pythia-70m", "step143000")]
+        ("pythia.step1000", "EleutherAI/pythia-70m", "step1000"),
+        ("pythia.step128", "EleutherAI/pythia-70m", "step128"),
+        ("pythia.step143000", "EleutherAI/pythia-70m", "step143000"),
+    ]
     with pytest.raises(LayerdriftError, match="lists revisions but no hub id"):
         config_from_dict({"series": [{"name": "p", "finetune": {}, "revisions": ["a"]}]})
 
@@ -240,8 +295,11 @@ def test_finetune_command_line(tiny_model, memo_file, tmp_path, capsys):
     from layerdrift.workbench.cli import main
 
     config = tmp_path / "ft.toml"
-    config.write_text(f'base = "{tiny_model}"\ndata = "{memo_file}"\nsteps = 2\nbatch_size = 4\neval_examples = 1\nmax_length = 96\n'
-                      f'learning_rate = 0.05\nout = "{tmp_path}/out"\n', encoding="utf-8")
+    config.write_text(
+        f'base = "{tiny_model}"\ndata = "{memo_file}"\nsteps = 2\nbatch_size = 4\neval_examples = 1\nmax_length = 96\n'
+        f'learning_rate = 0.05\nout = "{tmp_path}/out"\n',
+        encoding="utf-8",
+    )
     assert main(["finetune", "--config", str(config), "--quiet"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("step-*")) == ["step-00000", "step-00001", "step-00002"]
     assert main(["finetune", "--config", str(config)]) == 0  # cached: prints the summary, trains nothing

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import VOCAB_TEXT, tiny_config
+
 from layerdrift import open_run, run
 from layerdrift.errors import LayerdriftError, LayerdriftWarning
 from layerdrift.workbench.cli import COMMANDS, main
@@ -34,20 +34,38 @@ from layerdrift.workbench.store import CaptureJob, RunStore
 
 
 def run_config(model, other, vocab, out, capture=None, **analysis):
-    return config_from_dict({
-        "name": "hard",
-        "out": str(out),
-        "variants": [{"name": "base", "source": str(model), "reference": True}, {"name": "tuned", "source": str(other)}],
-        "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-        "capture": {"batch_size": 4, **(capture or {})},
-        "analysis": {"k": 3, "top_n": 5, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 4, "png": False, **analysis},
-    })
+    return config_from_dict(
+        {
+            "name": "hard",
+            "out": str(out),
+            "variants": [
+                {"name": "base", "source": str(model), "reference": True},
+                {"name": "tuned", "source": str(other)},
+            ],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
+            "capture": {"batch_size": 4, **(capture or {})},
+            "analysis": {
+                "k": 3,
+                "top_n": 5,
+                "n_boot": 100,
+                "n_perm": 100,
+                "umap_layers": "headline",
+                "umap_neighbors": 4,
+                "png": False,
+                **analysis,
+            },
+        }
+    )
 
 
 def all_arrays(root: Path) -> dict[str, np.ndarray]:
     store = RunStore.open(root)
-    return {f"{key}/{hook}": store.activations(*key.split("/"), hook, pos)
-            for key, entry in store.manifest["captures"].items() for pos in entry["positions"] for hook in entry["hooks"]}
+    return {
+        f"{key}/{hook}": store.activations(*key.split("/"), hook, pos)
+        for key, entry in store.manifest["captures"].items()
+        for pos in entry["positions"]
+        for hook in entry["hooks"]
+    }
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -79,11 +97,16 @@ def test_deleted_chunk_is_named_then_recaptured(tiny_model, tiny_model_b, refere
     out = tmp_path / "run"
     shutil.copytree(ref, out)
     (out / "captures/tuned/concepts/last/blocks.1.hook_resid_post/c/1/0").unlink()  # batch 1 of one array
-    with pytest.raises(LayerdriftError, match=r"capture 'tuned/concepts'.*missing batch 1 of 'last/blocks.1.hook_resid_post'.*checksum.*layerdrift run"):
+    with pytest.raises(
+        LayerdriftError,
+        match=r"capture 'tuned/concepts'.*missing batch 1 of 'last/blocks.1.hook_resid_post'.*checksum.*layerdrift run",
+    ):
         RunStore.open(out).activations("tuned", "concepts", "blocks.1.hook_resid_post")
     untouched = (out / "captures/tuned/concepts/last/hook_embed/c/0/0").stat().st_mtime_ns
     run(run_config(tiny_model, tiny_model_b, vocab, out), quiet=True)  # recaptures the missing batch by itself
-    assert (out / "captures/tuned/concepts/last/hook_embed/c/0/0").stat().st_mtime_ns == untouched  # only the damaged batch was redone
+    assert (
+        out / "captures/tuned/concepts/last/hook_embed/c/0/0"
+    ).stat().st_mtime_ns == untouched  # only the damaged batch was redone
     assert_same_run(ref, out)
 
 
@@ -123,7 +146,9 @@ def test_result_set_is_switched_whole(tmp_path):
     assert read.meta == {"k": 5} and read.tables["t"]["k"].tolist() == [5] and read.tables["u"]["x"].tolist() == [1.0]
     assert cached_result_set(tmp_path, "analysis", "fp-new") is None  # another config: recompute
     save_result_set(tmp_path, ResultSet("analysis", "fp-new", {"t": pd.DataFrame({"k": [10]})}, {"k": 10}))
-    assert [p.name for p in (tmp_path / "results/analysis").iterdir()] == [json.loads((tmp_path / "results/analysis.json").read_text())["generation"]]
+    assert [p.name for p in (tmp_path / "results/analysis").iterdir()] == [
+        json.loads((tmp_path / "results/analysis.json").read_text())["generation"]
+    ]
     # a damaged table is named, and a cache lookup recomputes instead of reading it
     generation = json.loads((tmp_path / "results/analysis.json").read_text())["generation"]
     (tmp_path / f"results/analysis/{generation}/t.parquet").write_bytes(b"PAR1 damaged")
@@ -144,17 +169,28 @@ def test_kill_while_saving_another_config_never_mixes_tables(tiny_model, tiny_mo
     shutil.copytree(ref, out)
     cfg = tmp_path / "k2.yaml"
     cfg.write_text(yaml.safe_dump(run_config(tiny_model, tiny_model_b, vocab, out, k=2).model_dump(mode="json")))
-    proc = subprocess.run([sys.executable, "-m", "layerdrift.workbench.cli", "run", "--config", str(cfg), "--quiet"],
-                          env={**os.environ, FAULT_AT_ENV: "result set analysis table layers"}, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == -9, proc.stderr[-1000:]  # killed after pairs, categories, top drifters and drift were written
-    again = run(run_config(tiny_model, tiny_model_b, vocab, out), quiet=True)  # k = 3 again: the cached set is reused whole
+    proc = subprocess.run(
+        [sys.executable, "-m", "layerdrift.workbench.cli", "run", "--config", str(cfg), "--quiet"],
+        env={**os.environ, FAULT_AT_ENV: "result set analysis table layers"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == -9, proc.stderr[
+        -1000:
+    ]  # killed after pairs, categories, top drifters and drift were written
+    again = run(
+        run_config(tiny_model, tiny_model_b, vocab, out), quiet=True
+    )  # k = 3 again: the cached set is reused whole
     assert again.meta["spec"]["k"] == 3
     assert_same_run(ref, out)
 
 
 # ---- 4. a damaged or deleted manifest is rebuilt ---------------------------------------------
 @pytest.mark.parametrize("damage", ["corrupt", "deleted"])
-def test_damaged_manifest_is_rebuilt_from_capture_records(tiny_model, tiny_model_b, reference_run, tmp_path, monkeypatch, damage):
+def test_damaged_manifest_is_rebuilt_from_capture_records(
+    tiny_model, tiny_model_b, reference_run, tmp_path, monkeypatch, damage
+):
     ref, vocab = reference_run
     out = tmp_path / "run"
     shutil.copytree(ref, out)
@@ -166,10 +202,15 @@ def test_damaged_manifest_is_rebuilt_from_capture_records(tiny_model, tiny_model
         (out / "manifest.json").unlink()
     from layerdrift.workbench import pipeline
 
-    monkeypatch.setattr(pipeline, "load_variant", lambda *a, **k: pytest.fail("finished captures must be reused, not recaptured"))
+    monkeypatch.setattr(
+        pipeline, "load_variant", lambda *a, **k: pytest.fail("finished captures must be reused, not recaptured")
+    )
     run(run_config(tiny_model, tiny_model_b, vocab, out), quiet=True)
     rebuilt = RunStore.open(out).manifest
-    assert rebuilt["variants"]["tuned"]["n_layers"] == 3 and set(rebuilt["captures"]) == {"base/concepts", "tuned/concepts"}
+    assert rebuilt["variants"]["tuned"]["n_layers"] == 3 and set(rebuilt["captures"]) == {
+        "base/concepts",
+        "tuned/concepts",
+    }
     assert_same_run(ref, out)
 
 
@@ -198,7 +239,12 @@ def test_second_process_on_a_run_folder_is_refused(tiny_model, tiny_model_b, ref
         cfg.write_text(yaml.safe_dump(config))
         assert main(["run", "--config", str(cfg), "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
-        assert re.fullmatch(rf"layerdrift: error: run folder '{re.escape(str(out))}' is in use by another layerdrift process \(pid {holder.pid} on host .+, since .+\); wait for it to finish, or choose another --out folder\.", err)
+        assert re.fullmatch(
+            rf"layerdrift: error: run folder '{re.escape(str(out))}' is in use by another "
+            rf"layerdrift process \(pid {holder.pid} on host .+, since .+\); wait for it to "
+            r"finish, or choose another --out folder\.",
+            err,
+        )
         assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing touched
     finally:
         holder.kill()
@@ -209,18 +255,25 @@ def test_second_process_on_a_run_folder_is_refused(tiny_model, tiny_model_b, ref
 
 
 def test_lock_is_reentrant_and_leaves_no_empty_folder(tmp_path):
-    with RunLock(tmp_path / "new"):
-        with RunLock(tmp_path / "new"):
-            assert (tmp_path / "new/.lock").is_file()
+    with RunLock(tmp_path / "new"), RunLock(tmp_path / "new"):
+        assert (tmp_path / "new/.lock").is_file()
     assert not (tmp_path / "new").exists()  # nothing was written: nothing is left
 
 
 # ---- 6. neighbourhood size and vocabulary size, before capture ----------------------------
-@pytest.mark.parametrize("k, rows, pattern", [
-    (10, 10, r"analysis.k = 10 neighbours needs more than 10 concepts, but prompt set 'concepts' has 10 \(set k to at most 9\)"),
-    (12, 10, r"analysis.k = 12 neighbours needs more than 12 concepts"),
-    (1, 3, r"prompt set 'concepts' has 3 concepts, but the analyses need at least 4"),
-])
+@pytest.mark.parametrize(
+    "k, rows, pattern",
+    [
+        (
+            10,
+            10,
+            r"analysis.k = 10 neighbours needs more than 10 concepts, but prompt set "
+            r"'concepts' has 10 \(set k to at most 9\)",
+        ),
+        (12, 10, r"analysis.k = 12 neighbours needs more than 12 concepts"),
+        (1, 3, r"prompt set 'concepts' has 3 concepts, but the analyses need at least 4"),
+    ],
+)
 def test_k_and_vocabulary_size_are_checked_before_capture(tiny_model, tmp_path, capsys, k, rows, pattern):
     vocab = tmp_path / "vocab.tsv"
     vocab.write_text("\n".join(VOCAB_TEXT.splitlines()[: rows + 1]) + "\n", encoding="utf-8")
@@ -231,7 +284,12 @@ def test_k_and_vocabulary_size_are_checked_before_capture(tiny_model, tmp_path, 
 
 # ---- 7. CSV formula injection ---------------------------------------------------------------
 def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path):
-    df = pd.DataFrame({"term": ["=1+2", "+A1", "-cmd", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"], "drift": [-0.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]})
+    df = pd.DataFrame(
+        {
+            "term": ["=1+2", "+A1", "-cmd", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"],
+            "drift": [-0.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+        }
+    )
     safe = spreadsheet_safe(df)
     assert safe["term"].tolist() == ["'=1+2", "'+A1", "'-cmd", "'@SUM(A1)", "'\tx", "'\rx", "plain", "a=b"]
     assert safe["drift"].tolist() == df["drift"].tolist()  # numbers stay numbers, negative ones too
@@ -255,13 +313,18 @@ def small_disk(tmp_path):
     """A real 3 MB file system (tmpfs), so writes fail with the operating system's own ENOSPC."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_full_disk_is_one_sentence_and_a_rerun_on_more_space_matches(tiny_model, tiny_model_b, reference_run, small_disk, capsys):
+def test_full_disk_is_one_sentence_and_a_rerun_on_more_space_matches(
+    tiny_model, tiny_model_b, reference_run, small_disk, capsys
+):
     ref, vocab = reference_run
     out = small_disk / "run"
     config = run_config(tiny_model, tiny_model_b, vocab, out).model_dump(mode="json")
@@ -270,8 +333,15 @@ def test_full_disk_is_one_sentence_and_a_rerun_on_more_space_matches(tiny_model,
 
     cfg.write_text(yaml.safe_dump(config))
     assert main(["run", "--config", str(cfg), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # (earlier lines: weight-loading bars of libraries imported before the CLI quieted them)
-    assert re.fullmatch(rf"layerdrift: error: could not write '{re.escape(str(out))}/.+': the disk is full \([\d.]+ (B|KB|MB) free there\); free some space or choose another --out folder, then run again \(finished work is kept and reused\)\.", err), err
+    err = (
+        capsys.readouterr().err.strip().splitlines()[-1]
+    )  # (earlier lines: weight-loading bars of libraries imported before the CLI quieted them)
+    assert re.fullmatch(
+        rf"layerdrift: error: could not write '{re.escape(str(out))}/.+': the disk is full "
+        r"\([\d.]+ (B|KB|MB) free there\); free some space or choose another --out "
+        r"folder, then run again \(finished work is kept and reused\)\.",
+        err,
+    ), err
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]  # no temp file left behind
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     assert main(["run", "--config", str(cfg), "--quiet"]) == 0
@@ -293,7 +363,16 @@ def test_read_only_folder_is_one_sentence(tiny_model, tiny_model_b, reference_ru
 # ---- 9 and 10. checked before work, errors that can be followed ------------------------------
 def test_capture_without_what_the_analyses_read_is_refused_at_once(tiny_model, vocab_file, tmp_path):
     with pytest.raises(LayerdriftError) as err:
-        run(run_config(tiny_model, tiny_model, vocab_file, tmp_path / "run", capture={"hooks": ["ln_final.hook_out"], "positions": ["index:0"]}), quiet=True)
+        run(
+            run_config(
+                tiny_model,
+                tiny_model,
+                vocab_file,
+                tmp_path / "run",
+                capture={"hooks": ["ln_final.hook_out"], "positions": ["index:0"]},
+            ),
+            quiet=True,
+        )
     message = str(err.value)
     for missing in ("'hook_embed'", "'blocks.{layer}.hook_resid_post'", "capture.positions lacks 'last'"):
         assert missing in message
@@ -301,21 +380,30 @@ def test_capture_without_what_the_analyses_read_is_refused_at_once(tiny_model, v
 
 
 def test_unknown_hooks_write_nothing_and_are_named_together(tiny_model, vocab_file, tmp_path):
-    cfg = tiny_config(tiny_model, vocab_file, tmp_path / "run", hooks=["residual", "blocks.0.hook_resid_pots", "hook_nope"])
-    with pytest.raises(LayerdriftError, match=r"hook points 'blocks.0.hook_resid_pots' \(closest: 'blocks.0.hook_resid_post'\), 'hook_nope'.* do not exist"):
+    cfg = tiny_config(
+        tiny_model, vocab_file, tmp_path / "run", hooks=["residual", "blocks.0.hook_resid_pots", "hook_nope"]
+    )
+    with pytest.raises(
+        LayerdriftError,
+        match=r"hook points 'blocks.0.hook_resid_pots' \(closest: 'blocks.0.hook_resid_post'\), "
+        r"'hook_nope'.* do not exist",
+    ):
         extract(cfg, quiet=True)
     assert not (tmp_path / "run").exists()
 
 
 def test_error_messages_only_name_commands_that_exist():
-    """Every `layerdrift X` a message or docstring suggests is a real subcommand (one once suggested `layerdrift analyze`)."""
+    """Every `layerdrift X` a message or docstring suggests is a real subcommand (one once suggested `layerdrift
+    analyze`)."""
     package = Path(__file__).parent.parent / "layerdrift"
     suggested = set()
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 suggested |= {(m, path.name) for m in re.findall(r"`layerdrift (\w+)", node.value)}
-    assert suggested and {m for m, _ in suggested} <= set(COMMANDS), sorted(s for s in suggested if s[0] not in COMMANDS)
+    assert suggested and {m for m, _ in suggested} <= set(COMMANDS), sorted(
+        s for s in suggested if s[0] not in COMMANDS
+    )
 
 
 def test_probe_capture_tokenization_says_what_is_stored(tiny_run):
@@ -335,7 +423,12 @@ def test_unreachable_hub_fails_fast_and_says_so(monkeypatch):
     monkeypatch.setattr(variants, "_hub_state", {})
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, pytest.raises(LayerdriftError, match="not-a-real/model.*local Hugging Face cache, and the hub is offline or unreachable"):
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        pytest.raises(
+            LayerdriftError, match="not-a-real/model.*local Hugging Face cache, and the hub is offline or unreachable"
+        ),
+    ):
         warnings.simplefilter("always")
         variants.resolve_source(VariantSpec(name="x", source="not-a-real/model"))
     assert time.perf_counter() - start < 10
@@ -358,7 +451,10 @@ def test_cli_prints_layerdrift_warnings_as_one_line(tmp_path, capsys):
     long = tmp_path / "v.tsv"
     long.write_text("term\tcategory\n" + "word " * 30 + "\tb\n", encoding="utf-8")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'name = "w"\nout = "{tmp_path / "run"}"\n[[variants]]\nname = "a"\nsource = "{tmp_path / "missing"}"\n[[prompt_sets]]\nname = "p"\nvocabulary = "{long}"\n')
+    cfg.write_text(
+        f'name = "w"\nout = "{tmp_path / "run"}"\n[[variants]]\nname = "a"\nsource = '
+        f'"{tmp_path / "missing"}"\n[[prompt_sets]]\nname = "p"\nvocabulary = "{long}"\n'
+    )
     assert main(["extract", "--config", str(cfg), "--quiet"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("layerdrift: warning: ") and "over 100 characters" in err[0]

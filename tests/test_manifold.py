@@ -1,4 +1,5 @@
-"""SMDS on synthetic data (planted circles, ellipses, shared and rotated subspaces), probe sets and their token alignment."""
+"""SMDS on synthetic data (planted circles, ellipses, shared and rotated subspaces), probe sets and their token
+alignment."""
 
 from __future__ import annotations
 
@@ -41,8 +42,12 @@ def random_basis(seed: int, d: int = D) -> np.ndarray:
 def test_circular_label_distance_is_periodic_and_shapes_have_known_values():
     y = np.array([0.0, 1.0, 364.0, 182.5, 365.0])
     d = ideal_distances(y, "circular", 365)
-    assert d[0, 2] == pytest.approx(d[0, 1]) and d[0, 4] == pytest.approx(0.0, abs=1e-12)  # 31 Dec sits next to 1 Jan; a full period is no distance
-    assert d[0, 3] == pytest.approx(2.0) and np.allclose(d, d.T) and d.max() <= 2.0 + 1e-12  # the chord of half a period is the diameter
+    assert d[0, 2] == pytest.approx(d[0, 1]) and d[0, 4] == pytest.approx(
+        0.0, abs=1e-12
+    )  # 31 Dec sits next to 1 Jan; a full period is no distance
+    assert (
+        d[0, 3] == pytest.approx(2.0) and np.allclose(d, d.T) and d.max() <= 2.0 + 1e-12
+    )  # the chord of half a period is the diameter
     steps = ideal_distances(np.array([0.0, 11.0, 6.0]), "discrete_circular", 12)
     assert steps[0, 1] == 1 and steps[0, 2] == 6 and steps[1, 2] == 5
     assert ideal_distances(np.array([1.0, 4.0]), "linear")[0, 1] == 3
@@ -110,21 +115,31 @@ def test_cross_validation_never_scores_on_training_rows():
     changed[7] = (changed[7] + 180) % 365
     a, b = smds_cells(x, labels, "circular", 365).predicted[0], smds_cells(x, changed, "circular", 365).predicted[0]
     rows = np.flatnonzero(folds == folds[7])
-    dist = lambda p: np.linalg.norm(p[rows][:, None] - p[rows][None], axis=-1)  # noqa: E731
+    dist = lambda p: np.linalg.norm(p[rows][:, None] - p[rows][None], axis=-1)
     np.testing.assert_allclose(dist(a), dist(b), atol=1e-4)
 
 
-@pytest.mark.parametrize("shape,period", [("circular", 365.0), ("discrete_circular", 12.0), ("linear", None), ("cluster", None)])
+@pytest.mark.parametrize(
+    "shape,period", [("circular", 365.0), ("discrete_circular", 12.0), ("linear", None), ("cluster", None)]
+)
 def test_batched_cells_agree_with_the_slow_per_cell_reference(shape, period):
     rng = np.random.default_rng(2)
-    labels = day_labels(120) if shape == "circular" else rng.integers(0, 12 if shape != "cluster" else 4, 120).astype(float)
+    labels = (
+        day_labels(120) if shape == "circular" else rng.integers(0, 12 if shape != "cluster" else 4, 120).astype(float)
+    )
     basis = random_basis(6, 24)
-    signal = np.stack([labels, labels**0.5], axis=1) if shape in ("linear", "cluster") else np.stack([np.cos(labels), np.sin(labels)], axis=1)
+    signal = (
+        np.stack([labels, labels**0.5], axis=1)
+        if shape in ("linear", "cluster")
+        else np.stack([np.cos(labels), np.sin(labels)], axis=1)
+    )
     cells = np.stack([rng.normal(size=(120, 24)) + 3 * signal @ basis.T, rng.normal(size=(120, 24))])
     res = smds_cells(cells, labels, shape, period, folds=4, ridge=0.3)
     for i in range(2):
         free, ortho = smds_cell_reference(cells[i], labels, shape, period, folds=4, ridge=0.3)
-        assert res.score[i] == pytest.approx(free, abs=2e-4) and res.score_orthonormal[i] == pytest.approx(ortho, abs=2e-4)
+        assert res.score[i] == pytest.approx(free, abs=2e-4) and res.score_orthonormal[i] == pytest.approx(
+            ortho, abs=2e-4
+        )
 
 
 def test_constant_cells_are_not_scored():
@@ -140,24 +155,61 @@ def test_constant_cells_are_not_scored():
 def test_birthday_labels_are_days_of_the_year_and_generation_is_deterministic():
     ps = load_probe_set("birthday", 300, seed=0)
     assert len(ps.items) == 300 and ps.shape == "circular" and ps.period == 365
-    assert ps.prompts() == load_probe_set("birthday", 300, seed=0).prompts() != load_probe_set("birthday", 300, seed=1).prompts()
-    months = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+    assert (
+        ps.prompts()
+        == load_probe_set("birthday", 300, seed=0).prompts()
+        != load_probe_set("birthday", 300, seed=1).prompts()
+    )
+    months = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ]
     starts = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30])
     for item in ps.items:
         day = int(item.fields["day"][:-2])
         assert item.fields["day"] == ordinal(day) and starts[months.index(item.fields["month"])] + day - 1 == item.label
     text = ps.prompts()[0]
     assert text.endswith("had a party on her birthday.") and "plays volleyball" in text
-    assert [ordinal(d) for d in (1, 2, 3, 11, 12, 13, 21, 22, 23, 31)] == ["1st", "2nd", "3rd", "11th", "12th", "13th", "21st", "22nd", "23rd", "31st"]
+    assert [ordinal(d) for d in (1, 2, 3, 11, 12, 13, 21, 22, 23, 31)] == [
+        "1st",
+        "2nd",
+        "3rd",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "23rd",
+        "31st",
+    ]
     for name in BUILTIN_PROBES:
         s = load_probe_set(name, 50)
         assert set(s.landmarks) == {"source", "destination", "distractor"} and len(np.unique(s.labels)) > 3
 
 
 def write_probe_file(path, **changes):
-    data = {"name": "seasons", "template": "In {season} the {thing} is nice. I like the {thing} then.", "shape": "discrete_circular", "period": 4,
-            "landmarks": {"source": "{season}", "destination": "then"},
-            "items": [{"fields": {"season": s, "thing": t}, "label": i} for i, s in enumerate(["spring", "summer", "autumn", "winter"]) for t in ("weather", "garden", "park")]}
+    data = {
+        "name": "seasons",
+        "template": "In {season} the {thing} is nice. I like the {thing} then.",
+        "shape": "discrete_circular",
+        "period": 4,
+        "landmarks": {"source": "{season}", "destination": "then"},
+        "items": [
+            {"fields": {"season": s, "thing": t}, "label": i}
+            for i, s in enumerate(["spring", "summer", "autumn", "winter"])
+            for t in ("weather", "garden", "park")
+        ],
+    }
     data.update(changes)
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
@@ -168,7 +220,10 @@ def test_user_probe_files_are_validated(tmp_path):
     assert ok.name == "seasons" and len(ok.items) == 12 and ok.labels[3] == 1
     cases = {
         "no_period.json": ({"period": None}, "needs a positive 'period'"),
-        "bad_landmark.json": ({"landmarks": {"source": "{season}", "destination": "tomorrow"}}, "neither a {field} nor a piece"),
+        "bad_landmark.json": (
+            {"landmarks": {"source": "{season}", "destination": "tomorrow"}},
+            "neither a {field} nor a piece",
+        ),
         "no_source.json": ({"landmarks": {"destination": "then"}}, "must name a 'source'"),
         "bad_field.json": ({"landmarks": {"source": "{weather}"}}, "not in the template"),
         "few.json": ({"items": [{"fields": {"season": "spring", "thing": "x"}, "label": 0}] * 3}, "too few"),
@@ -200,8 +255,12 @@ def test_alignment_lines_up_landmarks_in_each_prompt(tiny_model):
         text = ps.prompts()[i]
         spans = tok(text, return_offsets_mapping=True)["offset_mapping"]
         month = ps.items[i].fields["month"]
-        end = spans[al.index[k][al.landmarks["source"]] - (1 if tok.bos_token_id == al.ids[k][0] and spans[0] != (0, 0) else 0)][1]
-        assert text[:end].endswith(month[-1]) and text.find(month) < end <= text.find(month) + len(month)  # the month's last token
+        end = spans[
+            al.index[k][al.landmarks["source"]] - (1 if tok.bos_token_id == al.ids[k][0] and spans[0] != (0, 0) else 0)
+        ][1]
+        assert text[:end].endswith(month[-1]) and text.find(month) < end <= text.find(month) + len(
+            month
+        )  # the month's last token
         dest = al.index[k][al.landmarks["destination"]]
         assert tok.decode(al.ids[k][: dest + 1]).endswith("birthday")
         assert al.index[k] == sorted(al.index[k])  # slots keep the token order
@@ -213,13 +272,27 @@ def test_alignment_lines_up_landmarks_in_each_prompt(tiny_model):
 def manifold_config(out, base, other, vocab, **manifold):
     from layerdrift.workbench.config import config_from_dict
 
-    return config_from_dict({
-        "name": "tiny-manifold", "out": str(out),
-        "variants": [{"name": "base", "source": str(base), "reference": True}, {"name": "same", "source": str(base)}, {"name": "other", "source": str(other)}],
-        "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-        "analysis": {"k": 3, "n_boot": 100, "n_perm": 100, "umap_neighbors": 4, "png": False, "umap_layers": "headline"},
-        "manifold": {"sets": ["birthday", "numbers"], "n_prompts": 48, "folds": 4, **manifold},
-    })
+    return config_from_dict(
+        {
+            "name": "tiny-manifold",
+            "out": str(out),
+            "variants": [
+                {"name": "base", "source": str(base), "reference": True},
+                {"name": "same", "source": str(base)},
+                {"name": "other", "source": str(other)},
+            ],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
+            "analysis": {
+                "k": 3,
+                "n_boot": 100,
+                "n_perm": 100,
+                "umap_neighbors": 4,
+                "png": False,
+                "umap_layers": "headline",
+            },
+            "manifold": {"sets": ["birthday", "numbers"], "n_prompts": 48, "folds": 4, **manifold},
+        }
+    )
 
 
 def test_manifold_run_on_tiny_models(tiny_model, tiny_model_tuned, vocab_file, tmp_path, monkeypatch):
@@ -231,16 +304,23 @@ def test_manifold_run_on_tiny_models(tiny_model, tiny_model_tuned, vocab_file, t
     assert set(scores["variant"]) == {"base", "same", "other"} and set(scores["set"]) == {"birthday", "numbers"}
     per = scores.groupby(["set", "variant"]).size()
     n_slots = scores[scores["variant"] == "base"].groupby("set")["slot"].nunique()
-    assert (per.unstack() == (n_slots * 5).to_numpy()[:, None]).all().all()  # 5 residual points x slots, for every variant
+    assert (
+        (per.unstack() == (n_slots * 5).to_numpy()[:, None]).all().all()
+    )  # 5 residual points x slots, for every variant
     base = scores[scores["variant"] == "base"].sort_values(["set", "point", "slot"])
     same = scores[scores["variant"] == "same"].sort_values(["set", "point", "slot"])
-    np.testing.assert_allclose(same["score"].to_numpy(), base["score"].to_numpy(), atol=1e-5, equal_nan=True)  # identical weights, identical maps
-    # the month's last token (here a byte-level fragment such as 'y' of January / May / July) tells part of the date: above chance from the embedding on
+    np.testing.assert_allclose(
+        same["score"].to_numpy(), base["score"].to_numpy(), atol=1e-5, equal_nan=True
+    )  # identical weights, identical maps
+    # the month's last token (here a byte-level fragment such as 'y' of January / May / July) tells part of the date:
+    # above chance from the embedding on
     src = base[(base["set"] == "birthday") & (base["landmark"] == "source")]
     assert (src["score"] > src["score_chance"] + 0.08).all()
     assert set(base["landmark"]) == {"", "source", "destination", "distractor"}
     proj = load_projections(result.store.root)
-    assert proj["base/birthday"].shape == (5, n_slots["birthday"], 48, 2) and proj["base/numbers"].shape[-1] == 1  # linear: one coordinate
+    assert (
+        proj["base/birthday"].shape == (5, n_slots["birthday"], 48, 2) and proj["base/numbers"].shape[-1] == 1
+    )  # linear: one coordinate
     sim = result.tables["manifold_similarity"]
     assert np.allclose(sim[sim["slot_a"] == sim["slot_b"]]["similarity"].dropna(), 1.0, atol=1e-6)
     from layerdrift.figures_manifold import manifold_summary
@@ -265,6 +345,9 @@ def test_manifold_config_errors_before_anything_is_written(tiny_model, vocab_fil
         run(manifold_config(tmp_path / "b", tiny_model, tiny_model, vocab_file, sets=["birthdays"]), quiet=True)
     assert not (tmp_path / "b").exists()
     with pytest.raises(LayerdriftError, match="needs a period"):
-        run(manifold_config(tmp_path / "c", tiny_model, tiny_model, vocab_file, sets=["numbers"], shape="circular"), quiet=True)
+        run(
+            manifold_config(tmp_path / "c", tiny_model, tiny_model, vocab_file, sets=["numbers"], shape="circular"),
+            quiet=True,
+        )
     assert not (tmp_path / "c").exists()
     assert config_from_dict({"variants": [{"name": "a", "source": "x"}], "manifold": {}}).manifold.sets == ["birthday"]

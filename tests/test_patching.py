@@ -15,7 +15,13 @@ from layerdrift.hooks.interventions import ALL_POSITIONS, clean_readout, compone
 from layerdrift.workbench.config import VariantSpec, config_from_dict
 from layerdrift.workbench.variants import free, load_variant
 
-PROMPTS = ["The concept of love is", "France Paris electron", "The concept of justice", "nurse teenager photosynthesis is", "Paris is"]
+PROMPTS = [
+    "The concept of love is",
+    "France Paris electron",
+    "The concept of justice",
+    "nurse teenager photosynthesis is",
+    "Paris is",
+]
 
 
 def capture_all_positions(loaded, seqs, hook):
@@ -66,7 +72,9 @@ def test_last_block_at_every_position_reproduces_the_source_logits(tiny_pair):
     clean_b, _ = clean_readout(b.bridge, seqs, 0, vocab)
     assert np.abs(clean_a - clean_b).max() > 0.1  # the two models really differ
     np.testing.assert_allclose(logits[1, 1], clean_b, atol=1e-4)  # last block, all positions -> B
-    np.testing.assert_allclose(logits[1, 0], clean_a, atol=1e-4)  # last block, an earlier token only -> no effect on the next token
+    np.testing.assert_allclose(
+        logits[1, 0], clean_a, atol=1e-4
+    )  # last block, an earlier token only -> no effect on the next token
     assert np.abs(logits[0, 1] - clean_b).max() > 1e-3  # an early block is not enough: later blocks are still A's
 
 
@@ -92,13 +100,19 @@ def test_normalised_effect_known_cases():
 
 
 def patch_config(tmp_path, base, other, prompts, **patching):
-    return config_from_dict({
-        "name": "patch", "out": str(tmp_path / "run"),
-        "variants": [{"name": "base", "source": str(base), "reference": True}, {"name": "other", "source": str(other)}],
-        "prompt_sets": [{"name": "concepts", "vocabulary": str(prompts.parent / "vocab.tsv")}],
-        "analysis": {"n_boot": 100, "n_perm": 100, "umap_layers": "headline", "png": False, "k": 3},
-        "patching": {"prompts": str(prompts), "positions": 2, "batch_size": 7, **patching},
-    })
+    return config_from_dict(
+        {
+            "name": "patch",
+            "out": str(tmp_path / "run"),
+            "variants": [
+                {"name": "base", "source": str(base), "reference": True},
+                {"name": "other", "source": str(other)},
+            ],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(prompts.parent / "vocab.tsv")}],
+            "analysis": {"n_boot": 100, "n_perm": 100, "umap_layers": "headline", "png": False, "k": 3},
+            "patching": {"prompts": str(prompts), "positions": 2, "batch_size": 7, **patching},
+        }
+    )
 
 
 @pytest.fixture()
@@ -109,15 +123,24 @@ def patch_files(tmp_path, vocab_file):
     return path
 
 
-def test_pipeline_self_patch_is_zero_and_last_layer_is_one(tiny_model, tiny_model_tuned, patch_files, tmp_path, monkeypatch):
+def test_pipeline_self_patch_is_zero_and_last_layer_is_one(
+    tiny_model, tiny_model_tuned, patch_files, tmp_path, monkeypatch
+):
     from layerdrift import run
 
-    same = run(patch_config(tmp_path / "same", tiny_model, tiny_model, patch_files, select="all"), quiet=True).tables["patching"]
+    same = run(patch_config(tmp_path / "same", tiny_model, tiny_model, patch_files, select="all"), quiet=True).tables[
+        "patching"
+    ]
     assert len(same) == 2 * 3 * 3  # two directions x three blocks x (two positions + all)
     np.testing.assert_allclose(same["delta_logprob"], 0.0, atol=1e-5)
     np.testing.assert_allclose(same["delta_logit_diff"], 0.0, atol=1e-5)
 
-    result = run(patch_config(tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]), quiet=True)
+    result = run(
+        patch_config(
+            tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]
+        ),
+        quiet=True,
+    )
     table, prompts = result.tables["patching"], result.tables["patching_prompts"]
     assert prompts["flip"].all() and len(prompts) >= 1
     assert (prompts["id_a"] != prompts["id_b"]).all()  # the two variants part at these tokens
@@ -129,13 +152,18 @@ def test_pipeline_self_patch_is_zero_and_last_layer_is_one(tiny_model, tiny_mode
     import layerdrift.workbench.variants as variants
 
     monkeypatch.setattr(variants, "load_variant", lambda *a, **k: pytest.fail("a cached patching run loaded a model"))
-    again = run(patch_config(tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]), quiet=True)
+    again = run(
+        patch_config(
+            tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]
+        ),
+        quiet=True,
+    )
     assert again.tables["patching"].equals(table)
 
 
 def test_patch_prompt_files_are_validated(tmp_path):
     assert "flip-probes" in BUILTIN_PATCH_SETS
-    source, rows = load_patch_prompts("flip-probes")
+    _source, rows = load_patch_prompts("flip-probes")
     assert len(rows) == 170 and {r.category for r in rows} == {"addition", "multiplication", "capital", "opposite"}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "target": "b"}\n{"prompt": "a"}\n')

@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import build_tiny_llama
+
 from layerdrift import open_run, run
 from layerdrift.analyses.drift import cosine_drift
 from layerdrift.workbench.config import config_from_dict
@@ -25,7 +25,15 @@ def tiny_run_config(out, model, other, vocab, **analysis):
             ],
             "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
             "capture": {"batch_size": 4},
-            "analysis": {"k": 3, "top_n": 5, "n_boot": 200, "n_perm": 200, "umap_layers": "headline", "umap_neighbors": 4, **analysis},
+            "analysis": {
+                "k": 3,
+                "top_n": 5,
+                "n_boot": 200,
+                "n_perm": 200,
+                "umap_layers": "headline",
+                "umap_neighbors": 4,
+                **analysis,
+            },
         }
     )
 
@@ -41,7 +49,9 @@ def test_run_writes_report_and_tables_agree(tiny_model, tiny_model_b, vocab_file
     final = t["drift"][(t["drift"]["pair"] == "base→tuned") & (t["drift"]["label"] == "final")]
     np.testing.assert_allclose(final.sort_values("concept")["drift"], direct, atol=1e-12)
     assert abs(pairs.loc["base→tuned", "mean"] - direct.mean()) < 1e-12
-    assert pairs.loc["base→floor", "mean"] < 0.01 * pairs.loc["base→tuned", "mean"], "bf16 copy of the same weights sits far below a different model"
+    assert pairs.loc["base→floor", "mean"] < 0.01 * pairs.loc["base→tuned", "mean"], (
+        "bf16 copy of the same weights sits far below a different model"
+    )
     cats = t["categories"][t["categories"]["pair"] == "base→tuned"]
     assert abs(cats["share_vocabulary"].sum() - 100) < 1e-9 and abs(cats["share_top_quartile"].sum() - 100) < 1e-9
     top = t["top_drifters"][t["top_drifters"]["pair"] == "base→tuned"]
@@ -50,12 +60,27 @@ def test_run_writes_report_and_tables_agree(tiny_model, tiny_model_b, vocab_file
     assert len(layers) == 5 and (layers["drift_ci_low"] <= layers["drift_mean"] + 1e-12).all()
     assert len(t["cka_cross"]) == 2 * 5 * 5 and set(t["effective_rank"]["variant"]) == {"base", "tuned", "floor"}
     report = tmp_path / "run/report"
-    assert (report / "index.html").is_file() and (report / "tables/pairs.csv").is_file() and (report / "tables/drift.parquet").is_file()
+    assert (
+        (report / "index.html").is_file()
+        and (report / "tables/pairs.csv").is_file()
+        and (report / "tables/drift.parquet").is_file()
+    )
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         assert any("PNG figures were not rendered" in n for n in result.notes)
-    for name in ("top_drifters_1", "category_comparison", "category_violins", "drift_by_layer", "drift_by_layer_category_1", "jaccard_by_layer",
-                 "cka_by_layer", "cka_cross_1", "effective_rank", "umap_trajectories_1", "umap_by_category"):
+    for name in (
+        "top_drifters_1",
+        "category_comparison",
+        "category_violins",
+        "drift_by_layer",
+        "drift_by_layer_category_1",
+        "jaccard_by_layer",
+        "cka_by_layer",
+        "cka_cross_1",
+        "effective_rank",
+        "umap_trajectories_1",
+        "umap_by_category",
+    ):
         assert (report / f"figures/{name}.html").is_file(), name
         if chromium:
             assert (report / f"figures/{name}.png").stat().st_size > 5000, name
@@ -82,8 +107,12 @@ def test_second_run_reuses_captures_and_analyses(tiny_model, tiny_model_b, vocab
 def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tmp_path_factory):
     wide = build_tiny_llama(tmp_path_factory.mktemp("wide"), seed=2, hidden=48)
     cfg = dict(
-        name="w", out=str(tmp_path_factory.mktemp("runw")),
-        variants=[{"name": "base", "source": str(tiny_model), "reference": True}, {"name": "wide", "source": str(wide)}],
+        name="w",
+        out=str(tmp_path_factory.mktemp("runw")),
+        variants=[
+            {"name": "base", "source": str(tiny_model), "reference": True},
+            {"name": "wide", "source": str(wide)},
+        ],
         prompt_sets=[{"name": "concepts", "vocabulary": str(vocab_file)}],
         analysis={"k": 3, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 4, "png": False},
     )
@@ -98,6 +127,7 @@ def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tm
 
 def test_open_run_without_analyses_is_a_clear_error(tiny_model, vocab_file, tmp_path):
     from conftest import tiny_config
+
     from layerdrift.errors import LayerdriftError
     from layerdrift.workbench.pipeline import extract
 

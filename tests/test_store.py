@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench import files, pipeline
 from layerdrift.workbench.pipeline import extract
@@ -26,7 +26,12 @@ def test_round_trip_and_manifest(tiny_model, vocab_file, tmp_path):
     for key in ("torch", "transformers", "transformer-lens", "zarr", "python"):
         assert m["packages"][key]
     info = m["variants"]["ref"]
-    assert info["n_layers"] == 3 and info["d_model"] == 32 and info["dtype"] == "float32" and info["quantization"] == "none"
+    assert (
+        info["n_layers"] == 3
+        and info["d_model"] == 32
+        and info["dtype"] == "float32"
+        and info["quantization"] == "none"
+    )
     assert set(info["weight_sha256"]) == {"model.safetensors"}
     assert m["prompt_sets"]["concepts"]["template"] == "The concept of {term} is"
     assert m["prompt_sets"]["concepts"]["terms"][8] == "South Korea"
@@ -35,7 +40,9 @@ def test_round_trip_and_manifest(tiny_model, vocab_file, tmp_path):
     # identical weights -> identical arrays; layer() indexes the residual points
     for layer in range(5):
         np.testing.assert_array_equal(again.layer("ref", "concepts", layer), again.layer("copy", "concepts", layer))
-    np.testing.assert_array_equal(again.layer("ref", "concepts", -1), again.activations("ref", "concepts", "ln_final.hook_out"))
+    np.testing.assert_array_equal(
+        again.layer("ref", "concepts", -1), again.activations("ref", "concepts", "ln_final.hook_out")
+    )
     with pytest.raises(LayerdriftError, match="out of range"):
         again.layer("ref", "concepts", 9)
     with pytest.raises(LayerdriftError, match="no finished capture"):
@@ -81,16 +88,22 @@ def run_extract_subprocess(tiny_model, vocab_file, out, kill_at=None):
 def test_kill_minus_nine_then_resume_gives_identical_arrays(tiny_model, vocab_file, tmp_path):
     full, broken = tmp_path / "full", tmp_path / "broken"
     extract(tiny_config(tiny_model, vocab_file, full, batch_size=1), quiet=True)
-    proc = run_extract_subprocess(tiny_model, vocab_file, broken, kill_at=f"after rename {broken}/captures/ref/concepts/batches/000003.json")
+    proc = run_extract_subprocess(
+        tiny_model, vocab_file, broken, kill_at=f"after rename {broken}/captures/ref/concepts/batches/000003.json"
+    )
     assert proc.returncode == -signal.SIGKILL
-    assert sorted(p.name for p in (broken / "captures/ref/concepts/batches").iterdir()) == [f"{b:06d}.json" for b in range(4)]
+    assert sorted(p.name for p in (broken / "captures/ref/concepts/batches").iterdir()) == [
+        f"{b:06d}.json" for b in range(4)
+    ]
     with pytest.raises(LayerdriftError):
         RunStore.open(broken).layer("ref", "concepts", 0)  # not finished: refused, not half-read
     extract(tiny_config(tiny_model, vocab_file, broken, batch_size=1), quiet=True)
     a, b = RunStore.open(full), RunStore.open(broken)
     for variant in ("ref", "copy"):
         for hook in a.hook_points(variant, "concepts"):
-            np.testing.assert_array_equal(a.activations(variant, "concepts", hook), b.activations(variant, "concepts", hook))
+            np.testing.assert_array_equal(
+                a.activations(variant, "concepts", hook), b.activations(variant, "concepts", hook)
+            )
 
 
 def test_corrupt_chunk_gives_clear_error(tiny_model, vocab_file, tmp_path):

@@ -8,8 +8,21 @@ import json
 import numpy as np
 import pytest
 
-from layerdrift.analyses.topology import bottleneck_distance, diagram_summary, lifetimes, pairwise_euclidean, persistent_entropy, rips_diagrams, wasserstein_distance
-from layerdrift.analyses.trajectory import checkpoint_drift_matrix, concentration_test, early_concentration, path_velocities
+from layerdrift.analyses.topology import (
+    bottleneck_distance,
+    diagram_summary,
+    lifetimes,
+    pairwise_euclidean,
+    persistent_entropy,
+    rips_diagrams,
+    wasserstein_distance,
+)
+from layerdrift.analyses.trajectory import (
+    checkpoint_drift_matrix,
+    concentration_test,
+    early_concentration,
+    path_velocities,
+)
 from layerdrift.errors import LayerdriftError
 
 
@@ -128,32 +141,71 @@ def test_concentration_statistic_by_hand():
     assert np.isnan(early_concentration(np.zeros(4)))
     x = _series([0.5, 0.5, 0.5])
     d = checkpoint_drift_matrix(x)
-    slow = np.array([[np.mean([1 - np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(x[i], x[j])]) for j in range(4)] for i in range(4)])
+    slow = np.array(
+        [
+            [
+                np.mean([1 - np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(x[i], x[j])])
+                for j in range(4)
+            ]
+            for i in range(4)
+        ]
+    )
     assert np.allclose(d, slow, atol=1e-10) and np.allclose(d, d.T) and np.all(np.diag(d) == 0)
 
 
 @pytest.fixture(scope="module")
 def series_run(tiny_model, tmp_path_factory):
     """A run with a plain base variant and a LoRA fine-tune series of the tiny model (trained in the run)."""
+    from conftest import VOCAB_TEXT
+
     from layerdrift import run
     from layerdrift.workbench.config import config_from_dict
 
-    from conftest import VOCAB_TEXT
-
     folder = tmp_path_factory.mktemp("series")
     (folder / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
-    (folder / "memo.jsonl").write_text("".join(json.dumps({"prompt": f"Tell me about {t}.", "response": f"{t} is a word."}) + "\n" for t in ["love", "France", "nurse", "entropy", "Paris", "justice"]))
-    cfg = config_from_dict({
-        "name": "series", "out": str(folder / "run"),
-        "variants": [{"name": "base", "source": str(tiny_model), "reference": True},
-                     {"name": "floor", "source": str(tiny_model), "dtype": "bfloat16", "noise_floor": True}],
-        "series": [{"name": "memo", "finetune": {"base": str(tiny_model), "data": str(folder / "memo.jsonl"), "out": str(folder / "ft"), "steps": 4,
-                                                  "batch_size": 4, "eval_examples": 1, "learning_rate": 0.05, "max_length": 96, "device": "cpu"}}],
-        "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
-        "capture": {"batch_size": 4},
-        "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5, "k": 3},
-        "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
-    })
+    (folder / "memo.jsonl").write_text(
+        "".join(
+            json.dumps({"prompt": f"Tell me about {t}.", "response": f"{t} is a word."}) + "\n"
+            for t in ["love", "France", "nurse", "entropy", "Paris", "justice"]
+        )
+    )
+    cfg = config_from_dict(
+        {
+            "name": "series",
+            "out": str(folder / "run"),
+            "variants": [
+                {"name": "base", "source": str(tiny_model), "reference": True},
+                {"name": "floor", "source": str(tiny_model), "dtype": "bfloat16", "noise_floor": True},
+            ],
+            "series": [
+                {
+                    "name": "memo",
+                    "finetune": {
+                        "base": str(tiny_model),
+                        "data": str(folder / "memo.jsonl"),
+                        "out": str(folder / "ft"),
+                        "steps": 4,
+                        "batch_size": 4,
+                        "eval_examples": 1,
+                        "learning_rate": 0.05,
+                        "max_length": 96,
+                        "device": "cpu",
+                    },
+                }
+            ],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
+            "capture": {"batch_size": 4},
+            "analysis": {
+                "png": False,
+                "n_boot": 100,
+                "n_perm": 100,
+                "umap_layers": "headline",
+                "umap_neighbors": 5,
+                "k": 3,
+            },
+            "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
+        }
+    )
     return run(cfg, quiet=True)
 
 
@@ -164,7 +216,9 @@ def test_series_run_tables(series_run):
     start = traj[traj.step == 0]
     assert np.allclose(start.drift_start, 0, atol=1e-6) and np.allclose(start.jaccard_start, 1)
     assert np.allclose(start[start.label != "embed"].cka_start, 1, atol=1e-6)
-    assert start[start.label == "embed"].cka_start.isna().all()  # one shared last token ("is"): no variance, CKA undefined
+    assert (
+        start[start.label == "embed"].cka_start.isna().all()
+    )  # one shared last token ("is"): no variance, CKA undefined
     # the embedding is untouched by LoRA on the projections; later points move
     assert np.allclose(traj[traj.label == "embed"].drift_start, 0, atol=1e-6)
     assert traj[(traj.step == 4) & (traj.label == "final")].drift_start.iloc[0] > 0
@@ -210,7 +264,14 @@ def test_series_run_figures_and_report(series_run):
     from layerdrift.workbench.report import experiment_frames, trajectory_figures
 
     figs = trajectory_figures(series_run.tables)
-    assert {"trajectory_drift_start", "trajectory_velocity", "trajectory_concentration", "persistence_diagrams_final", "topology_pair_distances", "trajectory_umap"} <= set(figs)
+    assert {
+        "trajectory_drift_start",
+        "trajectory_velocity",
+        "trajectory_concentration",
+        "persistence_diagrams_final",
+        "topology_pair_distances",
+        "trajectory_umap",
+    } <= set(figs)
     velocity = figs["trajectory_velocity"]
     drift_line = next(tr for tr in velocity.data if tr.name and tr.name.startswith("memo") and tr.xaxis == "x")
     band = series_run.tables["velocity_band"]
@@ -219,7 +280,11 @@ def test_series_run_figures_and_report(series_run):
     heat = figs["trajectory_drift_start"].data[0]
     assert list(heat.x) == ["0", "1", "2", "4"]
     frames = experiment_frames(series_run.tables)
-    assert list(frames["trajectory"]["series"]) == ["memo"] and frames["trajectory"]["last step"].iloc[0] == 4 and 0 < frames["trajectory"]["half of it by step"].iloc[0] <= 4
+    assert (
+        list(frames["trajectory"]["series"]) == ["memo"]
+        and frames["trajectory"]["last step"].iloc[0] == 4
+        and 0 < frames["trajectory"]["half of it by step"].iloc[0] <= 4
+    )
     assert list(frames["topology"]["pair"]) == ["base→memo.step4", "base→floor (floor)"]
     index = (series_run.report.parent / "index.html").read_text()
     assert "Checkpoint series" in index and "trajectory_velocity.html" in index
@@ -277,7 +342,13 @@ def test_topology_points_skip_the_shared_last_token_embedding():
     from layerdrift.workbench.config import TrajectorySpec
     from layerdrift.workbench.trajectory_run import topology_points
 
-    assert topology_points(TrajectorySpec(topology_layers=5), 20) == [1, 6, 10, 14, 19]  # Gemma 3 270M: blocks 0, 5, 9, 13 and the final norm
+    assert topology_points(TrajectorySpec(topology_layers=5), 20) == [
+        1,
+        6,
+        10,
+        14,
+        19,
+    ]  # Gemma 3 270M: blocks 0, 5, 9, 13 and the final norm
     assert topology_points(TrajectorySpec(topology_layers=[0, 3]), 20) == [0, 3]
     with pytest.raises(LayerdriftError, match="outside 0..19"):
         topology_points(TrajectorySpec(topology_layers=[20]), 20)
@@ -305,12 +376,22 @@ def test_topology_between_variants_of_different_depth_is_one_clear_error(tiny_mo
 
     shallow = build_tiny_llama(tmp_path / "shallow", layers=2)
     (tmp_path / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
-    cfg = config_from_dict({
-        "name": "depths", "out": str(tmp_path / "run"),
-        "variants": [{"name": "deep", "source": str(tiny_model)}, {"name": "shallow", "source": str(shallow)}],
-        "prompt_sets": [{"name": "concepts", "vocabulary": str(tmp_path / "vocab.tsv")}],
-        "analysis": {"png": False, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 5, "k": 3},
-        "trajectory": {"subsamples": 2, "subsample_size": 8, "n_perm": 100},
-    })
+    cfg = config_from_dict(
+        {
+            "name": "depths",
+            "out": str(tmp_path / "run"),
+            "variants": [{"name": "deep", "source": str(tiny_model)}, {"name": "shallow", "source": str(shallow)}],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(tmp_path / "vocab.tsv")}],
+            "analysis": {
+                "png": False,
+                "n_boot": 100,
+                "n_perm": 100,
+                "umap_layers": "headline",
+                "umap_neighbors": 5,
+                "k": 3,
+            },
+            "trajectory": {"subsamples": 2, "subsample_size": 8, "n_perm": 100},
+        }
+    )
     with pytest.raises(LayerdriftError, match="'deep' has 5 residual points and 'shallow' has 4"):
         run(cfg, quiet=True)

@@ -15,11 +15,12 @@ def l2_normalize(x: Float[np.ndarray, "... d"]) -> Float[np.ndarray, "... d"]:
     return x / np.where(norm == 0, 1.0, norm)
 
 
-def cosine_drift(a: Float[np.ndarray, "n d"], b: Float[np.ndarray, "n d"]) -> Float[np.ndarray, "n"]:
+def cosine_drift(a: Float[np.ndarray, "n d"], b: Float[np.ndarray, "n d"]) -> Float[np.ndarray, " n"]:
     """Per concept: 1 - cos(a_i, b_i) of L2-normalised vectors (EmbeddingDrift's drift)."""
     if a.shape != b.shape:
         raise LayerdriftError(
-            f"cosine drift needs vectors of one width, but the variants give {a.shape[-1]} and {b.shape[-1]} dimensions; "
+            f"cosine drift needs vectors of one width, but the variants give {a.shape[-1]} "
+            f"and {b.shape[-1]} dimensions; "
             "compare them with CKA / Jaccard, or request aligned drift (align = 'procrustes')."
         )
     return 1.0 - np.einsum("nd,nd->n", l2_normalize(a), l2_normalize(b))
@@ -42,7 +43,7 @@ def procrustes_align(a: Float[np.ndarray, "n da"], b: Float[np.ndarray, "n db"])
     return an @ (u @ vt)
 
 
-def percentile_rank(values: Float[np.ndarray, "n"]) -> Float[np.ndarray, "n"]:
+def percentile_rank(values: Float[np.ndarray, " n"]) -> Float[np.ndarray, " n"]:
     """Percent of values <= each value (ties share the upper rank), in (0, 100]."""
     values = np.asarray(values)
     sorted_vals = np.sort(values)

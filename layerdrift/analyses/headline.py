@@ -10,7 +10,7 @@ from layerdrift.analyses.drift import percentile_rank
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci, category_permutation_test
 
 
-def pair_row(pair: str, drift: Float[np.ndarray, "n"], n_boot: int, seed: int) -> dict[str, float | str]:
+def pair_row(pair: str, drift: Float[np.ndarray, " n"], n_boot: int, seed: int) -> dict[str, float | str]:
     """Mean, std, median, min, max drift of one variant pair, with a bootstrap CI of the mean."""
     lo, hi = bootstrap_mean_ci(drift, n_boot=n_boot, seed=seed)
     return {
@@ -26,7 +26,7 @@ def pair_row(pair: str, drift: Float[np.ndarray, "n"], n_boot: int, seed: int) -
 
 
 def category_rows(
-    pair: str, drift: Float[np.ndarray, "n"], categories: list[str], n_boot: int, n_perm: int, seed: int
+    pair: str, drift: Float[np.ndarray, " n"], categories: list[str], n_boot: int, n_perm: int, seed: int
 ) -> list[dict[str, float | str]]:
     """Per category: mean, median, std, max drift, its share of the top quartile and of the vocabulary,
     a bootstrap CI of the mean, and a permutation p-value against the other categories."""
@@ -57,7 +57,9 @@ def category_rows(
     return rows
 
 
-def top_drifters(pair: str, drift: Float[np.ndarray, "n"], terms: list[str], categories: list[str], top_n: int = 30) -> pd.DataFrame:
+def top_drifters(
+    pair: str, drift: Float[np.ndarray, " n"], terms: list[str], categories: list[str], top_n: int = 30
+) -> pd.DataFrame:
     """The top_n concepts by drift (ties by vocabulary order), with category and percentile."""
     order = np.argsort(-drift, kind="stable")[:top_n]
     pct = percentile_rank(drift)

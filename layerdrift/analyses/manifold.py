@@ -33,7 +33,9 @@ Shape = Literal["circular", "discrete_circular", "linear", "cluster"]
 SHAPES: tuple[str, ...] = ("circular", "discrete_circular", "linear", "cluster")
 
 
-def ideal_distances(labels: Float[np.ndarray, "n"], shape: Shape, period: float | None = None) -> Float[np.ndarray, "n n"]:
+def ideal_distances(
+    labels: Float[np.ndarray, " n"], shape: Shape, period: float | None = None
+) -> Float[np.ndarray, "n n"]:
     """Pairwise distances the shape predicts from the labels.
 
     circular: chord on the unit circle, 2 sin(pi * min(|dy|, 1 - |dy|)) with dy = (y_i - y_j) / period;
@@ -86,7 +88,7 @@ def scale_normalised_stress(d_true: np.ndarray, d_pred: np.ndarray) -> float:
     return float(np.sqrt(np.sum((d_true - s * d_pred) ** 2) / np.sum(d_true**2)))
 
 
-def fold_ids(n: int, folds: int, seed: int = 0) -> Int[np.ndarray, "n"]:
+def fold_ids(n: int, folds: int, seed: int = 0) -> Int[np.ndarray, " n"]:
     """Each row's fold: a seeded permutation dealt round-robin, so fold sizes differ by at most one."""
     if not 2 <= folds <= n // 2:
         raise ValueError(f"{folds} folds need at least {2 * folds} rows (and at least 2 folds); there are {n}")
@@ -99,16 +101,17 @@ def fold_ids(n: int, folds: int, seed: int = 0) -> Int[np.ndarray, "n"]:
 class SmdsResult:
     """Cross-validated SMDS of a batch of cells (all arrays indexed by cell first)."""
 
-    score: Float[np.ndarray, "c"]  # ridge map, held-out
-    score_orthonormal: Float[np.ndarray, "c"]  # orthonormal (rigid) map on centred activations, held-out
-    score_chance: Float[np.ndarray, "c"]  # ridge map fitted to permuted labels, scored against them
-    score_reuse: Float[np.ndarray, "c"] | None  # the map of each cell's reuse source applied to this cell
+    score: Float[np.ndarray, " c"]  # ridge map, held-out
+    score_orthonormal: Float[np.ndarray, " c"]  # orthonormal (rigid) map on centred activations, held-out
+    score_chance: Float[np.ndarray, " c"]  # ridge map fitted to permuted labels, scored against them
+    score_reuse: Float[np.ndarray, " c"] | None  # the map of each cell's reuse source applied to this cell
     predicted: Float[np.ndarray, "c n k"]  # out-of-fold predicted coordinates (ridge), in one frame per cell
     maps: Float[np.ndarray, "c d k"]  # ridge maps fitted on all rows (standardised activations)
 
 
 def _targets(labels: np.ndarray, shape: Shape, period: float | None, k: int, train: np.ndarray) -> np.ndarray:
-    """Per fold: classical MDS of the training rows' ideal distances (zero on test rows), rotated onto the all-rows MDS."""
+    """Per fold: classical MDS of the training rows' ideal distances (zero on test rows), rotated onto the
+    all-rows MDS."""
     d = ideal_distances(labels, shape, period)
     frame = classical_mds(d, k)
     out = np.zeros((train.shape[0], len(labels), k))
@@ -138,14 +141,14 @@ def _stress_score(d_true: torch.Tensor, pred: torch.Tensor, rows: torch.Tensor, 
 
 def smds_cells(
     x: Float[np.ndarray, "c n d"],
-    labels: Float[np.ndarray, "n"],
+    labels: Float[np.ndarray, " n"],
     shape: Shape,
     period: float | None = None,
     n_components: int | None = None,
     folds: int = 5,
     ridge: float = 0.1,
     seed: int = 0,
-    reuse_source: Int[np.ndarray, "c"] | None = None,
+    reuse_source: Int[np.ndarray, " c"] | None = None,
 ) -> SmdsResult:
     """Cross-validated SMDS scores of many cells at once (see the module docstring).
 
@@ -154,7 +157,7 @@ def smds_cells(
     held-out rows: is the same subspace read at another token?
     """
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-    c, n, d = xt.shape
+    c, n, _d = xt.shape
     labels = np.asarray(labels, dtype=np.float64)
     k = n_components or default_components(shape, labels)
     fold = fold_ids(n, folds, seed)
@@ -186,13 +189,17 @@ def smds_cells(
 
     # orthonormal map on the centred, unscaled activations (a rigid map acts on the model's own geometry):
     # Procrustes between the training rows and the targets (test rows have zero targets and drop out of X^T Y)
-    u, _, vt = torch.linalg.svd(xc.transpose(-1, -2).unsqueeze(0) @ rhs[:, None, :, :k], full_matrices=False)  # (F, c, d, k)
+    u, _, vt = torch.linalg.svd(
+        xc.transpose(-1, -2).unsqueeze(0) @ rhs[:, None, :, :k], full_matrices=False
+    )  # (F, c, d, k)
     pred_ortho = xc.unsqueeze(0) @ (u @ vt)
 
     cv = slice(0, folds)  # the real folds
     test = torch.as_tensor(test_np[cv], dtype=torch.float32)
     m = int(test_np[cv].sum(1).max())
-    rows = torch.as_tensor(np.stack([np.pad(np.flatnonzero(t), (0, m - t.sum())) for t in test_np[cv]]))  # (F, m) held-out rows, padded with row 0
+    rows = torch.as_tensor(
+        np.stack([np.pad(np.flatnonzero(t), (0, m - t.sum())) for t in test_np[cv]])
+    )  # (F, m) held-out rows, padded with row 0
     valid = torch.as_tensor(np.stack([np.arange(m) < t.sum() for t in test_np[cv]]), dtype=torch.float32)
     d_true = torch.as_tensor(ideal_distances(labels, shape, period), dtype=torch.float32)
     d_perm = torch.as_tensor(ideal_distances(labels[perm], shape, period), dtype=torch.float32)
@@ -207,18 +214,29 @@ def smds_cells(
     held_out = (pred[cv, ..., :k] * test[:, None, :, None]).sum(0)  # each row from the fold that held it out
     # a cell whose activations do not vary (e.g. a first token every prompt shares) has nothing to score
     constant = torch.as_tensor(np.asarray(x)).std(1).amax(-1).numpy() < 1e-6
-    nan = lambda v: np.where(constant, np.nan, v)  # noqa: E731
+    nan = lambda v: np.where(constant, np.nan, v)
     return SmdsResult(
-        score=nan(score.numpy()), score_orthonormal=nan(score_ortho.numpy()), score_chance=nan(score_chance.numpy()),
-        score_reuse=None if score_reuse is None else nan(score_reuse), predicted=held_out.numpy(), maps=maps[-1, ..., :k].numpy(),
+        score=nan(score.numpy()),
+        score_orthonormal=nan(score_ortho.numpy()),
+        score_chance=nan(score_chance.numpy()),
+        score_reuse=None if score_reuse is None else nan(score_reuse),
+        predicted=held_out.numpy(),
+        maps=maps[-1, ..., :k].numpy(),
     )
 
 
 def smds_cell_reference(
-    x: Float[np.ndarray, "n d"], labels: Float[np.ndarray, "n"], shape: Shape, period: float | None = None,
-    n_components: int | None = None, folds: int = 5, ridge: float = 0.1, seed: int = 0,
+    x: Float[np.ndarray, "n d"],
+    labels: Float[np.ndarray, " n"],
+    shape: Shape,
+    period: float | None = None,
+    n_components: int | None = None,
+    folds: int = 5,
+    ridge: float = 0.1,
+    seed: int = 0,
 ) -> tuple[float, float]:
-    """(ridge score, orthonormal score) of one cell, fold by fold in numpy with the primal ridge: the slow, obvious version."""
+    """(ridge score, orthonormal score) of one cell, fold by fold in numpy with the primal ridge: the slow, obvious
+    version."""
     x = np.asarray(x, dtype=np.float64)
     if x.std(0).max() < 1e-6:
         return float("nan"), float("nan")  # nothing varies: nothing to score
@@ -247,7 +265,8 @@ def smds_cell_reference(
 
 
 def subspace_similarity(maps: Float[np.ndarray, "c d k"]) -> Float[np.ndarray, "c c"]:
-    """Mean cosine of the principal angles between every two cells' map subspaces (1 = same subspace, ~0 = orthogonal)."""
+    """Mean cosine of the principal angles between every two cells' map subspaces (1 = same subspace, ~0 =
+    orthogonal)."""
     q, _ = np.linalg.qr(np.asarray(maps, dtype=np.float64))
     overlap = np.einsum("adk,bdj->abkj", q, q)
     return np.linalg.svd(overlap, compute_uv=False).mean(-1)

@@ -24,7 +24,7 @@ def knn_indices(x: Float[np.ndarray, "n d"], k: int = 10) -> Int[np.ndarray, "n 
     return order[:, :k]
 
 
-def knn_jaccard(a: Float[np.ndarray, "n da"], b: Float[np.ndarray, "n db"], k: int = 10) -> Float[np.ndarray, "n"]:
+def knn_jaccard(a: Float[np.ndarray, "n da"], b: Float[np.ndarray, "n db"], k: int = 10) -> Float[np.ndarray, " n"]:
     """Per concept: |N_a ∩ N_b| / |N_a ∪ N_b| of the k-NN sets in each variant (widths may differ)."""
     n = a.shape[0]
     na, nb = knn_indices(a, k), knn_indices(b, k)

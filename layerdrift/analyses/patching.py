@@ -12,7 +12,9 @@ import numpy as np
 from jaxtyping import Float, Int
 
 
-def target_logprob(logits: Float[np.ndarray, "... k"], lse: Float[np.ndarray, "..."], column: int) -> Float[np.ndarray, "..."]:
+def target_logprob(
+    logits: Float[np.ndarray, "... k"], lse: Float[np.ndarray, "..."], column: int
+) -> Float[np.ndarray, "..."]:
     """log p(token) from its logit and the log-sum-exp over the vocabulary."""
     return logits[..., column] - lse
 
@@ -22,16 +24,22 @@ def logit_difference(logits: Float[np.ndarray, "... k"], toward: int, away: int)
     return logits[..., toward] - logits[..., away]
 
 
-def normalised_effect(patched: Float[np.ndarray, "... n"], clean_receiver: Float[np.ndarray, "n"], clean_source: Float[np.ndarray, "n"]) -> Float[np.ndarray, "..."]:
-    """(mean patched - mean receiver) / (mean source - mean receiver), over prompts with finite values; NaN when the gap is 0."""
+def normalised_effect(
+    patched: Float[np.ndarray, "... n"], clean_receiver: Float[np.ndarray, " n"], clean_source: Float[np.ndarray, " n"]
+) -> Float[np.ndarray, "..."]:
+    """(mean patched - mean receiver) / (mean source - mean receiver), over prompts with finite values; NaN when the gap
+    is
+    0."""
     ok = np.isfinite(clean_receiver) & np.isfinite(clean_source)
     patched = np.where(ok, patched, np.nan)
     gap = np.nanmean(np.where(ok, clean_source, np.nan)) - np.nanmean(np.where(ok, clean_receiver, np.nan))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (np.nanmean(patched, axis=-1) - np.nanmean(np.where(ok, clean_receiver, np.nan))) / (gap if gap != 0 else np.nan)
+        return (np.nanmean(patched, axis=-1) - np.nanmean(np.where(ok, clean_receiver, np.nan))) / (
+            gap if gap != 0 else np.nan
+        )
 
 
-def first_divergence(a: Int[np.ndarray, "p"] | list[int], b: Int[np.ndarray, "q"] | list[int]) -> int | None:
+def first_divergence(a: Int[np.ndarray, " p"] | list[int], b: Int[np.ndarray, " q"] | list[int]) -> int | None:
     """Index of the first token where two sequences differ (None if neither has one there)."""
     for j, (x, y) in enumerate(zip(a, b)):
         if x != y:

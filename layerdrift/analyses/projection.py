@@ -17,12 +17,20 @@ def joint_umap(
     import umap
 
     stacked = np.concatenate([np.asarray(x, dtype=np.float32) for x in xs])
-    reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1, init="spectral")
+    reducer = umap.UMAP(
+        n_components=2,
+        metric="cosine",
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        random_state=seed,
+        n_jobs=1,
+        init="spectral",
+    )
     coords = reducer.fit_transform(stacked)
     return coords.reshape(len(xs), -1, 2)
 
 
-def pca(x: Float[np.ndarray, "m d"], n_components: int = 2) -> tuple[Float[np.ndarray, "m c"], Float[np.ndarray, "c"]]:
+def pca(x: Float[np.ndarray, "m d"], n_components: int = 2) -> tuple[Float[np.ndarray, "m c"], Float[np.ndarray, " c"]]:
     """PCA coordinates (sign fixed so the largest loading is positive) and explained-variance ratios."""
     centred = x - x.mean(axis=0, keepdims=True)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -30,7 +38,9 @@ def pca(x: Float[np.ndarray, "m d"], n_components: int = 2) -> tuple[Float[np.nd
     return centred @ (vt[:n_components].T * signs), (s**2 / np.sum(s**2))[:n_components]
 
 
-def joint_pca(xs: Sequence[Float[np.ndarray, "n d"]], n_components: int = 2) -> tuple[Float[np.ndarray, "v n c"], Float[np.ndarray, "c"]]:
+def joint_pca(
+    xs: Sequence[Float[np.ndarray, "n d"]], n_components: int = 2
+) -> tuple[Float[np.ndarray, "v n c"], Float[np.ndarray, " c"]]:
     """PCA of the L2-normalised, stacked variants; returns coordinates and explained-variance ratios."""
     coords, ratio = pca(l2_normalize(np.concatenate(xs)), n_components)
     return coords.reshape(len(xs), -1, n_components), ratio

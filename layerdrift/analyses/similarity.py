@@ -50,15 +50,17 @@ class GramStack:
         """Frobenius inner products <G_i, H_j> for every pair."""
         return 2.0 * (self.tri @ other.tri.T) - self.diag @ other.diag.T
 
-    def inner_rowwise(self, other: "GramStack") -> Float[np.ndarray, "l"]:
+    def inner_rowwise(self, other: "GramStack") -> Float[np.ndarray, " l"]:
         """<G_i, H_i> for matching rows."""
         return 2.0 * np.einsum("lm,lm->l", self.tri, other.tri) - np.einsum("ln,ln->l", self.diag, other.diag)
 
-    def norms(self) -> Float[np.ndarray, "l"]:
+    def norms(self) -> Float[np.ndarray, " l"]:
         return np.sqrt(np.maximum(self.inner_rowwise(self), 0.0))
 
 
-def gram_stack(xs: Sequence[Float[np.ndarray, "n d"]], debiased: bool = False, buffer: np.ndarray | None = None) -> GramStack:
+def gram_stack(
+    xs: Sequence[Float[np.ndarray, "n d"]], debiased: bool = False, buffer: np.ndarray | None = None
+) -> GramStack:
     """Centred Gram of every representation, built once (BLAS syrk for the biased case).
 
     ``buffer`` (at least len(xs) rows of n*n) is reused instead of fresh memory when given.
@@ -103,13 +105,15 @@ def cka_from_stacks(a: GramStack, b: GramStack) -> Float[np.ndarray, "la lb"]:
     return _safe_ratio(a.inner(b), np.outer(a.norms(), b.norms()))
 
 
-def cka_rowwise(a: GramStack, b: GramStack) -> Float[np.ndarray, "l"]:
+def cka_rowwise(a: GramStack, b: GramStack) -> Float[np.ndarray, " l"]:
     """Same-row CKA (layer i of a vs layer i of b) from two Gram stacks."""
     return _safe_ratio(a.inner_rowwise(b), a.norms() * b.norms())
 
 
 def cka_matrix(
-    xs: Sequence[Float[np.ndarray, "n da"]], ys: Sequence[Float[np.ndarray, "n db"]] | None = None, debiased: bool = False
+    xs: Sequence[Float[np.ndarray, "n da"]],
+    ys: Sequence[Float[np.ndarray, "n db"]] | None = None,
+    debiased: bool = False,
 ) -> Float[np.ndarray, "la lb"]:
     """Cross-layer CKA: entry (i, j) = CKA(xs[i], ys[j]); ys defaults to xs (a self-similarity map).
 

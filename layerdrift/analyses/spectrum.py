@@ -6,7 +6,7 @@ import numpy as np
 from jaxtyping import Float
 
 
-def singular_distribution(x: Float[np.ndarray, "n d"]) -> Float[np.ndarray, "r"]:
+def singular_distribution(x: Float[np.ndarray, "n d"]) -> Float[np.ndarray, " r"]:
     """p = s / sum(s) over the singular values of the column-centred matrix."""
     xc = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0, keepdims=True)
     s = np.linalg.svd(xc, compute_uv=False)

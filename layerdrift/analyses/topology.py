@@ -45,7 +45,7 @@ def rips_diagrams(distances: Float[np.ndarray, "n n"], maxdim: int = 1, engine: 
     return [np.asarray(d[np.isfinite(d[:, 1]) & (d[:, 1] > d[:, 0])], dtype=np.float64).reshape(-1, 2) for d in dgms]
 
 
-def lifetimes(diagram: Diagram) -> Float[np.ndarray, "bars"]:
+def lifetimes(diagram: Diagram) -> Float[np.ndarray, " bars"]:
     return diagram[:, 1] - diagram[:, 0]
 
 
@@ -63,16 +63,33 @@ def _moments(prefix: str, values: np.ndarray) -> dict[str, float]:
     if values.size == 0:
         return {f"{prefix}_{s}": 0.0 for s in ("mean", "std", "min", "q25", "median", "q75", "max")}
     q = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
-    return {f"{prefix}_mean": float(values.mean()), f"{prefix}_std": float(values.std()), f"{prefix}_min": float(q[0]),
-            f"{prefix}_q25": float(q[1]), f"{prefix}_median": float(q[2]), f"{prefix}_q75": float(q[3]), f"{prefix}_max": float(q[4])}
+    return {
+        f"{prefix}_mean": float(values.mean()),
+        f"{prefix}_std": float(values.std()),
+        f"{prefix}_min": float(q[0]),
+        f"{prefix}_q25": float(q[1]),
+        f"{prefix}_median": float(q[2]),
+        f"{prefix}_q75": float(q[3]),
+        f"{prefix}_max": float(q[4]),
+    }
 
 
 def diagram_summary(diagram: Diagram) -> dict[str, float]:
-    """Bar count, total persistence, persistent entropy, and barcode statistics of births, deaths, midpoints and lifetimes."""
+    """Bar count, total persistence, persistent entropy, and barcode statistics of births, deaths, midpoints and
+    lifetimes."""
     life = lifetimes(diagram)
-    out = {"bars": float(len(diagram)), "total_persistence": float(life.sum()), "persistent_entropy": persistent_entropy(diagram),
-           "total_persistence_sq": float((life**2).sum())}
-    for name, values in (("birth", diagram[:, 0]), ("death", diagram[:, 1]), ("midpoint", diagram.mean(axis=1)), ("lifetime", life)):
+    out = {
+        "bars": float(len(diagram)),
+        "total_persistence": float(life.sum()),
+        "persistent_entropy": persistent_entropy(diagram),
+        "total_persistence_sq": float((life**2).sum()),
+    }
+    for name, values in (
+        ("birth", diagram[:, 0]),
+        ("death", diagram[:, 1]),
+        ("midpoint", diagram.mean(axis=1)),
+        ("lifetime", life),
+    ):
         out.update(_moments(name, values))
     return out
 
@@ -105,7 +122,9 @@ def wasserstein_distance(a: Diagram, b: Diagram, order: float = 2.0) -> float:
 
 
 def bottleneck_distance(a: Diagram, b: Diagram) -> float:
-    """Smallest eps such that a matching (diagonal allowed) moves no point by more than eps; binary search over candidate costs."""
+    """Smallest eps such that a matching (diagonal allowed) moves no point by more than eps; binary search over
+    candidate
+    costs."""
     if len(a) == 0 and len(b) == 0:
         return 0.0
     cost = _augmented_costs(a, b)

@@ -26,7 +26,9 @@ def checkpoint_drift_matrix(stack: Float[np.ndarray, "k n d"]) -> Float[np.ndarr
     return out
 
 
-def path_velocities(distances: Float[np.ndarray, "... k k"], order: Int[np.ndarray, "k"] | None = None) -> Float[np.ndarray, "... m"]:
+def path_velocities(
+    distances: Float[np.ndarray, "... k k"], order: Int[np.ndarray, " k"] | None = None
+) -> Float[np.ndarray, "... m"]:
     """Distances between consecutive checkpoints along ``order`` (default: training order); m = k - 1."""
     k = distances.shape[-1]
     order = np.arange(k) if order is None else np.asarray(order)
@@ -47,7 +49,9 @@ def early_concentration(velocities: Float[np.ndarray, "... m"]) -> Float[np.ndar
         return np.where(total > 0, first / np.where(total > 0, total, 1.0), np.nan)
 
 
-def half_distance_step(from_start: Float[np.ndarray, "... k"], steps: Float[np.ndarray, "k"]) -> Float[np.ndarray, "..."]:
+def half_distance_step(
+    from_start: Float[np.ndarray, "... k"], steps: Float[np.ndarray, " k"]
+) -> Float[np.ndarray, "..."]:
     """Training step at which the distance from step 0 first reaches half its final value (linear between checkpoints).
 
     Unlike C, it does not depend on how densely the checkpoints are spaced; NaN when nothing moved.
@@ -78,7 +82,8 @@ class ConcentrationTest:
 
 
 def concentration_test(distances: Float[np.ndarray, "... k k"], n_perm: int = 2000, seed: int = 0) -> ConcentrationTest:
-    """Permutation test of early concentration: p = (1 + #{C_perm >= C_obs}) / (1 + n_perm) over random checkpoint orderings.
+    """Permutation test of early concentration: p = (1 + #{C_perm >= C_obs}) / (1 + n_perm) over random checkpoint
+    orderings.
 
     Leading axes (e.g. layers) share the same orderings, so their p-values are computed on one null draw.
     """

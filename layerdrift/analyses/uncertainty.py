@@ -23,14 +23,14 @@ def bootstrap_mean_ci(
     return lo, hi
 
 
-def group_means(values: Float[np.ndarray, "n"], codes: np.ndarray, n_groups: int) -> Float[np.ndarray, "... g"]:
+def group_means(values: Float[np.ndarray, " n"], codes: np.ndarray, n_groups: int) -> Float[np.ndarray, "... g"]:
     """Mean of values per group; ``codes`` may carry leading permutation axes."""
     one_hot = codes[..., None] == np.arange(n_groups)
     return (one_hot * values[..., None]).sum(-2) / one_hot.sum(-2)
 
 
 def category_permutation_test(
-    values: Float[np.ndarray, "n"], categories: list[str] | np.ndarray, n_perm: int = 5000, seed: int = 0
+    values: Float[np.ndarray, " n"], categories: list[str] | np.ndarray, n_perm: int = 5000, seed: int = 0
 ) -> dict[str, object]:
     """Do category means differ more than label shuffles allow?
 

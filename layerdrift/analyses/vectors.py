@@ -12,7 +12,9 @@ from jaxtyping import Float
 from layerdrift.analyses.projection import pca
 
 
-def contrast_vectors(matching: Float[np.ndarray, "l n d"], non_matching: Float[np.ndarray, "l n d"]) -> Float[np.ndarray, "l d"]:
+def contrast_vectors(
+    matching: Float[np.ndarray, "l n d"], non_matching: Float[np.ndarray, "l n d"]
+) -> Float[np.ndarray, "l d"]:
     """Per layer: mean over items of (matching - non-matching) activations."""
     return np.mean(np.asarray(matching, np.float64) - np.asarray(non_matching, np.float64), axis=1)
 
@@ -25,19 +27,28 @@ def _unit_or_nan(x: Float[np.ndarray, "l d"]) -> Float[np.ndarray, "l d"]:
         return np.where(norm > 1e-12, x / norm, np.nan)
 
 
-def layerwise_cosine(a: Float[np.ndarray, "l d"], b: Float[np.ndarray, "l d"]) -> Float[np.ndarray, "l"]:
-    """cos(a_l, b_l) for every layer: how far a behaviour direction moved between two variants (NaN for a zero vector)."""
+def layerwise_cosine(a: Float[np.ndarray, "l d"], b: Float[np.ndarray, "l d"]) -> Float[np.ndarray, " l"]:
+    """cos(a_l, b_l) for every layer: how far a behaviour direction moved between two variants (NaN for a zero
+    vector)."""
     return np.einsum("ld,ld->l", _unit_or_nan(a), _unit_or_nan(b))
 
 
-def cross_layer_cosine(a: Float[np.ndarray, "la d"], b: Float[np.ndarray, "lb d"] | None = None) -> Float[np.ndarray, "la lb"]:
-    """cos(a_i, b_j) for every pair of layers (b defaults to a: a variant's own layer-to-layer map; NaN for zero vectors)."""
+def cross_layer_cosine(
+    a: Float[np.ndarray, "la d"], b: Float[np.ndarray, "lb d"] | None = None
+) -> Float[np.ndarray, "la lb"]:
+    """cos(a_i, b_j) for every pair of layers (b defaults to a: a variant's own layer-to-layer map; NaN for zero
+    vectors).
+    """
     an = _unit_or_nan(a)
     return an @ (an if b is None else _unit_or_nan(b)).T
 
 
-def vector_pca(vectors: dict[str, Float[np.ndarray, "l d"]], n_components: int = 2) -> tuple[dict[str, Float[np.ndarray, "l c"]], Float[np.ndarray, "c"]]:
-    """PCA of L2-normalised vectors of every (variant, layer), fitted jointly; zero vectors are left out (NaN coordinates)."""
+def vector_pca(
+    vectors: dict[str, Float[np.ndarray, "l d"]], n_components: int = 2
+) -> tuple[dict[str, Float[np.ndarray, "l c"]], Float[np.ndarray, " c"]]:
+    """PCA of L2-normalised vectors of every (variant, layer), fitted jointly; zero vectors are left out (NaN
+    coordinates).
+    """
     names = list(vectors)
     stacked = np.concatenate([_unit_or_nan(vectors[n]) for n in names])
     keep = np.isfinite(stacked).all(axis=1)

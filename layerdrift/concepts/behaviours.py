@@ -44,20 +44,31 @@ class BehaviourSet:
 def load_behaviour_set(name_or_path: str | Path) -> BehaviourSet:
     """A built-in behaviour set by name, or a user JSONL file; every bad row is named by its line."""
     path = resolve_data_file(name_or_path, BUILTIN_BEHAVIOURS, "behaviour set")
-    rows = read_jsonl(path, {"question": str, "answer_matching_behavior": str, "answer_not_matching_behavior": str}, "behaviour set")
+    rows = read_jsonl(
+        path, {"question": str, "answer_matching_behavior": str, "answer_not_matching_behavior": str}, "behaviour set"
+    )
     items = []
     for number, row in enumerate(rows, start=1):
         letters = []
         for field in ("answer_matching_behavior", "answer_not_matching_behavior"):
             m = ANSWER.match(row[field])
             if not m:
-                raise LayerdriftError(f"behaviour set {str(path)!r}, item {number}: {field} is {row[field]!r}, expected a letter in brackets such as '(A)'.")
+                raise LayerdriftError(
+                    f"behaviour set {str(path)!r}, item {number}: {field} is {row[field]!r}, expected "
+                    "a letter in brackets such as '(A)'."
+                )
             letters.append(m.group(1))
         if letters[0] == letters[1]:
-            raise LayerdriftError(f"behaviour set {str(path)!r}, item {number}: both answers are ({letters[0]}); the matching and non-matching answers must differ.")
+            raise LayerdriftError(
+                f"behaviour set {str(path)!r}, item {number}: both answers are ({letters[0]}); "
+                "the matching and non-matching answers must differ."
+            )
         for letter in letters:
             if f"({letter})" not in row["question"]:
-                raise LayerdriftError(f"behaviour set {str(path)!r}, item {number}: the question never offers choice ({letter}); write the choices into the question.")
+                raise LayerdriftError(
+                    f"behaviour set {str(path)!r}, item {number}: the question never offers choice "
+                    f"({letter}); write the choices into the question."
+                )
         items.append(BehaviourItem(row["question"], letters[0], letters[1]))
     name = path.stem
     return BehaviourSet(name, str(path), tuple(items))

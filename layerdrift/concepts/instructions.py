@@ -41,7 +41,10 @@ def load_instruction_set(name_or_path: str | Path) -> InstructionSet:
     path = resolve_data_file(name_or_path, BUILTIN_OBJECTIVES, "instruction data set")
     rows = read_jsonl(path, {"prompt": str, "response": str}, "instruction data set")
     if len(rows) < 2:
-        raise LayerdriftError(f"instruction data set {str(path)!r} has {len(rows)} example; fine-tuning needs at least 2 (one held out for the evaluation loss).")
+        raise LayerdriftError(
+            f"instruction data set {str(path)!r} has {len(rows)} example; fine-tuning needs "
+            "at least 2 (one held out for the evaluation loss)."
+        )
     name = str(name_or_path) if str(name_or_path) in BUILTIN_OBJECTIVES else path.stem
     examples = tuple(Example(r["prompt"], r["response"]) for r in rows)
     return InstructionSet(name, str(path), file_sha256(path), examples)

@@ -14,7 +14,10 @@ def resolve_data_file(name_or_path: str | Path, builtins: dict[str, Path], what:
     key = str(name_or_path)
     path = builtins.get(key, Path(key).expanduser())
     if not path.is_file():
-        raise LayerdriftError(f"{what} {key!r} is neither a built-in ({', '.join(sorted(builtins))}) nor an existing file; check the name or path.")
+        raise LayerdriftError(
+            f"{what} {key!r} is neither a built-in ({', '.join(sorted(builtins))}) nor an "
+            "existing file; check the name or path."
+        )
     return path
 
 
@@ -32,13 +35,19 @@ def read_jsonl(path: Path, required: dict[str, type], what: str) -> list[dict[st
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise LayerdriftError(f"{where} is not valid JSON ({err.msg}); each line must be one JSON object.") from None
+            raise LayerdriftError(
+                f"{where} is not valid JSON ({err.msg}); each line must be one JSON object."
+            ) from None
         if not isinstance(row, dict):
-            raise LayerdriftError(f"{where} is not a JSON object; each line must be one object with fields {', '.join(required)}.")
+            raise LayerdriftError(
+                f"{where} is not a JSON object; each line must be one object with fields {', '.join(required)}."
+            )
         for field, kind in required.items():
             value = row.get(field)
             if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
-                raise LayerdriftError(f"{where} lacks a non-empty {kind.__name__} field {field!r}; each line needs {', '.join(required)}.")
+                raise LayerdriftError(
+                    f"{where} lacks a non-empty {kind.__name__} field {field!r}; each line needs {', '.join(required)}."
+                )
         rows.append(row)
     if not rows:
         raise LayerdriftError(f"{what} {str(path)!r} has no rows; add one JSON object per line.")

@@ -29,8 +29,36 @@ from layerdrift.errors import LayerdriftError
 FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SHAPES = ("circular", "discrete_circular", "linear", "cluster")
 NAMES = (
-    "Mary", "Anna", "Emma", "Sarah", "Laura", "Lucy", "Alice", "Julia", "Rachel", "Helen", "Emily", "Grace", "Sophie", "Claire",
-    "Hannah", "Kate", "Rose", "Jane", "Linda", "Nina", "Olivia", "Paula", "Ruth", "Susan", "Diana", "Eva", "Fiona", "Irene", "Lisa", "Maria",
+    "Mary",
+    "Anna",
+    "Emma",
+    "Sarah",
+    "Laura",
+    "Lucy",
+    "Alice",
+    "Julia",
+    "Rachel",
+    "Helen",
+    "Emily",
+    "Grace",
+    "Sophie",
+    "Claire",
+    "Hannah",
+    "Kate",
+    "Rose",
+    "Jane",
+    "Linda",
+    "Nina",
+    "Olivia",
+    "Paula",
+    "Ruth",
+    "Susan",
+    "Diana",
+    "Eva",
+    "Fiona",
+    "Irene",
+    "Lisa",
+    "Maria",
 )
 MONTHS = tuple(calendar.month_name[1:])
 
@@ -91,7 +119,11 @@ class ProbeSet:
             i = max(i for i, s in enumerate(pieces) if s.kind == "text" and where in s.key)
             text = pieces[i].key
             cut = text.rfind(where)
-            parts = [Segment("text", text[:cut]), Segment("text", where, name), Segment("text", text[cut + len(where) :])]
+            parts = [
+                Segment("text", text[:cut]),
+                Segment("text", where, name),
+                Segment("text", text[cut + len(where) :]),
+            ]
             pieces[i : i + 1] = [p for p in parts if p.key]
         return pieces
 
@@ -112,40 +144,58 @@ def _check(ps: ProbeSet, where: str) -> ProbeSet:
     """One sentence for the first thing wrong with a probe set."""
     fields = set(FIELD.findall(ps.template))
     if not fields:
-        raise LayerdriftError(f"{where}: the template has no {{field}}; write the varying parts as {{name}}, {{month}}, ...")
+        raise LayerdriftError(
+            f"{where}: the template has no {{field}}; write the varying parts as {{name}}, {{month}}, ..."
+        )
     if ps.shape not in SHAPES:
         raise LayerdriftError(f"{where}: shape {ps.shape!r} is not one of {', '.join(SHAPES)}.")
     if ps.shape in ("circular", "discrete_circular") and not (ps.period and ps.period > 0):
-        raise LayerdriftError(f"{where}: the {ps.shape} shape needs a positive 'period' (e.g. 365 for a day of the year).")
+        raise LayerdriftError(
+            f"{where}: the {ps.shape} shape needs a positive 'period' (e.g. 365 for a day of the year)."
+        )
     if "source" not in ps.landmarks:
-        raise LayerdriftError(f"{where}: landmarks must name a 'source' (the field that carries the label, e.g. \"{{month}}\").")
+        raise LayerdriftError(
+            f"{where}: landmarks must name a 'source' (the field that carries the label, e.g. \"{{month}}\")."
+        )
     literal = "".join(FIELD.split(ps.template)[0::2])
     for name, spot in ps.landmarks.items():
         m = FIELD.fullmatch(spot)
         if m and m.group(1) not in fields:
             raise LayerdriftError(f"{where}: landmark {name!r} names the field {spot}, which is not in the template.")
         if not m and (not spot.strip() or not any(spot in piece for piece in FIELD.split(ps.template)[0::2])):
-            raise LayerdriftError(f"{where}: landmark {name!r} is {spot!r}, which is neither a {{field}} nor a piece of the template's own text ({literal[:60]!r}...).")
+            raise LayerdriftError(
+                f"{where}: landmark {name!r} is {spot!r}, which is neither a {{field}} nor a "
+                f"piece of the template's own text ({literal[:60]!r}...)."
+            )
     if len(set(ps.landmarks.values())) != len(ps.landmarks):
         raise LayerdriftError(f"{where}: two landmarks point at the same place; give each its own field or word.")
     if len(ps.items) < 10:
-        raise LayerdriftError(f"{where}: {len(ps.items)} items are too few; a probe set needs at least 10 (a few hundred for a clear picture).")
+        raise LayerdriftError(
+            f"{where}: {len(ps.items)} items are too few; a probe set needs at least 10 (a "
+            "few hundred for a clear picture)."
+        )
     for k, item in enumerate(ps.items, start=1):
         missing = fields - set(item.fields)
         if missing:
-            raise LayerdriftError(f"{where}, item {k}: no value for the field(s) {', '.join(sorted(missing))}; every item must fill every field of the template.")
+            raise LayerdriftError(
+                f"{where}, item {k}: no value for the field(s) {', '.join(sorted(missing))}; "
+                "every item must fill every field of the template."
+            )
         empty = [f for f in fields if not str(item.fields[f]).strip()]
         if empty:
             raise LayerdriftError(f"{where}, item {k}: the field {empty[0]!r} is empty; fill it with text.")
         if not np.isfinite(item.label):
             raise LayerdriftError(f"{where}, item {k}: the label is not a finite number.")
     if len(np.unique(ps.labels)) < 3:
-        raise LayerdriftError(f"{where}: the items have fewer than 3 distinct labels; a shape cannot be fitted to them.")
+        raise LayerdriftError(
+            f"{where}: the items have fewer than 3 distinct labels; a shape cannot be fitted to them."
+        )
     return ps
 
 
 def birthday_set(n: int = 300, seed: int = 0) -> ProbeSet:
-    """Birthdays on random days of a (non-leap) year; label = day of the year (0 = 1 January), circular with period 365."""
+    """Birthdays on random days of a (non-leap) year; label = day of the year (0 = 1 January), circular with
+    period 365."""
     rng = np.random.default_rng(seed)
     days = rng.integers(0, 365, n)
     names = rng.choice(len(NAMES), n)
@@ -153,11 +203,20 @@ def birthday_set(n: int = 300, seed: int = 0) -> ProbeSet:
     for d, k in zip(days, names):
         day = date(2023, 1, 1) + timedelta(days=int(d))
         items.append(ProbeItem({"name": NAMES[k], "day": ordinal(day.day), "month": MONTHS[day.month - 1]}, float(d)))
-    return _check(ProbeSet(
-        "birthday", "built-in", "{name} was born on the {day} of {month}. {name} plays volleyball. {name} lives with her family in a small town. {name} had a party on her birthday.",
-        "circular", 365.0, {"source": "{month}", "distractor": "volleyball", "destination": "birthday"}, tuple(items),
-        "day of the year of a birthday; is the date carried from the month to the word 'birthday'?",
-    ), "probe set 'birthday'")
+    return _check(
+        ProbeSet(
+            "birthday",
+            "built-in",
+            "{name} was born on the {day} of {month}. {name} plays volleyball. {name} lives "
+            "with her family in a small town. {name} had a party on her birthday.",
+            "circular",
+            365.0,
+            {"source": "{month}", "distractor": "volleyball", "destination": "birthday"},
+            tuple(items),
+            "day of the year of a birthday; is the date carried from the month to the word 'birthday'?",
+        ),
+        "probe set 'birthday'",
+    )
 
 
 def months_set(n: int = 300, seed: int = 0) -> ProbeSet:
@@ -165,11 +224,19 @@ def months_set(n: int = 300, seed: int = 0) -> ProbeSet:
     rng = np.random.default_rng(seed + 1)
     months, names = rng.integers(0, 12, n), rng.choice(len(NAMES), n)
     items = tuple(ProbeItem({"name": NAMES[k], "month": MONTHS[m]}, float(m)) for m, k in zip(months, names))
-    return _check(ProbeSet(
-        "months", "built-in", "{name} said that her favourite month is {month}. She goes hiking with friends every year in that month.",
-        "discrete_circular", 12.0, {"source": "{month}", "distractor": "hiking", "destination": "month"}, items,
-        "a month of the year; is it kept at 'that month'?",
-    ), "probe set 'months'")
+    return _check(
+        ProbeSet(
+            "months",
+            "built-in",
+            "{name} said that her favourite month is {month}. She goes hiking with friends every year in that month.",
+            "discrete_circular",
+            12.0,
+            {"source": "{month}", "distractor": "hiking", "destination": "month"},
+            items,
+            "a month of the year; is it kept at 'that month'?",
+        ),
+        "probe set 'months'",
+    )
 
 
 def numbers_set(n: int = 300, seed: int = 0) -> ProbeSet:
@@ -177,11 +244,19 @@ def numbers_set(n: int = 300, seed: int = 0) -> ProbeSet:
     rng = np.random.default_rng(seed + 2)
     counts, names = rng.integers(1, 100, n), rng.choice(len(NAMES), n)
     items = tuple(ProbeItem({"name": NAMES[k], "number": str(c)}, float(c)) for c, k in zip(counts, names))
-    return _check(ProbeSet(
-        "numbers", "built-in", "There were {number} apples in the basket. {name} took the basket home and counted the apples again.",
-        "linear", None, {"source": "{number}", "distractor": "basket", "destination": "apples"}, items,
-        "a small count; is it carried to the second 'apples'?",
-    ), "probe set 'numbers'")
+    return _check(
+        ProbeSet(
+            "numbers",
+            "built-in",
+            "There were {number} apples in the basket. {name} took the basket home and counted the apples again.",
+            "linear",
+            None,
+            {"source": "{number}", "distractor": "basket", "destination": "apples"},
+            items,
+            "a small count; is it carried to the second 'apples'?",
+        ),
+        "probe set 'numbers'",
+    )
 
 
 BUILTIN_PROBES = {"birthday": birthday_set, "months": months_set, "numbers": numbers_set}
@@ -193,24 +268,43 @@ def load_probe_set(name_or_path: str, n: int = 300, seed: int = 0) -> ProbeSet:
         return BUILTIN_PROBES[name_or_path](n, seed)
     path = Path(name_or_path).expanduser()
     if not path.is_file():
-        raise LayerdriftError(f"probe set {name_or_path!r} is neither a built-in ({', '.join(BUILTIN_PROBES)}) nor an existing JSON file; check the name or path.")
+        raise LayerdriftError(
+            f"probe set {name_or_path!r} is neither a built-in ({', '.join(BUILTIN_PROBES)}) "
+            "nor an existing JSON file; check the name or path."
+        )
     where = f"probe set {str(path)!r}"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LayerdriftError(f"{where} is not valid UTF-8 JSON ({getattr(err, 'msg', type(err).__name__)}); write one JSON object with template, shape, landmarks and items.") from None
+        raise LayerdriftError(
+            f"{where} is not valid UTF-8 JSON ({getattr(err, 'msg', type(err).__name__)}); "
+            "write one JSON object with template, shape, landmarks and items."
+        ) from None
     if not isinstance(data, dict):
         raise LayerdriftError(f"{where} must hold one JSON object with template, shape, landmarks and items.")
     for key, kind in (("template", str), ("shape", str), ("landmarks", dict), ("items", list)):
         if not isinstance(data.get(key), kind):
-            raise LayerdriftError(f"{where} lacks a {kind.__name__} field {key!r}; it needs template, shape, landmarks and items (and period for circular shapes).")
+            raise LayerdriftError(
+                f"{where} lacks a {kind.__name__} field {key!r}; it needs template, shape, "
+                "landmarks and items (and period for circular shapes)."
+            )
     unknown = set(data) - {"name", "template", "shape", "period", "landmarks", "items", "description"}
     if unknown:
-        raise LayerdriftError(f"{where} has unknown field(s) {', '.join(sorted(unknown))}; allowed: name, template, shape, period, landmarks, items, description.")
+        raise LayerdriftError(
+            f"{where} has unknown field(s) {', '.join(sorted(unknown))}; allowed: name, "
+            "template, shape, period, landmarks, items, description."
+        )
     items = []
     for k, row in enumerate(data["items"][:n], start=1):
-        if not (isinstance(row, dict) and isinstance(row.get("fields"), dict) and isinstance(row.get("label"), (int, float)) and not isinstance(row.get("label"), bool)):
-            raise LayerdriftError(f"{where}, item {k}: expected an object with 'fields' (an object of strings) and a numeric 'label'.")
+        if not (
+            isinstance(row, dict)
+            and isinstance(row.get("fields"), dict)
+            and isinstance(row.get("label"), (int, float))
+            and not isinstance(row.get("label"), bool)
+        ):
+            raise LayerdriftError(
+                f"{where}, item {k}: expected an object with 'fields' (an object of strings) and a numeric 'label'."
+            )
         items.append(ProbeItem({str(f): str(v) for f, v in row["fields"].items()}, float(row["label"])))
     period = data.get("period")
     if period is not None and (not isinstance(period, (int, float)) or isinstance(period, bool)):
@@ -218,5 +312,16 @@ def load_probe_set(name_or_path: str, n: int = 300, seed: int = 0) -> ProbeSet:
     name = str(data.get("name") or path.stem)
     if not name or any(ch not in string.ascii_letters + string.digits + "_.-" for ch in name):
         raise LayerdriftError(f"{where}: name {name!r} may use only letters, digits, '_', '.' and '-'.")
-    return _check(ProbeSet(name, str(path), data["template"], data["shape"], float(period) if period is not None else None,
-                           {str(k): str(v) for k, v in data["landmarks"].items()}, tuple(items), str(data.get("description", ""))), where)
+    return _check(
+        ProbeSet(
+            name,
+            str(path),
+            data["template"],
+            data["shape"],
+            float(period) if period is not None else None,
+            {str(k): str(v) for k, v in data["landmarks"].items()},
+            tuple(items),
+            str(data.get("description", "")),
+        ),
+        where,
+    )

@@ -42,7 +42,8 @@ class Vocabulary:
 
 
 def check_row(where: str, term: str, category: str) -> None:
-    """One sentence for a row that cannot be a concept: empty, uncategorised, with a brace or line break, or absurdly long."""
+    """One sentence for a row that cannot be a concept: empty, uncategorised, with a brace or line break, or absurdly
+    long."""
     if not term:
         raise LayerdriftError(f"{where}: the term is empty; fill it in or delete the row.")
     if not category:
@@ -50,7 +51,10 @@ def check_row(where: str, term: str, category: str) -> None:
     if any(ch in term for ch in "{}\n\r"):
         raise LayerdriftError(f"{where}: term {term!r} contains a brace or line break; remove it.")
     if len(term) > MAX_TERM_CHARS:
-        raise LayerdriftError(f"{where}: the term is {len(term)} characters long (at most {MAX_TERM_CHARS}); a concept is a word or a short phrase, so shorten it.")
+        raise LayerdriftError(
+            f"{where}: the term is {len(term)} characters long (at most {MAX_TERM_CHARS}); a "
+            "concept is a word or a short phrase, so shorten it."
+        )
 
 
 def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
@@ -59,7 +63,8 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
     path = BUILTIN_VOCABULARIES.get(key, Path(key))
     if not path.is_file():
         raise LayerdriftError(
-            f"vocabulary {key!r} is neither a built-in ({', '.join(BUILTIN_VOCABULARIES)}) nor an existing file; check the path."
+            f"vocabulary {key!r} is neither a built-in ({', '.join(BUILTIN_VOCABULARIES)}) "
+            "nor an existing file; check the path."
         )
     raw = path.read_bytes()
     try:
@@ -70,11 +75,15 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     if not rows:
-        raise LayerdriftError(f"{path}: the vocabulary is empty; it needs a header line 'term{delimiter}category' and one row per term.")
+        raise LayerdriftError(
+            f"{path}: the vocabulary is empty; it needs a header line 'term{delimiter}category' and one row per term."
+        )
     header = [h.strip().lower() for h in rows[0]]
     unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
     if unknown:
-        raise LayerdriftError(f"{path}:1: unknown column {unknown[0]!r}; allowed columns are {', '.join(REQUIRED + OPTIONAL)}.")
+        raise LayerdriftError(
+            f"{path}:1: unknown column {unknown[0]!r}; allowed columns are {', '.join(REQUIRED + OPTIONAL)}."
+        )
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise LayerdriftError(f"{path}:1: the header has no {missing[0]!r} column; columns needed: term, category.")
@@ -88,14 +97,19 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            raise LayerdriftError(f"{path}:{lineno}: the row has {len(row)} fields but the header has {len(header)}; check the {'tabs' if delimiter == chr(9) else 'commas'}.")
+            raise LayerdriftError(
+                f"{path}:{lineno}: the row has {len(row)} fields but the header has "
+                f"{len(header)}; check the {'tabs' if delimiter == chr(9) else 'commas'}."
+            )
         term = row[col["term"]].strip()
         cat = row[col["category"]].strip()
         check_row(f"{path}:{lineno}", term, cat)
         if len(term) > LONG_TERM_CHARS:
             long_terms.append(lineno)
         if term in seen:
-            raise LayerdriftError(f"{path}:{lineno}: term {term!r} is a duplicate of line {seen[term]}; keep one of them.")
+            raise LayerdriftError(
+                f"{path}:{lineno}: term {term!r} is a duplicate of line {seen[term]}; keep one of them."
+            )
         seen[term] = lineno
         terms.append(term)
         cats.append(cat)
@@ -104,8 +118,12 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
         raise LayerdriftError(f"{path}: the vocabulary has a header but no terms.")
     if long_terms:
         lines = ", ".join(str(n) for n in long_terms[:5]) + (" …" if len(long_terms) > 5 else "")
-        warnings.warn(f"{path}: {len(long_terms)} term(s) are over {LONG_TERM_CHARS} characters (line {lines}); each is captured as many tokens and read at its last one.",
-                      LayerdriftWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: {len(long_terms)} term(s) are over {LONG_TERM_CHARS} characters (line "
+            f"{lines}); each is captured as many tokens and read at its last one.",
+            LayerdriftWarning,
+            stacklevel=2,
+        )
     name = key if key in BUILTIN_VOCABULARIES else path.stem
     return Vocabulary(name=name, source=str(path), terms=tuple(terms), categories=tuple(cats), notes=tuple(notes))
 

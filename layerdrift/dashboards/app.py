@@ -59,9 +59,13 @@ class DashboardState(param.Parameterized):
         self.labels: list[str] = meta["labels"]
         self.pairs: list[dict] = meta["pairs"]
         drift = run.tables["drift"]
-        self._drift_by = {key: t.sort_values("concept") for key, t in drift.groupby(["pair", "layer"])} if len(drift) else {}
-        self._neighbours = {key: t for key, t in run.tables["neighbours"].groupby(["variant", "layer"])}
-        self._projection_layers = sorted(set(run.tables["projections"]["layer"])) if len(run.tables["projections"]) else []
+        self._drift_by = (
+            {key: t.sort_values("concept") for key, t in drift.groupby(["pair", "layer"])} if len(drift) else {}
+        )
+        self._neighbours = {key: t for key, t in run.tables["neighbours"].groupby(["variant", "layer"])}  # noqa: C416
+        self._projection_layers = (
+            sorted(set(run.tables["projections"]["layer"])) if len(run.tables["projections"]) else []
+        )
         drift_pairs = [p["label"] for p in self.pairs if any(k[0] == p["label"] for k in self._drift_by)]
         self.param.pair.objects = drift_pairs or [p["label"] for p in self.pairs]
         self.param.layer.bounds = (0, len(self.labels) - 1)
@@ -77,7 +81,10 @@ class DashboardState(param.Parameterized):
 
     def layer_drift(self) -> pd.DataFrame:
         """Per-concept drift and percentile of the selected pair at the selected layer."""
-        return self._drift_by.get((self.pair, self.layer), pd.DataFrame(columns=["concept", "term", "category", "drift", "percentile", "jaccard"]))
+        return self._drift_by.get(
+            (self.pair, self.layer),
+            pd.DataFrame(columns=["concept", "term", "category", "drift", "percentile", "jaccard"]),
+        )
 
     def top_table(self, n: int = 30) -> pd.DataFrame:
         d = self.layer_drift().sort_values("drift", ascending=False, kind="stable").head(n)
@@ -89,7 +96,13 @@ class DashboardState(param.Parameterized):
         if t is None:
             return pd.DataFrame(columns=["rank", "neighbour", "similarity"])
         t = t[t["concept"] == self.concept]
-        return pd.DataFrame({"rank": t["rank"].to_numpy(), "neighbour": t["neighbour_term"].to_numpy(), "similarity": t["similarity"].to_numpy()})
+        return pd.DataFrame(
+            {
+                "rank": t["rank"].to_numpy(),
+                "neighbour": t["neighbour_term"].to_numpy(),
+                "similarity": t["similarity"].to_numpy(),
+            }
+        )
 
     def projection_layer(self) -> int | None:
         """The selected layer if it has a projection, else the nearest one that has."""
@@ -107,21 +120,47 @@ class DashboardState(param.Parameterized):
         if self.colour == "category":
             fig = F.umap_by_category(proj, layer, self.terms, self.categories, self.method)
         else:
-            fig = F.umap_trajectories(proj, self.run.tables["drift"], info["a"], info["b"], info["label"], layer, self.terms, self.categories, self.method)
+            fig = F.umap_trajectories(
+                proj,
+                self.run.tables["drift"],
+                info["a"],
+                info["b"],
+                info["label"],
+                layer,
+                self.terms,
+                self.categories,
+                self.method,
+            )
         sel = proj[(proj["layer"] == layer) & (proj["method"] == self.method) & (proj["concept"] == self.concept)]
-        fig.add_trace(go.Scatter(x=sel["x"], y=sel["y"], mode="markers+text", text=[self.terms[self.concept]] + [""] * (len(sel) - 1), textposition="top center",
-                                 marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#00a0ff", width=3)), name="selected", hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=sel["x"],
+                y=sel["y"],
+                mode="markers+text",
+                text=[self.terms[self.concept]] + [""] * (len(sel) - 1),
+                textposition="top center",
+                marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#00a0ff", width=3)),
+                name="selected",
+                hoverinfo="skip",
+            )
+        )
         fig.update_layout(height=560, width=None, autosize=True, margin=dict(l=50, r=20, t=50, b=40))
         return fig
 
     def concept_drift_figure(self) -> go.Figure:
-        return F.concept_layer_curves(self.run.tables["drift"], self.concept, self.terms[self.concept], "drift", self.pairs)
+        return F.concept_layer_curves(
+            self.run.tables["drift"], self.concept, self.terms[self.concept], "drift", self.pairs
+        )
 
     def concept_jaccard_figure(self) -> go.Figure:
-        return F.concept_layer_curves(self.run.tables["drift"], self.concept, self.terms[self.concept], "jaccard", self.pairs)
+        return F.concept_layer_curves(
+            self.run.tables["drift"], self.concept, self.terms[self.concept], "jaccard", self.pairs
+        )
 
     def violin_figure(self) -> go.Figure:
-        fig = F.category_violins(self.run.tables["drift"], [self.pair], self.layer, self.categories, self.labels[self.layer])
+        fig = F.category_violins(
+            self.run.tables["drift"], [self.pair], self.layer, self.categories, self.labels[self.layer]
+        )
         fig.update_layout(width=None, autosize=True, height=380)
         return fig
 
@@ -159,12 +198,30 @@ def build_app(run: Run) -> pn.viewable.Viewable:
     state = DashboardState(run)
     labels = state.labels
 
-    layer = pn.widgets.Player(label="layer", start=0, end=len(labels) - 1, value=state.layer, step=1, interval=900, loop_policy="once", width=380, show_value=False)
+    layer = pn.widgets.Player(
+        label="layer",
+        start=0,
+        end=len(labels) - 1,
+        value=state.layer,
+        step=1,
+        interval=900,
+        loop_policy="once",
+        width=380,
+        show_value=False,
+    )
     layer_text = pn.pane.Markdown(width=320, css_classes=["layer-label"], margin=(22, 10, 0, 10))
     pair = pn.widgets.Select(label="variant pair", options=state.param.pair.objects, value=state.pair, width=240)
     method = pn.widgets.RadioButtonGroup(label="map", options=["umap", "pca"], value=state.method, width=140)
     colour = pn.widgets.RadioButtonGroup(label="colour", options=["drift", "category"], value=state.colour, width=170)
-    search = pn.widgets.AutocompleteInput(label="concept", options=state.terms, case_sensitive=False, search_strategy="includes", placeholder="type a concept…", width=240, restrict=False)
+    search = pn.widgets.AutocompleteInput(
+        label="concept",
+        options=state.terms,
+        case_sensitive=False,
+        search_strategy="includes",
+        placeholder="type a concept…",
+        width=240,
+        restrict=False,
+    )
     found = pn.pane.Markdown(css_classes=["found"], width=320, margin=(22, 10, 0, 10))
 
     map_pane = pn.pane.Plotly(state.map_figure(), sizing_mode="stretch_width", css_classes=["map-pane"])
@@ -174,16 +231,47 @@ def build_app(run: Run) -> pn.viewable.Viewable:
     cka_pane = pn.pane.Plotly(state.cka_figure(), sizing_mode="stretch_width")
     heat_pane = pn.pane.Plotly(state.heatmap_figure(), sizing_mode="stretch_width")
     rank_pane = pn.pane.Plotly(state.rank_figure(), sizing_mode="stretch_width")
-    top = pn.widgets.Tabulator(state.top_table(), disabled=True, height=420, layout="fit_data_stretch", show_index=False, pagination=None, css_classes=["top-table"],
-                               formatters={"drift": {"type": "money", "precision": 5}, "percentile": {"type": "money", "precision": 1}, "jaccard": {"type": "money", "precision": 3}})
+    top = pn.widgets.Tabulator(
+        state.top_table(),
+        disabled=True,
+        height=420,
+        layout="fit_data_stretch",
+        show_index=False,
+        pagination=None,
+        css_classes=["top-table"],
+        formatters={
+            "drift": {"type": "money", "precision": 5},
+            "percentile": {"type": "money", "precision": 1},
+            "jaccard": {"type": "money", "precision": 3},
+        },
+    )
     variants = run.meta["variants"]
-    neighbour_tables = {v: pn.widgets.Tabulator(state.neighbours(v), disabled=True, show_index=False, hidden_columns=["rank"], formatters={"similarity": {"type": "money", "precision": 3}}, titles={"similarity": "cos"}, layout="fit_data_stretch", height=300, css_classes=[f"nb-{v}"]) for v in variants}
+    neighbour_tables = {
+        v: pn.widgets.Tabulator(
+            state.neighbours(v),
+            disabled=True,
+            show_index=False,
+            hidden_columns=["rank"],
+            formatters={"similarity": {"type": "money", "precision": 3}},
+            titles={"similarity": "cos"},
+            layout="fit_data_stretch",
+            height=300,
+            css_classes=[f"nb-{v}"],
+        )
+        for v in variants
+    }
 
     def selected_text() -> str:
-        return md("selected: **{term}** ({category})", term=state.terms[state.concept], category=state.categories[state.concept])
+        return md(
+            "selected: **{term}** ({category})",
+            term=state.terms[state.concept],
+            category=state.categories[state.concept],
+        )
 
     def update_layer_text() -> None:
-        layer_text.object = md("**layer {label}** (residual point {i} of {n})", label=labels[state.layer], i=state.layer, n=len(labels) - 1)
+        layer_text.object = md(
+            "**layer {label}** (residual point {i} of {n})", label=labels[state.layer], i=state.layer, n=len(labels) - 1
+        )
 
     def redraw_layer(*_):
         with pn.io.hold():  # one message to the browser for all views
@@ -264,23 +352,49 @@ def build_app(run: Run) -> pn.viewable.Viewable:
 
     export = pn.Column(
         pn.Row(
-            pn.widgets.FileDownload(callback=csv_download, filename="layer_drift.csv", label="layer table as CSV", color="light", width=170),
-            pn.widgets.FileDownload(callback=html_download, filename="map.html", label="map as HTML", color="light", width=150),
+            pn.widgets.FileDownload(
+                callback=csv_download, filename="layer_drift.csv", label="layer table as CSV", color="light", width=170
+            ),
+            pn.widgets.FileDownload(
+                callback=html_download, filename="map.html", label="map as HTML", color="light", width=150
+            ),
         ),
         pn.pane.Markdown("PNG: the camera icon on any figure", margin=(0, 10)),
     )
     update_layer_text()
     found.object = selected_text()
-    controls = pn.Column(pn.Row(layer, layer_text, export), pn.Row(pair, pn.Column(pn.pane.Markdown("map", margin=(0, 10)), method), pn.Column(pn.pane.Markdown("colour", margin=(0, 10)), colour), search, found))
+    controls = pn.Column(
+        pn.Row(layer, layer_text, export),
+        pn.Row(
+            pair,
+            pn.Column(pn.pane.Markdown("map", margin=(0, 10)), method),
+            pn.Column(pn.pane.Markdown("colour", margin=(0, 10)), colour),
+            search,
+            found,
+        ),
+    )
     concept_panel = pn.Column(
         pn.pane.Markdown("### Concept"),
         drift_pane,
         pn.Row(*[pn.Column(pn.pane.Markdown(md("**{v}** neighbours", v=v)), t) for v, t in neighbour_tables.items()]),
         jaccard_pane,
     )
-    overview = pn.Column(pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), top), violin_pane), pn.Row(cka_pane, rank_pane), heat_pane)
-    tabs = pn.Tabs(("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)), ("Overview", overview), *experiment_tabs(run.tables, load_projections(run.store.root), run.meta.get("terms")), dynamic=False)
-    title = md("## layerdrift · {name} · reference {reference}", name=run.store.manifest["config"]["name"], reference=run.meta["reference"])
+    overview = pn.Column(
+        pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), top), violin_pane),
+        pn.Row(cka_pane, rank_pane),
+        heat_pane,
+    )
+    tabs = pn.Tabs(
+        ("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)),
+        ("Overview", overview),
+        *experiment_tabs(run.tables, load_projections(run.store.root), run.meta.get("terms")),
+        dynamic=False,
+    )
+    title = md(
+        "## layerdrift · {name} · reference {reference}",
+        name=run.store.manifest["config"]["name"],
+        reference=run.meta["reference"],
+    )
     return pn.Column(pn.pane.Markdown(title), controls, tabs, sizing_mode="stretch_width")
 
 
@@ -290,4 +404,13 @@ def serve(run_dir: str, port: int = 5006, address: str = "127.0.0.1", show: bool
 
     run = open_run(run_dir)  # fail before the server starts: missing run, no analyses, old format
     origins = [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
-    pn.serve({"/": lambda: build_app(run)}, port=port, address=address, show=show, websocket_origin=origins, title="layerdrift", threaded=False, print_url=True)
+    pn.serve(
+        {"/": lambda: build_app(run)},
+        port=port,
+        address=address,
+        show=show,
+        websocket_origin=origins,
+        title="layerdrift",
+        threaded=False,
+        print_url=True,
+    )

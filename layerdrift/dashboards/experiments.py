@@ -1,4 +1,5 @@
-"""Dashboard tabs for the patching, behaviour-vector, manifold and trajectory experiments (shown when a run has their tables).
+"""Dashboard tabs for the patching, behaviour-vector, manifold and trajectory experiments (shown when a run has their
+tables).
 
 As in the main dashboard, each view object holds the selection and turns the result tables into
 figures with the report's builders; the Panel functions only wire widgets to it.
@@ -44,7 +45,17 @@ class PatchingView(param.Parameterized):
             return self.prompts
         row = self.table[self.table["direction"] == self.direction].iloc[0]
         pair = row["pair"]
-        cols = ["prompt", "category", "target", "answer_a", "answer_b", "token_a", "token_b", "logit_diff_a", "logit_diff_b"]
+        cols = [
+            "prompt",
+            "category",
+            "target",
+            "answer_a",
+            "answer_b",
+            "token_a",
+            "token_b",
+            "logit_diff_a",
+            "logit_diff_b",
+        ]
         return self.prompts[self.prompts["pair"] == pair][[c for c in cols if c in self.prompts]].reset_index(drop=True)
 
 
@@ -84,17 +95,27 @@ class VectorsView(param.Parameterized):
         steering = self.tables["behaviour_steering"]
         if steering.empty:
             fig = go.Figure()
-            fig.add_annotation(text="no steering check in this run (behaviour.steering_items = 0)", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+            fig.add_annotation(
+                text="no steering check in this run (behaviour.steering_items = 0)",
+                showarrow=False,
+                x=0.5,
+                y=0.5,
+                xref="paper",
+                yref="paper",
+            )
             return fig
         return F.steering_curves(steering[steering["behaviour"] == self.behaviour])
 
 
 class ManifoldView(param.Parameterized):
-    """Selection in the manifold tab: probe set, variant, which map, and the cell (residual point, token) shown as a projection."""
+    """Selection in the manifold tab: probe set, variant, which map, and the cell (residual point, token) shown as a
+    projection."""
 
     probe_set = param.Selector(objects=[])
     variant = param.Selector(objects=[])
-    view = param.Selector(default="score", objects=["score", "difference", "score_orthonormal", "rigid_gap", "score_reuse"])
+    view = param.Selector(
+        default="score", objects=["score", "difference", "score_orthonormal", "rigid_gap", "score_reuse"]
+    )
     point = param.Integer(default=0, bounds=(0, None))
     slot = param.Integer(default=0, bounds=(0, None))
 
@@ -130,17 +151,42 @@ class ManifoldView(param.Parameterized):
         if self.view == "difference":
             if self.variant == self.reference:
                 fig = go.Figure()
-                fig.add_annotation(text=f"{self.variant} is the reference; pick another variant to see its difference", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+                fig.add_annotation(
+                    text=f"{self.variant} is the reference; pick another variant to see its difference",
+                    showarrow=False,
+                    x=0.5,
+                    y=0.5,
+                    xref="paper",
+                    yref="paper",
+                )
                 return fig
-            fig = MF.manifold_difference(t[t["variant"].isin([self.reference, self.variant])], self.probe_set, self.reference)
+            fig = MF.manifold_difference(
+                t[t["variant"].isin([self.reference, self.variant])], self.probe_set, self.reference
+            )
             if fig is None:
                 fig = go.Figure()
-                fig.add_annotation(text=f"{self.variant} aligns the prompts to other tokens than {self.reference} (another tokenizer): no cell-by-cell difference", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+                fig.add_annotation(
+                    text=f"{self.variant} aligns the prompts to other tokens than {self.reference} "
+                    "(another tokenizer): no cell-by-cell difference",
+                    showarrow=False,
+                    x=0.5,
+                    y=0.5,
+                    xref="paper",
+                    yref="paper",
+                )
                 return fig
         else:
             fig = MF.manifold_heatmaps(t[t["variant"] == self.variant], self.probe_set, self.view)
-        fig.add_trace(go.Scatter(x=[self.slot], y=[self.point], mode="markers", marker=dict(symbol="square-open", size=14, color="#ff00ff", line=dict(width=2)),
-                                 showlegend=False, hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=[self.slot],
+                y=[self.point],
+                mode="markers",
+                marker=dict(symbol="square-open", size=14, color="#ff00ff", line=dict(width=2)),
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
         fig.update_layout(width=None, autosize=True, height=620)
         return fig
 
@@ -154,10 +200,20 @@ class ManifoldView(param.Parameterized):
         key = f"{self.variant}/{self.probe_set}"
         if row is None or key not in self.projections:
             fig = go.Figure()
-            fig.add_annotation(text="no projection for this cell (the run's manifold/projections.npz is missing)", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+            fig.add_annotation(
+                text="no projection for this cell (the run's manifold/projections.npz is missing)",
+                showarrow=False,
+                x=0.5,
+                y=0.5,
+                xref="paper",
+                yref="paper",
+            )
             return fig
         coords = self.projections[key][self.point, self.slot]
-        title = f"{self.variant}: token {row['slot_label']!r} at point {row['label']}<br><sup>score {row['score']:.3f}, orthonormal {row['score_orthonormal']:.3f}, chance {row['score_chance']:.3f}</sup>"
+        title = (
+            f"{self.variant}: token {row['slot_label']!r} at point {row['label']}<br><sup>score {row['score']:.3f}, "
+            f"orthonormal {row['score_orthonormal']:.3f}, chance {row['score_chance']:.3f}</sup>"
+        )
         period = row["period"] if pd.notna(row["period"]) else None
         fig = MF.manifold_projection(coords, self.projections[f"{key}/labels"], row["shape"], title, period)
         fig.update_layout(width=None, autosize=True)
@@ -171,10 +227,22 @@ class ManifoldView(param.Parameterized):
 
 def manifold_tab(tables: dict[str, pd.DataFrame], projections: dict) -> pn.viewable.Viewable:
     view = ManifoldView(tables, projections)
-    probe_set = pn.widgets.Select(label="probe set", options=view.param.probe_set.objects, value=view.probe_set, width=180)
+    probe_set = pn.widgets.Select(
+        label="probe set", options=view.param.probe_set.objects, value=view.probe_set, width=180
+    )
     variant = pn.widgets.Select(label="variant", options=view.param.variant.objects, value=view.variant, width=180)
-    which = pn.widgets.Select(label="map", options={"score (ridge)": "score", "difference from the reference": "difference", "score (orthonormal)": "score_orthonormal",
-                                                     "orthonormal − ridge": "rigid_gap", "reuse of the source token's map": "score_reuse"}, value=view.view, width=240)
+    which = pn.widgets.Select(
+        label="map",
+        options={
+            "score (ridge)": "score",
+            "difference from the reference": "difference",
+            "score (orthonormal)": "score_orthonormal",
+            "orthonormal − ridge": "rigid_gap",
+            "reuse of the source token's map": "score_reuse",
+        },
+        value=view.view,
+        width=240,
+    )
     heat = pn.pane.Plotly(view.heatmap(), sizing_mode="stretch_width", css_classes=["manifold-map"])
     proj = pn.pane.Plotly(view.projection(), width=520, height=520, css_classes=["manifold-projection"])
     curves = pn.pane.Plotly(view.landmarks(), sizing_mode="stretch_width")
@@ -197,19 +265,33 @@ def manifold_tab(tables: dict[str, pd.DataFrame], projections: dict) -> pn.viewa
     view.param.watch(new_selection, ["probe_set", "variant"])
     view.param.watch(redraw_map, ["view"])
     view.param.watch(redraw_cell, ["point", "slot"])
-    note = pn.pane.Markdown("Cross-validated SMDS score of every residual point (rows) and aligned token (columns); landmark tokens are coloured. "
-                            "**Click a cell** to see its held-out 2-D projection coloured by the label.")
+    note = pn.pane.Markdown(
+        "Cross-validated SMDS score of every residual point (rows) and aligned token "
+        "(columns); landmark tokens are coloured. "
+        "**Click a cell** to see its held-out 2-D projection coloured by the label."
+    )
     return pn.Column(pn.Row(probe_set, variant, which), note, pn.Row(heat, proj), curves)
 
 
 def patching_tab(tables: dict[str, pd.DataFrame]) -> pn.viewable.Viewable:
     view = PatchingView(tables)
-    direction = pn.widgets.Select(label="source into receiver", options=view.param.direction.objects, value=view.direction, width=260)
-    component = pn.widgets.Select(label="component", options=view.param.component.objects, value=view.component, width=140)
+    direction = pn.widgets.Select(
+        label="source into receiver", options=view.param.direction.objects, value=view.direction, width=260
+    )
+    component = pn.widgets.Select(
+        label="component", options=view.param.component.objects, value=view.component, width=140
+    )
     metric = pn.widgets.Select(label="metric", options=list(F.PATCH_METRICS), value=view.metric, width=220)
     heat = pn.pane.Plotly(view.heatmap(), sizing_mode="stretch_width", css_classes=["patch-map"])
     curves = pn.pane.Plotly(view.curves(), sizing_mode="stretch_width")
-    prompts = pn.widgets.Tabulator(view.prompt_table(), disabled=True, show_index=False, layout="fit_data_stretch", height=300, css_classes=["patch-prompts"])
+    prompts = pn.widgets.Tabulator(
+        view.prompt_table(),
+        disabled=True,
+        show_index=False,
+        layout="fit_data_stretch",
+        height=300,
+        css_classes=["patch-prompts"],
+    )
 
     def redraw(*_):
         with pn.io.hold():
@@ -218,15 +300,28 @@ def patching_tab(tables: dict[str, pd.DataFrame]) -> pn.viewable.Viewable:
     for widget, name in ((direction, "direction"), (component, "component"), (metric, "metric")):
         widget.param.watch(lambda e, name=name: setattr(view, name, e.new), "value")
     view.param.watch(redraw, ["direction", "component", "metric"])
-    note = pn.pane.Markdown("0 = the receiver's own behaviour, 1 = the source's. Prompts are those whose greedy answers differ (flips) unless the config says otherwise.")
-    return pn.Column(pn.Row(direction, component, metric), note, pn.Row(heat, curves), pn.pane.Markdown("**Patched prompts**"), prompts)
+    note = pn.pane.Markdown(
+        "0 = the receiver's own behaviour, 1 = the source's. Prompts are those whose "
+        "greedy answers differ (flips) unless the config says otherwise."
+    )
+    return pn.Column(
+        pn.Row(direction, component, metric),
+        note,
+        pn.Row(heat, curves),
+        pn.pane.Markdown("**Patched prompts**"),
+        prompts,
+    )
 
 
 def vectors_tab(tables: dict[str, pd.DataFrame]) -> pn.viewable.Viewable:
     view = VectorsView(tables)
-    behaviour = pn.widgets.Select(label="behaviour", options=view.param.behaviour.objects, value=view.behaviour, width=200)
+    behaviour = pn.widgets.Select(
+        label="behaviour", options=view.param.behaviour.objects, value=view.behaviour, width=200
+    )
     pair = pn.widgets.Select(label="variant pair", options=view.param.pair.objects, value=view.pair, width=220)
-    variant = pn.widgets.Select(label="variant (layer map)", options=view.param.variant.objects, value=view.variant, width=200)
+    variant = pn.widgets.Select(
+        label="variant (layer map)", options=view.param.variant.objects, value=view.variant, width=200
+    )
     cosine = pn.pane.Plotly(view.cosine_figure(), sizing_mode="stretch_width", css_classes=["vector-cosine"])
     cross = pn.pane.Plotly(view.cross_figure(), sizing_mode="stretch_width")
     pca = pn.pane.Plotly(view.pca_figure(), sizing_mode="stretch_width")
@@ -234,7 +329,12 @@ def vectors_tab(tables: dict[str, pd.DataFrame]) -> pn.viewable.Viewable:
 
     def redraw(*_):
         with pn.io.hold():
-            cosine.object, cross.object, pca.object, steering.object = view.cosine_figure(), view.cross_figure(), view.pca_figure(), view.steering_figure()
+            cosine.object, cross.object, pca.object, steering.object = (
+                view.cosine_figure(),
+                view.cross_figure(),
+                view.pca_figure(),
+                view.steering_figure(),
+            )
 
     for widget, name in ((behaviour, "behaviour"), (pair, "pair"), (variant, "variant")):
         widget.param.watch(lambda e, name=name: setattr(view, name, e.new), "value")
@@ -242,7 +342,9 @@ def vectors_tab(tables: dict[str, pd.DataFrame]) -> pn.viewable.Viewable:
     return pn.Column(pn.Row(behaviour, pair, variant), cosine, pn.Row(pca, cross), steering)
 
 
-def experiment_tabs(tables: dict[str, pd.DataFrame], projections: dict | None = None, terms: list[str] | None = None) -> list[tuple[str, pn.viewable.Viewable]]:
+def experiment_tabs(
+    tables: dict[str, pd.DataFrame], projections: dict | None = None, terms: list[str] | None = None
+) -> list[tuple[str, pn.viewable.Viewable]]:
     """The tabs a run's tables support."""
     from layerdrift.dashboards.trajectory import trajectory_tab
 

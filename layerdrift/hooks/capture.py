@@ -27,7 +27,8 @@ def residual_hook_names(n_layers: int) -> list[str]:
 
 
 def expand_hook_names(specs: list[str], n_layers: int, available: Collection[str], where: str) -> list[str]:
-    """Expand ``residual`` and ``{layer}`` patterns to concrete hook names, checked against the model (every unknown one named at once)."""
+    """Expand ``residual`` and ``{layer}`` patterns to concrete hook names, checked against the model (every unknown one
+    named at once)."""
     import difflib
 
     names: list[str] = []
@@ -46,7 +47,11 @@ def expand_hook_names(specs: list[str], n_layers: int, available: Collection[str
             elif name not in names:
                 names.append(name)
     if unknown:
-        raise LayerdriftError(f"hook point{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} {'do' if len(unknown) > 1 else 'does'} not exist in {where}; list hook names with `layerdrift hooks VARIANT_SOURCE`.")
+        raise LayerdriftError(
+            f"hook point{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"{'do' if len(unknown) > 1 else 'does'} not exist in {where}; list hook names "
+            "with `layerdrift hooks VARIANT_SOURCE`."
+        )
     return names
 
 
@@ -72,7 +77,10 @@ def capture_batch(
     def make_hook(name: str):
         def hook(act: torch.Tensor, hook=None) -> None:
             if act.ndim < 3 or act.shape[0] != index.shape[0] or act.shape[1] != input_ids.shape[1]:
-                raise LayerdriftError(f"hook point '{name}' gives shape {tuple(act.shape)}, not (batch, position, ...); capture it with another tool or pick a residual-like hook.")
+                raise LayerdriftError(
+                    f"hook point '{name}' gives shape {tuple(act.shape)}, not (batch, position, ...); "
+                    "capture it with another tool or pick a residual-like hook."
+                )
             sel = act[rows, index_d].reshape(index.shape[0], index.shape[1], -1)
             sel = torch.where(valid_d[..., None], sel, torch.zeros((), dtype=sel.dtype, device=device))
             out[name] = sel.to(torch.float32).cpu().numpy()
@@ -83,5 +91,7 @@ def capture_batch(
         bridge(input_ids.to(device), attention_mask=attention_mask.to(device), return_type=None)
     missing = [n for n in hook_names if n not in out]
     if missing:
-        raise LayerdriftError(f"hook point '{missing[0]}' never fired during the forward pass; it is not on this model's forward path.")
+        raise LayerdriftError(
+            f"hook point '{missing[0]}' never fired during the forward pass; it is not on this model's forward path."
+        )
     return out

@@ -18,7 +18,11 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 
-COMPONENT_HOOKS = {"resid": "blocks.{layer}.hook_resid_post", "attn": "blocks.{layer}.hook_attn_out", "mlp": "blocks.{layer}.hook_mlp_out"}
+COMPONENT_HOOKS = {
+    "resid": "blocks.{layer}.hook_resid_post",
+    "attn": "blocks.{layer}.hook_attn_out",
+    "mlp": "blocks.{layer}.hook_mlp_out",
+}
 ALL_POSITIONS = 0  # the offset value that means "every position at once"
 
 
@@ -44,7 +48,10 @@ def _device(bridge: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def next_token_logits(
-    bridge: torch.nn.Module, ids: Int[torch.Tensor, "b t"], mask: Int[torch.Tensor, "b t"], fwd_hooks: Sequence[tuple[str, object]] = ()
+    bridge: torch.nn.Module,
+    ids: Int[torch.Tensor, "b t"],
+    mask: Int[torch.Tensor, "b t"],
+    fwd_hooks: Sequence[tuple[str, object]] = (),
 ) -> Float[torch.Tensor, "b v"]:
     """Logits for the token after the last column, with optional hooks active (float32)."""
     device = _device(bridge)
@@ -57,7 +64,12 @@ def next_token_logits(
 
 
 def greedy_continuations(
-    bridge: torch.nn.Module, seqs: Sequence[Sequence[int]], pad_id: int, max_new_tokens: int, stop_ids: Sequence[int] = (), batch_size: int = 32
+    bridge: torch.nn.Module,
+    seqs: Sequence[Sequence[int]],
+    pad_id: int,
+    max_new_tokens: int,
+    stop_ids: Sequence[int] = (),
+    batch_size: int = 32,
 ) -> list[list[int]]:
     """Greedy decoding of up to ``max_new_tokens`` per prompt (stop tokens end a row and are kept)."""
     out: list[list[int]] = []
@@ -77,7 +89,9 @@ def greedy_continuations(
     return out
 
 
-def _left_padded_source(values: Sequence[np.ndarray], lengths: Sequence[int], width: int, d: int) -> Float[torch.Tensor, "b t d"]:
+def _left_padded_source(
+    values: Sequence[np.ndarray], lengths: Sequence[int], width: int, d: int
+) -> Float[torch.Tensor, "b t d"]:
     """Stack per-prompt (len_i, d) activations into left-padded (b, width, d) coordinates."""
     src = torch.zeros((len(values), width, d), dtype=torch.float32)
     for row, (v, n) in enumerate(zip(values, lengths)):
@@ -101,7 +115,7 @@ def _readout_cells(
     read_ids: Int[np.ndarray, "n k"],
     batch_size: int,
     hooks_for: Callable[[Sequence[tuple[int, int]], torch.Tensor], list[tuple[str, object]]],
-) -> tuple[Float[np.ndarray, "c k"], Float[np.ndarray, "c"]]:
+) -> tuple[Float[np.ndarray, "c k"], Float[np.ndarray, " c"]]:
     """For (condition, prompt) cells, batch by batch: logits of the prompt's ``read_ids`` and the log-sum-exp.
 
     ``hooks_for(chunk, mask)`` gives the forward hooks of one batch (rows = the chunk's cells).
@@ -112,7 +126,9 @@ def _readout_cells(
         rows = [i for _, i in chunk]
         ids, mask = left_pad([seqs[i] for i in rows], pad_id)
         out = next_token_logits(bridge, ids, mask, hooks_for(chunk, mask))
-        logits[start : start + len(chunk)] = out.gather(1, torch.as_tensor(read_ids[rows], device=out.device)).cpu().numpy()
+        logits[start : start + len(chunk)] = (
+            out.gather(1, torch.as_tensor(read_ids[rows], device=out.device)).cpu().numpy()
+        )
         lse[start : start + len(chunk)] = torch.logsumexp(out, dim=-1).cpu().numpy()
     return logits, lse
 
@@ -148,7 +164,9 @@ def patch_sweep(
 
         def patch_hooks(chunk, mask, hook=hook):
             width = mask.shape[1]
-            src = _left_padded_source([sources[hook][i] for _, i in chunk], [lengths[i] for _, i in chunk], width, sources[hook][0].shape[-1])
+            src = _left_padded_source(
+                [sources[hook][i] for _, i in chunk], [lengths[i] for _, i in chunk], width, sources[hook][0].shape[-1]
+            )
             where = torch.zeros((len(chunk), width), dtype=torch.bool)
             for r, (o, i) in enumerate(chunk):
                 if offsets[o] == ALL_POSITIONS:
@@ -164,10 +182,16 @@ def patch_sweep(
 
 
 def clean_readout(
-    bridge: torch.nn.Module, seqs: Sequence[Sequence[int]], pad_id: int, read_ids: Int[np.ndarray, "n k"], batch_size: int = 32
-) -> tuple[Float[np.ndarray, "n k"], Float[np.ndarray, "n"]]:
+    bridge: torch.nn.Module,
+    seqs: Sequence[Sequence[int]],
+    pad_id: int,
+    read_ids: Int[np.ndarray, "n k"],
+    batch_size: int = 32,
+) -> tuple[Float[np.ndarray, "n k"], Float[np.ndarray, " n"]]:
     """Unpatched logits of ``read_ids`` and the log-sum-exp at the next-token slot."""
-    return _readout_cells(bridge, seqs, pad_id, [(0, i) for i in range(len(seqs))], read_ids, batch_size, lambda chunk, mask: [])
+    return _readout_cells(
+        bridge, seqs, pad_id, [(0, i) for i in range(len(seqs))], read_ids, batch_size, lambda chunk, mask: []
+    )
 
 
 def _add(vector: torch.Tensor, where: torch.Tensor):

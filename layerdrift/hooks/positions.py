@@ -66,14 +66,22 @@ def resolve_position(
         i = int(pos.arg)  # type: ignore[arg-type]
         j = i if i >= 0 else n + i
         if not 0 <= j < n:
-            raise LayerdriftError(f"position 'index:{i}' is outside {where}, which has {n} tokens; pick an index in [{-n}, {n - 1}].")
+            raise LayerdriftError(
+                f"position 'index:{i}' is outside {where}, which has {n} tokens; pick an index in [{-n}, {n - 1}]."
+            )
         return [j]
     needle = str(pos.arg).replace("{term}", term or "")
     start = text.find(needle)
     if not needle or start < 0:
-        raise LayerdriftError(f"position '{pos.spec}' looks for {needle!r}, which does not occur in {where}; fix the template or the position.")
+        raise LayerdriftError(
+            f"position '{pos.spec}' looks for {needle!r}, which does not occur in {where}; "
+            "fix the template or the position."
+        )
     end = start + len(needle)
     hits = [k for k, (a, b) in enumerate(offsets) if a < end and b > start and b > a]
     if not hits:
-        raise LayerdriftError(f"position '{pos.spec}': no token covers {needle!r} in {where}; the tokenizer gives no character offsets for it.")
+        raise LayerdriftError(
+            f"position '{pos.spec}': no token covers {needle!r} in {where}; the tokenizer "
+            "gives no character offsets for it."
+        )
     return [hits[-1]]

@@ -57,8 +57,11 @@ def _token_segments(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]
     return out
 
 
-def align_probes(tokenizer: Any, probes: ProbeSet, prepend_bos: Literal["auto", "yes", "no"] = "auto", variant: str = "this variant") -> ProbeAlignment:
-    """Slots, per-prompt token indices and landmark slots of ``probes`` in ``tokenizer`` (no chat template: raw text)."""
+def align_probes(
+    tokenizer: Any, probes: ProbeSet, prepend_bos: Literal["auto", "yes", "no"] = "auto", variant: str = "this variant"
+) -> ProbeAlignment:
+    """Slots, per-prompt token indices and landmark slots of ``probes`` in ``tokenizer`` (no chat template: raw
+    text)."""
     segments = probes.segments()
     per_prompt = []
     for item in probes.items:
@@ -74,7 +77,11 @@ def align_probes(tokenizer: Any, probes: ProbeSet, prepend_bos: Literal["auto", 
     for name, where in probes.landmarks.items():
         s = next(i for i, seg in enumerate(segments) if seg.landmark == name)
         if modal[s] == 0:
-            raise LayerdriftError(f"probe set '{probes.name}': in {variant} the landmark {name!r} ({where}) has no token of its own (it merges into a neighbour); rewrite the template so it is a separate word.")
+            raise LayerdriftError(
+                f"probe set '{probes.name}': in {variant} the landmark {name!r} ({where}) has no "
+                "token of its own (it merges into a neighbour); rewrite the template so it is a "
+                "separate word."
+            )
     slots, slot_segment, slot_offset = [], [], []
     example = next((g for _, _, g in per_prompt if all(len(g.get(s, [])) == modal[s] for s in keys)), per_prompt[0][2])
     example_ids = per_prompt[[g for _, _, g in per_prompt].index(example)][1]
@@ -92,7 +99,15 @@ def align_probes(tokenizer: Any, probes: ProbeSet, prepend_bos: Literal["auto", 
     for i, (text, tok_ids, groups) in enumerate(per_prompt):
         empty = [s for s in keys if modal[s] > 0 and not groups.get(s)]
         if empty:
-            what = "the start" if empty[0] == -1 else (f"{{{segments[empty[0]].key}}}" if segments[empty[0]].kind == "field" else repr(segments[empty[0]].key))
+            what = (
+                "the start"
+                if empty[0] == -1
+                else (
+                    f"{{{segments[empty[0]].key}}}"
+                    if segments[empty[0]].kind == "field"
+                    else repr(segments[empty[0]].key)
+                )
+            )
             rejected.append({"index": i, "prompt": text, "reason": f"{what} has no token of its own"})
             continue
         row = []
@@ -106,8 +121,10 @@ def align_probes(tokenizer: Any, probes: ProbeSet, prepend_bos: Literal["auto", 
     if len(rejected) > MAX_REJECTED * len(per_prompt):
         first = rejected[0]
         raise LayerdriftError(
-            f"probe set '{probes.name}': {len(rejected)} of {len(per_prompt)} prompts do not tokenize to the template's structure in {variant} "
-            f"(first: prompt {first['index'] + 1}, {first['prompt']!r}: {first['reason']}); change the template or the field values so each part gets its own tokens."
+            f"probe set '{probes.name}': {len(rejected)} of {len(per_prompt)} prompts do not "
+            f"tokenize to the template's structure in {variant} "
+            f"(first: prompt {first['index'] + 1}, {first['prompt']!r}: {first['reason']}); "
+            "change the template or the field values so each part gets its own tokens."
         )
     landmarks = {}
     for name in probes.landmarks:

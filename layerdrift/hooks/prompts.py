@@ -25,12 +25,17 @@ class EncodedPrompt:
 
 
 def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, chat_template: bool, response: str = "") -> str:
-    """The prompt (+ the start of a response), or the prompt wrapped as one user turn by the chat template, then the response."""
+    """The prompt (+ the start of a response), or the prompt wrapped as one user turn by the chat template, then the
+    response."""
     if not chat_template:
         return prompt + response
     if not getattr(tokenizer, "chat_template", None):
-        raise LayerdriftError("chat_template = true, but this variant's tokenizer has no chat template; set chat_template = false for it.")
-    turn = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        raise LayerdriftError(
+            "chat_template = true, but this variant's tokenizer has no chat template; set chat_template = false for it."
+        )
+    turn = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
     return turn + response.lstrip()
 
 
@@ -41,16 +46,22 @@ def encode_prompt(
     prepend_bos: Literal["auto", "yes", "no"] = "auto",
     response: str = "",
 ) -> EncodedPrompt:
-    """Tokenize one prompt (+ ``response`` text after it) with offsets; ``prepend_bos`` forces BOS on or off ("auto": tokenizer default)."""
+    """Tokenize one prompt (+ ``response`` text after it) with offsets; ``prepend_bos`` forces BOS on or off ("auto":
+    tokenizer default)."""
     if not getattr(tokenizer, "is_fast", False):
-        raise LayerdriftError("this variant's tokenizer is a slow (Python) tokenizer without character offsets; load a fast tokenizer (tokenizer.json) for it.")
+        raise LayerdriftError(
+            "this variant's tokenizer is a slow (Python) tokenizer without character "
+            "offsets; load a fast tokenizer (tokenizer.json) for it."
+        )
     text = format_prompt(tokenizer, prompt, chat_template, response)
     enc = tokenizer(text, add_special_tokens=not chat_template, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     bos = tokenizer.bos_token_id
     if prepend_bos == "yes" and (not ids or ids[0] != bos):
         if bos is None:
-            raise LayerdriftError("prepend_bos = 'yes', but this variant's tokenizer defines no BOS token; use 'auto' or 'no'.")
+            raise LayerdriftError(
+                "prepend_bos = 'yes', but this variant's tokenizer defines no BOS token; use 'auto' or 'no'."
+            )
         ids, offsets = [bos] + ids, [(0, 0)] + offsets
     elif prepend_bos == "no" and ids and bos is not None and ids[0] == bos:
         ids, offsets = ids[1:], offsets[1:]

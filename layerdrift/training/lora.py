@@ -8,8 +8,8 @@ dense model that any loader reads.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -24,8 +24,12 @@ class LoRALinear(nn.Module):
         super().__init__()
         self.base = base
         self.scale = alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, dtype=base.weight.dtype, device=base.weight.device))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, dtype=base.weight.dtype, device=base.weight.device))
+        self.lora_A = nn.Parameter(
+            torch.empty(rank, base.in_features, dtype=base.weight.dtype, device=base.weight.device)
+        )
+        self.lora_B = nn.Parameter(
+            torch.zeros(base.out_features, rank, dtype=base.weight.dtype, device=base.weight.device)
+        )
         bound = 1 / math.sqrt(base.in_features)  # kaiming-uniform(a=sqrt(5)) as nn.Linear and peft use
         with torch.no_grad():
             self.lora_A.copy_(torch.rand(self.lora_A.shape, generator=generator) * 2 * bound - bound)
@@ -35,7 +39,13 @@ class LoRALinear(nn.Module):
 
     def merged(self) -> nn.Linear:
         """A plain Linear holding ``W + scale * B @ A`` (a copy; the adapter is untouched)."""
-        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None, device=self.base.weight.device, dtype=self.base.weight.dtype)
+        out = nn.Linear(
+            self.base.in_features,
+            self.base.out_features,
+            bias=self.base.bias is not None,
+            device=self.base.weight.device,
+            dtype=self.base.weight.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(self.base.weight + self.scale * (self.lora_B @ self.lora_A))
             if self.base.bias is not None:
@@ -44,7 +54,8 @@ class LoRALinear(nn.Module):
 
 
 def attach_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, seed: int) -> list[str]:
-    """Freeze the model and wrap every Linear whose attribute name is in ``targets``; returns the wrapped module names."""
+    """Freeze the model and wrap every Linear whose attribute name is in ``targets``; returns the wrapped module
+    names."""
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
@@ -56,7 +67,9 @@ def attach_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, s
                 wrapped.append(f"{name}.{child_name}" if name else child_name)
     if not wrapped:
         found = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise LayerdriftError(f"lora_targets {targets} match no linear layer of this model; its linear layers are named {found}.")
+        raise LayerdriftError(
+            f"lora_targets {targets} match no linear layer of this model; its linear layers are named {found}."
+        )
     return wrapped
 
 
@@ -68,7 +81,7 @@ def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 def merged_view(model: nn.Module) -> Iterator[nn.Module]:
     """Temporarily swap every adapter for its merged Linear, so the model saves and runs as a dense one."""
     swaps = []
-    for name, module in list(model.named_modules()):
+    for _name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, LoRALinear):
                 setattr(module, child_name, child.merged())

@@ -34,7 +34,8 @@ class ChatFormat:
 
 
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> ChatFormat:
-    """Use the tokenizer's chat template, or give it Gemma's turn markers (when its vocabulary has them) or a plain User/Assistant one."""
+    """Use the tokenizer's chat template, or give it Gemma's turn markers (when its vocabulary has them) or a plain
+    User/Assistant one."""
     vocab = tokenizer.get_vocab()
     if getattr(tokenizer, "chat_template", None):
         name = "tokenizer"
@@ -45,7 +46,10 @@ def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> ChatFormat:
     if name == "gemma-turns" or "<end_of_turn>" in str(tokenizer.chat_template):
         return ChatFormat(name, "", "<end_of_turn>")
     if tokenizer.eos_token is None:
-        raise LayerdriftError("the tokenizer has no EOS token to end a response with; set eos_token on the tokenizer or use a model that has one.")
+        raise LayerdriftError(
+            "the tokenizer has no EOS token to end a response with; set eos_token on the "
+            "tokenizer or use a model that has one."
+        )
     return ChatFormat(name, " " if name == "user-assistant" else "", tokenizer.eos_token)
 
 
@@ -57,11 +61,18 @@ class EncodedExample:
     n_prompt: int
 
 
-def encode_example(tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat, example: Example, max_length: int) -> EncodedExample | None:
-    """The chat-formatted example; the response is cut to fit ``max_length``; None when the prompt alone leaves no room."""
-    prompt_text = tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], tokenize=False, add_generation_prompt=True)
+def encode_example(
+    tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat, example: Example, max_length: int
+) -> EncodedExample | None:
+    """The chat-formatted example; the response is cut to fit ``max_length``; None when the prompt alone leaves
+    no room."""
+    prompt_text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": example.prompt}], tokenize=False, add_generation_prompt=True
+    )
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(fmt.response_prefix + example.response.strip() + fmt.end_text, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(fmt.response_prefix + example.response.strip() + fmt.end_text, add_special_tokens=False)[
+        "input_ids"
+    ]
     room = max_length - len(prompt_ids)
     if room < 2:
         return None
@@ -85,7 +96,9 @@ def collate(
     return ids, mask, positions, scored
 
 
-def response_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+def response_loss(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, scored: torch.Tensor
+) -> torch.Tensor:
     """Mean next-token cross-entropy over the response tokens only.
 
     Rows are left-padded, so every response ends the row: logits are computed only for the last
@@ -122,7 +135,9 @@ def checkpoint_steps(steps: int, schedule: str | list[int]) -> list[int]:
 
 
 def batch_order(n_examples: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
-    """The example indices of every step, fixed by the seed: shuffled epochs, cut into batches (so a resumed run sees the same batches)."""
+    """The example indices of every step, fixed by the seed: shuffled epochs, cut into batches (so a resumed run sees
+    the
+    same batches)."""
     rng = np.random.default_rng(seed)
     stream: list[int] = []
     while len(stream) < steps * batch_size:

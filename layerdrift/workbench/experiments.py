@@ -1,4 +1,6 @@
-"""Experiments beyond the headline analyses (patching, behaviour vectors, manifold probes, trajectories + topology), cached as result tables.
+"""Experiments beyond the headline analyses (patching, behaviour vectors, manifold probes, trajectories + topology),
+cached
+as result tables.
 
 Unlike the headline analyses, most run forward passes (trajectories read the captures). Each experiment's tables (and
 arrays) are one result set in ``RUN/results`` under the fingerprint it was made with, so an unchanged config reuses
@@ -20,10 +22,23 @@ EXPERIMENT_TABLES = {
     "patching": ("patching", "patching_prompts"),
     "behaviour": ("behaviour_vectors", "behaviour_cosine", "behaviour_cross", "behaviour_pca", "behaviour_steering"),
     "manifold": ("manifold_scores", "manifold_similarity"),
-    "trajectory": ("trajectory", "concentration", "velocity_band", "topology", "topology_distances", "persistence_diagrams", "trajectory_projection"),
+    "trajectory": (
+        "trajectory",
+        "concentration",
+        "velocity_band",
+        "topology",
+        "topology_distances",
+        "persistence_diagrams",
+        "trajectory_projection",
+    ),
 }
 OPTIONAL_TABLES = tuple(t for tables in EXPERIMENT_TABLES.values() for t in tables)
-VERSIONS = {"patching": "1", "behaviour": "1", "manifold": "1", "trajectory": "3"}  # bump one when its tables change meaning: older caches are recomputed
+VERSIONS = {
+    "patching": "1",
+    "behaviour": "1",
+    "manifold": "1",
+    "trajectory": "3",
+}  # bump one when its tables change meaning: older caches are recomputed
 
 
 def check_experiments(config: ExperimentConfig) -> None:
@@ -42,7 +57,9 @@ def check_experiments(config: ExperimentConfig) -> None:
         manifold_sets(config.manifold, config.seed)
 
 
-def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+def run_experiments(
+    config: ExperimentConfig, store: RunStore, progress: Any = None, say: Callable[[str], None] = lambda m: None
+) -> dict[str, pd.DataFrame]:
     """Run (or reuse) the patching, behaviour and manifold experiments a config asks for; returns their tables."""
     from layerdrift.workbench.behaviour_run import BehaviourRun
     from layerdrift.workbench.manifold_run import ManifoldRun
@@ -51,8 +68,12 @@ def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = N
 
     tables: dict[str, pd.DataFrame] = {}
     trajectory = config.trajectory if config.trajectory is not None else (True if config.series else None)
-    runners = (("patching", config.patching, PatchingRun), ("behaviour", config.behaviour, BehaviourRun), ("manifold", config.manifold, ManifoldRun),
-               ("trajectory", trajectory, TrajectoryRun))
+    runners = (
+        ("patching", config.patching, PatchingRun),
+        ("behaviour", config.behaviour, BehaviourRun),
+        ("manifold", config.manifold, ManifoldRun),
+        ("trajectory", trajectory, TrajectoryRun),
+    )
     for experiment, spec, runner in runners:
         if spec is None:
             continue
@@ -61,7 +82,12 @@ def run_experiments(config: ExperimentConfig, store: RunStore, progress: Any = N
         cached = cached_result_set(store.root, experiment, key)
         if cached is None:
             produced = job.run(progress, say)  # tables (DataFrames) and named arrays (dicts of ndarrays)
-            cached = ResultSet(experiment, key, {k: v for k, v in produced.items() if isinstance(v, pd.DataFrame)}, arrays={k: v for k, v in produced.items() if isinstance(v, dict)})
+            cached = ResultSet(
+                experiment,
+                key,
+                {k: v for k, v in produced.items() if isinstance(v, pd.DataFrame)},
+                arrays={k: v for k, v in produced.items() if isinstance(v, dict)},
+            )
             save_result_set(store.root, cached)
         tables.update(cached.tables)
     return tables

@@ -18,13 +18,15 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from layerdrift.errors import LayerdriftError
 
-FAULT_AT_ENV = "LAYERDRIFT_FAULT_AT"  # tests: SIGKILL this process at the N-th fault point, or at the one with this label
+FAULT_AT_ENV = (
+    "LAYERDRIFT_FAULT_AT"  # tests: SIGKILL this process at the N-th fault point, or at the one with this label
+)
 FAULT_LOG_ENV = "LAYERDRIFT_FAULT_LOG"  # tests: append "N<TAB>label" of every fault point to this file
 _faults_seen = 0
 
@@ -39,7 +41,7 @@ STORAGE_REASONS = {
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def fault_point(label: str) -> None:
@@ -78,8 +80,10 @@ def storage_error_sentence(err: OSError, where: Path) -> str:
     except OSError:
         free = "free space unknown"
     target = err.filename or where
-    return (f"could not write {str(target)!r}: {STORAGE_REASONS[err.errno]} ({free}); free some space or choose another "
-            "--out folder, then run again (finished work is kept and reused).")
+    return (
+        f"could not write {str(target)!r}: {STORAGE_REASONS[err.errno]} ({free}); free some space or choose another "
+        "--out folder, then run again (finished work is kept and reused)."
+    )
 
 
 @contextmanager

@@ -26,7 +26,16 @@ from safetensors.torch import load_file, save_file
 from layerdrift.concepts.instructions import InstructionSet, load_instruction_set
 from layerdrift.errors import LayerdriftError
 from layerdrift.training.lora import adapter_parameters, attach_lora, merged_view
-from layerdrift.training.sft import ChatFormat, EncodedExample, batch_order, checkpoint_steps, collate, encode_example, ensure_chat_template, response_loss
+from layerdrift.training.sft import (
+    ChatFormat,
+    EncodedExample,
+    batch_order,
+    checkpoint_steps,
+    collate,
+    encode_example,
+    ensure_chat_template,
+    response_loss,
+)
 from layerdrift.workbench.config import FinetuneSpec, VariantSpec
 from layerdrift.workbench.pipeline import fingerprint, package_versions, source_identity
 from layerdrift.workbench.store import now, read_json, write_json_atomic
@@ -43,8 +52,14 @@ def checkpoint_folder(out: Path, step: int) -> Path:
 def finetune_fingerprint(spec: FinetuneSpec, data: InstructionSet) -> str:
     """What the checkpoints depend on (not where they are written)."""
     base = VariantSpec(name="base", source=spec.base, revision=spec.base_revision)
-    return fingerprint({"spec": spec.model_dump(mode="json", exclude={"out", "name"}), "data": data.sha256, "base": source_identity(base),
-                        "device": pick_device(spec.device)})
+    return fingerprint(
+        {
+            "spec": spec.model_dump(mode="json", exclude={"out", "name"}),
+            "data": data.sha256,
+            "base": source_identity(base),
+            "device": pick_device(spec.device),
+        }
+    )
 
 
 def read_finetune_manifest(out: Path) -> dict[str, Any] | None:
@@ -52,7 +67,9 @@ def read_finetune_manifest(out: Path) -> dict[str, Any] | None:
     return read_json(path, "fine-tune manifest") if path.is_file() else None
 
 
-def _encode_all(tokenizer: Any, fmt: ChatFormat, data: InstructionSet, max_length: int) -> tuple[list[EncodedExample], int]:
+def _encode_all(
+    tokenizer: Any, fmt: ChatFormat, data: InstructionSet, max_length: int
+) -> tuple[list[EncodedExample], int]:
     encoded, dropped, first = [], 0, None
     for i, ex in enumerate(data.examples):
         enc = encode_example(tokenizer, fmt, ex, max_length)
@@ -63,13 +80,16 @@ def _encode_all(tokenizer: Any, fmt: ChatFormat, data: InstructionSet, max_lengt
         encoded.append(enc)
     if dropped > len(data.examples) // 4:
         raise LayerdriftError(
-            f"{dropped} of {len(data.examples)} examples of {data.source!r} have prompts longer than max_length = {max_length} tokens "
+            f"{dropped} of {len(data.examples)} examples of {data.source!r} have prompts "
+            f"longer than max_length = {max_length} tokens "
             f"(the first is example {first + 1}); raise max_length or shorten the prompts."
         )
     return encoded, dropped
 
 
-def _save_checkpoint(model: Any, tokenizer: Any, folder: Path, trained: set[str], frozen_from: Path | None, info: dict[str, Any]) -> None:
+def _save_checkpoint(
+    model: Any, tokenizer: Any, folder: Path, trained: set[str], frozen_from: Path | None, info: dict[str, Any]
+) -> None:
     """Write a dense HF folder atomically; frozen tensors go to a shard hard-linked from ``frozen_from`` when given."""
     tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -99,9 +119,11 @@ def _save_checkpoint(model: Any, tokenizer: Any, folder: Path, trained: set[str]
         else:
             save_file(rest, str(tmp / FROZEN_SHARD), metadata={"format": "pt"})
         save_file(moved, str(tmp / TRAINED_SHARD), metadata={"format": "pt"})
-        weight_map = {**{n: FROZEN_SHARD for n in rest}, **{n: TRAINED_SHARD for n in moved}}
+        weight_map = {**dict.fromkeys(rest, FROZEN_SHARD), **dict.fromkeys(moved, TRAINED_SHARD)}
         total = sum(t.numel() * t.element_size() for t in state.values())
-        write_json_atomic(tmp / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+        write_json_atomic(
+            tmp / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map}
+        )
     write_json_atomic(tmp / "layerdrift-checkpoint.json", info)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
@@ -127,7 +149,14 @@ class _Resume:
     def __init__(self, out: Path):
         self.folder = out / "resume"
 
-    def save(self, step: int, key: str, params: dict[str, torch.nn.Parameter], optimiser: torch.optim.Optimizer, losses: list[float]) -> None:
+    def save(
+        self,
+        step: int,
+        key: str,
+        params: dict[str, torch.nn.Parameter],
+        optimiser: torch.optim.Optimizer,
+        losses: list[float],
+    ) -> None:
         tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in params.items()}
         for n, p in params.items():
             state = optimiser.state.get(p, {})
@@ -142,7 +171,9 @@ class _Resume:
         shutil.rmtree(self.folder, ignore_errors=True)
         os.replace(tmp, self.folder)
 
-    def load(self, key: str, params: dict[str, torch.nn.Parameter], optimiser: torch.optim.Optimizer) -> tuple[int, list[float]]:
+    def load(
+        self, key: str, params: dict[str, torch.nn.Parameter], optimiser: torch.optim.Optimizer
+    ) -> tuple[int, list[float]]:
         meta_path = self.folder / "state.json"
         if not meta_path.is_file():
             return 0, []
@@ -162,7 +193,9 @@ class _Resume:
         return int(meta["step"]), list(meta["losses"])
 
 
-def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = False, say: Callable[[str], None] | None = None) -> Path:
+def finetune(
+    spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = False, say: Callable[[str], None] | None = None
+) -> Path:
     """Fine-tune (or reuse a finished run with the same fingerprint); returns the checkpoint folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -173,7 +206,10 @@ def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = Fa
     if old is not None and old.get("fingerprint") == key and old.get("complete"):
         return folder
     if folder.is_dir() and any(folder.iterdir()) and old is None:
-        raise LayerdriftError(f"fine-tune folder {str(folder)!r} exists and is not a layerdrift fine-tune; choose another `out` or empty it.")
+        raise LayerdriftError(
+            f"fine-tune folder {str(folder)!r} exists and is not a layerdrift fine-tune; "
+            "choose another `out` or empty it."
+        )
     if old is not None and old.get("fingerprint") != key:  # our own folder, another recipe: start afresh
         for child in folder.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -189,11 +225,17 @@ def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = Fa
     fmt = ensure_chat_template(tokenizer)
     encoded, dropped = _encode_all(tokenizer, fmt, data, spec.max_length)
     if len(encoded) <= spec.eval_examples:
-        raise LayerdriftError(f"instruction data set {data.source!r} has {len(encoded)} usable examples, not more than eval_examples = {spec.eval_examples}; lower eval_examples or add examples.")
+        raise LayerdriftError(
+            f"instruction data set {data.source!r} has {len(encoded)} usable examples, not "
+            f"more than eval_examples = {spec.eval_examples}; lower eval_examples or "
+            "add examples."
+        )
     split = np.random.default_rng(spec.seed).permutation(len(encoded))
     eval_set = [encoded[i] for i in sorted(split[: spec.eval_examples])]
     train_set = [encoded[i] for i in sorted(split[spec.eval_examples :])]
-    model = AutoModelForCausalLM.from_pretrained(weights, revision=revision, dtype=dtype, attn_implementation="eager").to(device)
+    model = AutoModelForCausalLM.from_pretrained(
+        weights, revision=revision, dtype=dtype, attn_implementation="eager"
+    ).to(device)
     model.train()
     if spec.method == "lora":
         wrapped = attach_lora(model, spec.lora_targets, spec.lora_rank, spec.lora_alpha, spec.seed)
@@ -206,7 +248,8 @@ def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = Fa
     resume = _Resume(folder)
     start, losses = resume.load(key, params, optimiser)
     manifest = old if (old is not None and old.get("fingerprint") == key) else None
-    checkpoints = {}  # finished checkpoints up to the resume point, read from their own folders (the manifest may lag behind them)
+    # finished checkpoints up to the resume point, read from their own folders (the manifest may lag behind them)
+    checkpoints = {}
     for s in steps:
         info_path = checkpoint_folder(folder, s) / "layerdrift-checkpoint.json"
         if s <= start and info_path.is_file():
@@ -216,7 +259,15 @@ def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = Fa
         "complete": False,
         "spec": spec.model_dump(mode="json"),
         "objective": data.name,
-        "data": {"name": data.name, "source": data.source, "sha256": data.sha256, "n_examples": len(data.examples), "n_train": len(train_set), "n_eval": len(eval_set), "dropped_too_long": dropped},
+        "data": {
+            "name": data.name,
+            "source": data.source,
+            "sha256": data.sha256,
+            "n_examples": len(data.examples),
+            "n_train": len(train_set),
+            "n_eval": len(eval_set),
+            "dropped_too_long": dropped,
+        },
         "base": {"source": spec.base, "revision": spec.base_revision, "weights": weights, **provenance},
         "chat_format": fmt.name,
         "method": spec.method,
@@ -230,19 +281,41 @@ def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = Fa
     }
 
     def save(step: int, train_loss: float | None) -> None:
-        info = {"step": step, "objective": data.name, "data_sha256": data.sha256, "seed": spec.seed, "method": spec.method,
-                "train_loss": train_loss, "eval_loss": _eval_loss(model, eval_set, spec.batch_size, pad, device), "examples_seen": step * spec.batch_size}
-        _save_checkpoint(model, tokenizer, checkpoint_folder(folder, step), trained, checkpoint_folder(folder, 0) if step else None, info)
+        info = {
+            "step": step,
+            "objective": data.name,
+            "data_sha256": data.sha256,
+            "seed": spec.seed,
+            "method": spec.method,
+            "train_loss": train_loss,
+            "eval_loss": _eval_loss(model, eval_set, spec.batch_size, pad, device),
+            "examples_seen": step * spec.batch_size,
+        }
+        _save_checkpoint(
+            model,
+            tokenizer,
+            checkpoint_folder(folder, step),
+            trained,
+            checkpoint_folder(folder, 0) if step else None,
+            info,
+        )
         resume.save(step, key, params, optimiser, losses)
         checkpoints[step] = {**info, "folder": checkpoint_folder(folder, step).name}
-        write_json_atomic(folder / MANIFEST, {**manifest, "losses": losses, "checkpoints": [checkpoints[s] for s in sorted(checkpoints)]})
+        write_json_atomic(
+            folder / MANIFEST,
+            {**manifest, "losses": losses, "checkpoints": [checkpoints[s] for s in sorted(checkpoints)]},
+        )
 
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if 0 in steps and 0 not in checkpoints:
         save(0, None)
     with _loss_bar(quiet) as progress:
-        task = progress.add_task(f"fine-tune {spec.run_name}", total=spec.steps, completed=start, loss=float("nan")) if progress else None
+        task = (
+            progress.add_task(f"fine-tune {spec.run_name}", total=spec.steps, completed=start, loss=float("nan"))
+            if progress
+            else None
+        )
         for step in range(start + 1, spec.steps + 1):
             batch = [train_set[i] for i in order[step - 1]]
             ids, mask, pos, scored = (t.to(device) for t in collate(batch, pad))
@@ -256,8 +329,17 @@ def finetune(spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = Fa
                 progress.update(task, advance=1, loss=losses[-1])
             if step in steps:
                 save(step, losses[-1])
-    write_json_atomic(folder / MANIFEST, {**manifest, "losses": losses, "checkpoints": [checkpoints[s] for s in sorted(checkpoints)], "complete": True,
-                                          "finished": now(), "train_seconds": round(time.perf_counter() - t0, 1)})
+    write_json_atomic(
+        folder / MANIFEST,
+        {
+            **manifest,
+            "losses": losses,
+            "checkpoints": [checkpoints[s] for s in sorted(checkpoints)],
+            "complete": True,
+            "finished": now(),
+            "train_seconds": round(time.perf_counter() - t0, 1),
+        },
+    )
     if say:
         say(f"fine-tune {spec.run_name}: {len(steps)} checkpoints in {folder}")
     return folder
@@ -268,17 +350,36 @@ def _loss_bar(quiet: bool):
 
     if quiet:
         return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps  loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps  loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
 
 
 def series_checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every checkpoint in a folder, in training order: a fine-tune manifest, else step-N / checkpoint-N subfolders."""
+    """(step, folder) of every checkpoint in a folder, in training order: a fine-tune manifest, else step-N /
+    checkpoint-N
+    subfolders."""
     manifest = read_finetune_manifest(folder)
     if manifest is not None:
         if not manifest.get("complete"):
-            raise LayerdriftError(f"fine-tune folder {str(folder)!r} is unfinished; run `layerdrift finetune` (or `layerdrift run`) again to complete it.")
+            raise LayerdriftError(
+                f"fine-tune folder {str(folder)!r} is unfinished; run `layerdrift finetune` (or "
+                "`layerdrift run`) again to complete it."
+            )
         return [(c["step"], folder / c["folder"]) for c in manifest["checkpoints"]]
     import re
 
@@ -288,5 +389,8 @@ def series_checkpoints(folder: Path) -> list[tuple[int, Path]]:
         if m and (child / "config.json").is_file():
             found.append((int(m.group(1)), child))
     if len(found) < 2:
-        raise LayerdriftError(f"checkpoint folder {str(folder)!r} holds {len(found)} checkpoints (subfolders step-N or checkpoint-N with a config.json); a series needs at least 2.")
+        raise LayerdriftError(
+            f"checkpoint folder {str(folder)!r} holds {len(found)} checkpoints (subfolders "
+            "step-N or checkpoint-N with a config.json); a series needs at least 2."
+        )
     return sorted(found)

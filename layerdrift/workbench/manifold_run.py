@@ -47,9 +47,15 @@ def manifold_sets(spec: ManifoldSpec, seed: int) -> list[ProbeSet]:
         raise LayerdriftError(f"manifold.sets lists a set twice ({names}); give each file a distinct name.")
     for s in sets:
         if len(s.items) < 2 * spec.folds:
-            raise LayerdriftError(f"probe set '{s.name}' has {len(s.items)} items, too few for {spec.folds}-fold cross-validation; add items or lower manifold.folds.")
+            raise LayerdriftError(
+                f"probe set '{s.name}' has {len(s.items)} items, too few for {spec.folds}-fold "
+                "cross-validation; add items or lower manifold.folds."
+            )
         if (spec.shape or s.shape) in ("circular", "discrete_circular") and s.period is None:
-            raise LayerdriftError(f"manifold.shape = '{spec.shape}' needs a period, and probe set '{s.name}' has none; leave manifold.shape unset or give the set a period.")
+            raise LayerdriftError(
+                f"manifold.shape = '{spec.shape}' needs a period, and probe set '{s.name}' has "
+                "none; leave manifold.shape unset or give the set a period."
+            )
     return sets
 
 
@@ -74,11 +80,24 @@ class ManifoldRun:
         self.variants, self.reference = manifold_variants(config)
         self.root = store.root / MANIFOLD
         self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in self.variants}
-        self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "sets": [self.set_identity(s) for s in self.sets], "variants": self.identity, "seed": config.seed})
+        self.key = fingerprint(
+            {
+                "spec": self.spec.model_dump(mode="json"),
+                "sets": [self.set_identity(s) for s in self.sets],
+                "variants": self.identity,
+                "seed": config.seed,
+            }
+        )
 
     @staticmethod
     def set_identity(s: ProbeSet) -> dict[str, Any]:
-        return {"template": s.template, "shape": s.shape, "period": s.period, "landmarks": s.landmarks, "items": [[i.fields, i.label] for i in s.items]}
+        return {
+            "template": s.template,
+            "shape": s.shape,
+            "period": s.period,
+            "landmarks": s.landmarks,
+            "items": [[i.fields, i.label] for i in s.items],
+        }
 
     def shape(self, s: ProbeSet) -> tuple[str, int]:
         shape = self.spec.shape or s.shape
@@ -96,24 +115,57 @@ class ManifoldRun:
         write_json_atomic(path, {"fingerprint": key, "alignment": alignment.to_json()})
         return alignment
 
-    def capture(self, s: ProbeSet, name: str, model: Callable[[], LoadedVariant], progress: Any) -> tuple[ProbeAlignment, list[str]]:
+    def capture(
+        self, s: ProbeSet, name: str, model: Callable[[], LoadedVariant], progress: Any
+    ) -> tuple[ProbeAlignment, list[str]]:
         """The alignment and the residual points captured at its slots (a store capture job)."""
         alignment = self.align(s, name, model)
         prompt_set = f"probe-{s.name}"
         hooks = residual_hook_names(self.store.n_layers(name))
-        key = fingerprint({"variant": self.identity[name], "ids": alignment.ids, "index": alignment.index, "hooks": hooks})
-        ensure_sequence_capture(self.store, name, prompt_set, key, len(alignment.ids), self.spec.batch_size, model, lambda _: alignment.ids, hooks, POSITION, progress,
-                                chosen=alignment.index, residual_points=hooks, slots=alignment.slots, kind="manifold")
+        key = fingerprint(
+            {"variant": self.identity[name], "ids": alignment.ids, "index": alignment.index, "hooks": hooks}
+        )
+        ensure_sequence_capture(
+            self.store,
+            name,
+            prompt_set,
+            key,
+            len(alignment.ids),
+            self.spec.batch_size,
+            model,
+            lambda _: alignment.ids,
+            hooks,
+            POSITION,
+            progress,
+            chosen=alignment.index,
+            residual_points=hooks,
+            slots=alignment.slots,
+            kind="manifold",
+        )
         return alignment, hooks
 
     # ---- step 2: SMDS of every cell --------------------------------------------------------
-    def score(self, s: ProbeSet, name: str, alignment: ProbeAlignment, hooks: list[str], progress: Any) -> dict[str, np.ndarray]:
-        """Scores (points, slots), projections (points, slots, n, k) and subspace similarity (points, slots, slots); cached .npz."""
+    def score(
+        self, s: ProbeSet, name: str, alignment: ProbeAlignment, hooks: list[str], progress: Any
+    ) -> dict[str, np.ndarray]:
+        """Scores (points, slots), projections (points, slots, n, k) and subspace similarity (points, slots, slots);
+        cached
+        .npz."""
         shape, k = self.shape(s)
         labels = s.labels[alignment.kept]
         source = alignment.landmarks["source"]
-        key = fingerprint({"capture": self.store.manifest["captures"][f"{name}/probe-{s.name}"]["fingerprint"], "labels": labels.tolist(), "shape": shape, "k": k,
-                           "folds": self.spec.folds, "ridge": self.spec.ridge, "seed": self.config.seed, "source": source})[:20]
+        key = fingerprint(
+            {
+                "capture": self.store.manifest["captures"][f"{name}/probe-{s.name}"]["fingerprint"],
+                "labels": labels.tolist(),
+                "shape": shape,
+                "k": k,
+                "folds": self.spec.folds,
+                "ridge": self.spec.ridge,
+                "seed": self.config.seed,
+                "source": source,
+            }
+        )[:20]
         path = self.root / "scores" / f"{name}--{s.name}-{key}.npz"
         if path.is_file():
             try:
@@ -124,7 +176,9 @@ class ManifoldRun:
         n_slots, n = len(alignment.slots), len(labels)
         acts = [self.store.activations(name, f"probe-{s.name}", h, POSITION) for h in hooks]  # each (n, slots, d)
         d = acts[0].shape[-1]
-        per_layer = 4 * n_slots * n * (3 * d + 3 * (self.spec.folds + 1) * n)  # activations x3, fold systems, kernel and distances (float32)
+        per_layer = (
+            4 * n_slots * n * (3 * d + 3 * (self.spec.folds + 1) * n)
+        )  # activations x3, fold systems, kernel and distances (float32)
         step = max(1, int(CELL_BUDGET // per_layer))
         parts: dict[str, list[np.ndarray]] = {}
         task = progress.add_task(f"SMDS {name} ({s.name})", total=len(hooks)) if progress else None
@@ -132,9 +186,16 @@ class ManifoldRun:
             chunk = np.concatenate([np.swapaxes(a, 0, 1) for a in acts[start : start + step]])  # (layers * slots, n, d)
             layers = chunk.shape[0] // n_slots
             reuse = np.repeat(np.arange(layers) * n_slots + source, n_slots)
-            res = smds_cells(chunk, labels, shape, s.period, k, self.spec.folds, self.spec.ridge, self.config.seed, reuse)  # type: ignore[arg-type]
+            res = smds_cells(
+                chunk, labels, shape, s.period, k, self.spec.folds, self.spec.ridge, self.config.seed, reuse
+            )  # type: ignore[arg-type]
             maps = res.maps.reshape(layers, n_slots, d, k)
-            for field, value in (("score", res.score), ("score_orthonormal", res.score_orthonormal), ("score_chance", res.score_chance), ("score_reuse", res.score_reuse)):
+            for field, value in (
+                ("score", res.score),
+                ("score_orthonormal", res.score_orthonormal),
+                ("score_chance", res.score_chance),
+                ("score_reuse", res.score_reuse),
+            ):
                 parts.setdefault(field, []).append(np.asarray(value).reshape(layers, n_slots))
             parts.setdefault("predicted", []).append(res.predicted.reshape(layers, n_slots, n, k).astype(np.float32))
             parts.setdefault("similarity", []).append(np.stack([subspace_similarity(m) for m in maps]))
@@ -156,7 +217,10 @@ class ManifoldRun:
                     alignment, hooks = self.capture(s, v, model, progress)
                     if alignment.rejected:
                         first = alignment.rejected[0]
-                        say(f"manifold probes: {len(alignment.rejected)} of {len(s.items)} '{s.name}' prompts left out in {v} (first: {first['prompt']!r}, {first['reason']})")
+                        say(
+                            f"manifold probes: {len(alignment.rejected)} of {len(s.items)} '{s.name}' prompts "
+                            f"left out in {v} (first: {first['prompt']!r}, {first['reason']})"
+                        )
                     results[(v, s.name)] = (alignment, hooks, {})
             finally:
                 model.release()
@@ -166,7 +230,9 @@ class ManifoldRun:
         return {**self.tables(results), "projections": self.projection_arrays(results)}
 
     @staticmethod
-    def projection_arrays(results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    def projection_arrays(
+        results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]],
+    ) -> dict[str, np.ndarray]:
         """Out-of-fold coordinates of every cell and the labels (keys VARIANT/SET and VARIANT/SET/labels)."""
         arrays = {}
         for (v, s), (_, _, res) in results.items():
@@ -174,7 +240,9 @@ class ManifoldRun:
             arrays[f"{v}/{s}/labels"] = res["labels"]
         return arrays
 
-    def tables(self, results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]) -> dict[str, pd.DataFrame]:
+    def tables(
+        self, results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]
+    ) -> dict[str, pd.DataFrame]:
         score_rows, sim_rows = [], []
         by_name = {s.name: s for s in self.sets}
         for (v, set_name), (alignment, hooks, res) in results.items():
@@ -183,14 +251,40 @@ class ManifoldRun:
             for p, hook in enumerate(hooks):
                 label = point_label(hook)
                 for t, slot in enumerate(alignment.slots):
-                    score_rows.append({"set": set_name, "variant": v, "point": p, "label": label, "slot": t, "slot_label": slot, "landmark": marks.get(t, ""),
-                                       "exact_share": alignment.exact[t], "score": float(res["score"][p, t]), "score_orthonormal": float(res["score_orthonormal"][p, t]),
-                                       "score_chance": float(res["score_chance"][p, t]), "score_reuse": float(res["score_reuse"][p, t]),
-                                       "shape": shape, "period": by_name[set_name].period, "components": k, "n_prompts": len(alignment.kept)})
+                    score_rows.append(
+                        {
+                            "set": set_name,
+                            "variant": v,
+                            "point": p,
+                            "label": label,
+                            "slot": t,
+                            "slot_label": slot,
+                            "landmark": marks.get(t, ""),
+                            "exact_share": alignment.exact[t],
+                            "score": float(res["score"][p, t]),
+                            "score_orthonormal": float(res["score_orthonormal"][p, t]),
+                            "score_chance": float(res["score_chance"][p, t]),
+                            "score_reuse": float(res["score_reuse"][p, t]),
+                            "shape": shape,
+                            "period": by_name[set_name].period,
+                            "components": k,
+                            "n_prompts": len(alignment.kept),
+                        }
+                    )
                 sim = res["similarity"][p]
                 for a in range(sim.shape[0]):
                     for b in range(sim.shape[1]):
-                        sim_rows.append({"set": set_name, "variant": v, "point": p, "label": label, "slot_a": a, "slot_b": b, "similarity": float(sim[a, b])})
+                        sim_rows.append(
+                            {
+                                "set": set_name,
+                                "variant": v,
+                                "point": p,
+                                "label": label,
+                                "slot_a": a,
+                                "slot_b": b,
+                                "similarity": float(sim[a, b]),
+                            }
+                        )
         scores = pd.DataFrame(score_rows)
         scores["reference"] = self.reference
         return {"manifold_scores": scores, "manifold_similarity": pd.DataFrame(sim_rows)}

@@ -26,7 +26,13 @@ import pandas as pd
 from layerdrift.analyses.patching import first_divergence, logit_difference, normalised_effect, target_logprob
 from layerdrift.concepts.patch_prompts import load_patch_prompts
 from layerdrift.errors import LayerdriftError
-from layerdrift.hooks.interventions import ALL_POSITIONS, clean_readout, component_hook, greedy_continuations, patch_sweep
+from layerdrift.hooks.interventions import (
+    ALL_POSITIONS,
+    clean_readout,
+    component_hook,
+    greedy_continuations,
+    patch_sweep,
+)
 from layerdrift.hooks.prompts import encode_prompt, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PatchingSpec
 from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
@@ -66,7 +72,8 @@ class PairPlan:
 
 
 def pair_metric(name: str, plan: PairPlan, logits: np.ndarray, lse: np.ndarray) -> np.ndarray:
-    """``logprob``: log p(target) where the target is defined at the branch point; ``logit_diff``: logit(B's token) - logit(A's)."""
+    """``logprob``: log p(target) where the target is defined at the branch point; ``logit_diff``: logit(B's token) -
+    logit(A's)."""
     if name == "logprob":
         return np.where(plan.target_ok, target_logprob(logits, lse, READ["target"]), np.nan)
     return logit_difference(logits, READ["b"], READ["a"])
@@ -78,7 +85,9 @@ def patching_variants(config: ExperimentConfig) -> tuple[str, list[str]]:
     receiver = config.patching.receiver or config.reference
     others = [v for v in (config.patching.compare or config.non_floor_variants()) if v != receiver]
     if not others:
-        raise LayerdriftError(f"patching has no variant to compare with '{receiver}'; add another variant or set patching.compare.")
+        raise LayerdriftError(
+            f"patching has no variant to compare with '{receiver}'; add another variant or set patching.compare."
+        )
     return receiver, others
 
 
@@ -92,15 +101,30 @@ class PatchingRun:
         _, self.prompts = load_patch_prompts(self.spec.prompts)
         self.receiver, self.others = patching_variants(config)
         self.root = store.root / PATCHING
-        self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in [self.receiver, *self.others]}
-        self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "prompts": [p.__dict__ for p in self.prompts], "variants": self.identity})
+        self.identity = {
+            v: fingerprint(variant_identity(config, config.variant(v))) for v in [self.receiver, *self.others]
+        }
+        self.key = fingerprint(
+            {
+                "spec": self.spec.model_dump(mode="json"),
+                "prompts": [p.__dict__ for p in self.prompts],
+                "variants": self.identity,
+            }
+        )
 
     # ---- step 1: greedy answers ---------------------------------------------------------
     def answers(self, name: str) -> dict[str, Any]:
         """Prompt ids and greedy answer ids of one variant (cached)."""
         spec = self.config.variant(name)
         path = self.root / "answers" / f"{name}.json"
-        key = fingerprint({"variant": self.identity[name], "prompts": [p.prompt for p in self.prompts], "targets": [p.target for p in self.prompts], "max_new_tokens": self.spec.max_new_tokens})
+        key = fingerprint(
+            {
+                "variant": self.identity[name],
+                "prompts": [p.prompt for p in self.prompts],
+                "targets": [p.target for p in self.prompts],
+                "max_new_tokens": self.spec.max_new_tokens,
+            }
+        )
         cached = read_cached_json(path, key)
         if cached is not None:
             return cached
@@ -109,9 +133,14 @@ class PatchingRun:
             loaded = model()
             tok = loaded.tokenizer
             prompt_ids = [encode_prompt(tok, p.prompt, spec.chat_template, spec.prepend_bos).ids for p in self.prompts]
-            target_ids = [encode_prompt(tok, p.prompt, spec.chat_template, spec.prepend_bos, response=p.target).ids for p in self.prompts]
+            target_ids = [
+                encode_prompt(tok, p.prompt, spec.chat_template, spec.prepend_bos, response=p.target).ids
+                for p in self.prompts
+            ]
             stops = [t for t in (tok.eos_token_id,) if t is not None]
-            new = greedy_continuations(loaded.bridge, prompt_ids, pad_id(tok), self.spec.max_new_tokens, stops, self.spec.batch_size)
+            new = greedy_continuations(
+                loaded.bridge, prompt_ids, pad_id(tok), self.spec.max_new_tokens, stops, self.spec.batch_size
+            )
             data = {
                 "fingerprint": key,
                 "tokenizer_sha256": loaded.info["tokenizer_sha256"],
@@ -131,11 +160,17 @@ class PatchingRun:
         """Select the prompts (flips or all), extend them to the branch point, and pick the read-out tokens."""
         A, B = ans[a], ans[b]
         if A["tokenizer_sha256"] != B["tokenizer_sha256"]:
-            raise LayerdriftError(f"patching needs variants with one tokenizer, but '{a}' and '{b}' have different vocabularies; patch only between variants of the same model family.")
+            raise LayerdriftError(
+                f"patching needs variants with one tokenizer, but '{a}' and '{b}' have different "
+                "vocabularies; patch only between variants of the same model family."
+            )
         seqs, reads, ok, rows = [], [], [], []
         for i, p in enumerate(self.prompts):
             if A["prompt_ids"][i] != B["prompt_ids"][i]:
-                raise LayerdriftError(f"patching prompt {i} ({p.prompt!r}) tokenizes differently for '{a}' and '{b}' (check chat_template and prepend_bos); both variants must see the same tokens.")
+                raise LayerdriftError(
+                    f"patching prompt {i} ({p.prompt!r}) tokenizes differently for '{a}' and '{b}' "
+                    "(check chat_template and prepend_bos); both variants must see the same tokens."
+                )
             text_a, text_b = normalise_answer(A["answers"][i]), normalise_answer(B["answers"][i])
             flip = text_a != text_b
             if self.spec.select == "flips" and not flip:
@@ -150,10 +185,23 @@ class PatchingRun:
             seqs.append(seq)
             reads.append(read)
             ok.append(target_ok)
-            rows.append({"prompt_index": i, "prompt": p.prompt, "category": p.category, "target": p.target, "answer_a": A["answers"][i], "answer_b": B["answers"][i],
-                         "flip": flip, "branch": j, "token_a": A["tokens"].get(str(read[0]), str(read[0])), "token_b": B["tokens"].get(str(read[1]), str(read[1])),
-                         "id_a": read[0], "id_b": read[1],
-                         "n_tokens": len(seq)})
+            rows.append(
+                {
+                    "prompt_index": i,
+                    "prompt": p.prompt,
+                    "category": p.category,
+                    "target": p.target,
+                    "answer_a": A["answers"][i],
+                    "answer_b": B["answers"][i],
+                    "flip": flip,
+                    "branch": j,
+                    "token_a": A["tokens"].get(str(read[0]), str(read[0])),
+                    "token_b": B["tokens"].get(str(read[1]), str(read[1])),
+                    "id_a": read[0],
+                    "id_b": read[1],
+                    "n_tokens": len(seq),
+                }
+            )
             if len(seqs) >= self.spec.max_prompts:
                 break
         return PairPlan(a, b, seqs, np.asarray(reads, dtype=np.int64).reshape(-1, 3), np.asarray(ok, dtype=bool), rows)
@@ -165,21 +213,38 @@ class PatchingRun:
         return [component_hook(c, l) for c in self.spec.components for l in self.layers(n_layers)]
 
     def layers(self, n_layers: int) -> list[int]:
-        return list(range(n_layers)) if self.spec.layers == "all" else [l for l in self.spec.layers if 0 <= l < n_layers]
+        return (
+            list(range(n_layers)) if self.spec.layers == "all" else [l for l in self.spec.layers if 0 <= l < n_layers]
+        )
 
     def capture(self, plan: PairPlan, name: str, model: Callable[[], LoadedVariant], progress: Any) -> dict[str, Any]:
         """One variant's component outputs on a pair's prompts (a store capture job) and its clean readout."""
         prompt_set = f"patch-{plan.key}"
         hooks = self.hooks(name)
         key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "hooks": hooks})
-        ensure_sequence_capture(self.store, name, prompt_set, key, len(plan.seqs), self.spec.batch_size, model, lambda _: plan.seqs, hooks, "all", progress,
-                                max_len=max(len(s) for s in plan.seqs), kind="patching")
+        ensure_sequence_capture(
+            self.store,
+            name,
+            prompt_set,
+            key,
+            len(plan.seqs),
+            self.spec.batch_size,
+            model,
+            lambda _: plan.seqs,
+            hooks,
+            "all",
+            progress,
+            max_len=max(len(s) for s in plan.seqs),
+            kind="patching",
+        )
         path = self.root / plan.key / f"clean-{name}.json"
         clean_key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "read": plan.read_ids.tolist()})
         cached = read_cached_json(path, clean_key)
         if cached is None:
             loaded = model()
-            logits, lse = clean_readout(loaded.bridge, plan.seqs, pad_id(loaded.tokenizer), plan.read_ids, self.spec.batch_size)
+            logits, lse = clean_readout(
+                loaded.bridge, plan.seqs, pad_id(loaded.tokenizer), plan.read_ids, self.spec.batch_size
+            )
             cached = {"fingerprint": clean_key, "logits": logits.tolist(), "lse": lse.tolist()}
             write_json_atomic(path, cached)
         return cached
@@ -188,12 +253,26 @@ class PatchingRun:
     def offsets(self) -> list[int]:
         return [-k for k in range(1, self.spec.positions + 1)] + [ALL_POSITIONS]
 
-    def sweep(self, plan: PairPlan, receiver: str, source: str, model: Callable[[], LoadedVariant], progress: Any) -> dict[str, np.ndarray]:
+    def sweep(
+        self, plan: PairPlan, receiver: str, source: str, model: Callable[[], LoadedVariant], progress: Any
+    ) -> dict[str, np.ndarray]:
         """Patch the source's cached activations into the receiver at every hook and offset (cached .npz)."""
         hooks = self.hooks(receiver)
         if hooks != self.hooks(source):
-            raise LayerdriftError(f"patching needs one architecture, but '{source}' and '{receiver}' have different numbers of layers; patch only between variants of the same model.")
-        key = fingerprint({"plan": plan.seqs, "read": plan.read_ids.tolist(), "receiver": self.identity[receiver], "source": self.identity[source], "hooks": hooks, "offsets": self.offsets()})[:20]
+            raise LayerdriftError(
+                f"patching needs one architecture, but '{source}' and '{receiver}' have different "
+                "numbers of layers; patch only between variants of the same model."
+            )
+        key = fingerprint(
+            {
+                "plan": plan.seqs,
+                "read": plan.read_ids.tolist(),
+                "receiver": self.identity[receiver],
+                "source": self.identity[source],
+                "hooks": hooks,
+                "offsets": self.offsets(),
+            }
+        )[:20]
         path = self.root / plan.key / f"sweep-{source}-into-{receiver}-{key}.npz"
         if path.is_file():
             try:
@@ -205,15 +284,25 @@ class PatchingRun:
         prompt_set = f"patch-{plan.key}"
         sources = {h: self.store.activations(source, prompt_set, h, "all") for h in hooks}
         task = progress.add_task(f"patch {source} → {receiver}", total=len(hooks)) if progress else None
-        logits, lse, valid = patch_sweep(loaded.bridge, plan.seqs, pad_id(loaded.tokenizer), hooks, sources, self.offsets(), plan.read_ids, self.spec.batch_size,
-                                         progress=(lambda: progress.update(task, advance=1)) if progress else None)
+        logits, lse, valid = patch_sweep(
+            loaded.bridge,
+            plan.seqs,
+            pad_id(loaded.tokenizer),
+            hooks,
+            sources,
+            self.offsets(),
+            plan.read_ids,
+            self.spec.batch_size,
+            progress=(lambda: progress.update(task, advance=1)) if progress else None,
+        )
         result = {"logits": logits, "lse": lse, "valid": valid}
         write_npz_atomic(path, result)
         return result
 
     # ---- the whole experiment -----------------------------------------------------------
     def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
-        """Answers, plans, captures, sweeps; each variant is loaded at most three times and only when something is not cached."""
+        """Answers, plans, captures, sweeps; each variant is loaded at most three times and only when something is not
+        cached."""
         variants = [self.receiver, *self.others]
         say("patching: greedy answers")
         answers = {v: self.answers(v) for v in variants}
@@ -223,9 +312,16 @@ class PatchingRun:
         plans = {o: p for o, p in plans.items() if p.seqs}
         clean: dict[tuple[str, str], dict[str, Any]] = {}
         sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
-        pending = [(o, s, d) for o in plans for s, d in ([(o, self.receiver), (self.receiver, o)] if self.spec.both_directions else [(o, self.receiver)])]
+        pending = [
+            (o, s, d)
+            for o in plans
+            for s, d in (
+                [(o, self.receiver), (self.receiver, o)] if self.spec.both_directions else [(o, self.receiver)]
+            )
+        ]
         order = list(pending)  # tables list each pair's "other into receiver" first, whatever order the sweeps ran in
-        # Visit each variant: capture its activations on its pairs' prompts, then patch into it what is already captured.
+        # Visit each variant: capture its activations on its pairs' prompts, then patch into it what is already
+        # captured.
         # A second round patches what needed a partner captured later.
         for visit in [*variants, *variants]:
             model = LazyVariant(self.config.variant(visit), self.config.device, self.config.dtype)
@@ -241,7 +337,12 @@ class PatchingRun:
                 model.release()
         return self.tables(plans, clean, {k: sweeps[k] for k in order})
 
-    def tables(self, plans: dict[str, PairPlan], clean: dict[tuple[str, str], dict[str, Any]], sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]]) -> dict[str, pd.DataFrame]:
+    def tables(
+        self,
+        plans: dict[str, PairPlan],
+        clean: dict[tuple[str, str], dict[str, Any]],
+        sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]],
+    ) -> dict[str, pd.DataFrame]:
         """The long effect table (pair, direction, component, layer, position) and the per-prompt table."""
         rows, prompt_frames = [], []
         offsets = self.offsets()
@@ -251,18 +352,35 @@ class PatchingRun:
             pair = f"{plan.a}→{plan.b}"
             metrics = {}
             for name in ("logprob", "logit_diff"):
-                c_dst = pair_metric(name, plan, np.asarray(clean[(o, dst)]["logits"]), np.asarray(clean[(o, dst)]["lse"]))
-                c_src = pair_metric(name, plan, np.asarray(clean[(o, src)]["logits"]), np.asarray(clean[(o, src)]["lse"]))
+                c_dst = pair_metric(
+                    name, plan, np.asarray(clean[(o, dst)]["logits"]), np.asarray(clean[(o, dst)]["lse"])
+                )
+                c_src = pair_metric(
+                    name, plan, np.asarray(clean[(o, src)]["logits"]), np.asarray(clean[(o, src)]["lse"])
+                )
                 patched = pair_metric(name, plan, res["logits"], res["lse"])  # (hooks, offsets, n)
                 metrics[name] = (patched, c_dst, c_src, normalised_effect(patched, c_dst, c_src))
             layers = self.layers(self.store.n_layers(dst))
             for h, (component, layer) in enumerate((c, l) for c in self.spec.components for l in layers):
                 for k, label in enumerate(labels):
-                    row = {"pair": pair, "source": src, "receiver": dst, "direction": f"{src} into {dst}", "component": component, "layer": layer, "position": label,
-                           "offset": offsets[k], "n_prompts": int(res["valid"][k].sum())}
-                    for name, (patched, c_dst, c_src, norm) in metrics.items():
+                    row = {
+                        "pair": pair,
+                        "source": src,
+                        "receiver": dst,
+                        "direction": f"{src} into {dst}",
+                        "component": component,
+                        "layer": layer,
+                        "position": label,
+                        "offset": offsets[k],
+                        "n_prompts": int(res["valid"][k].sum()),
+                    }
+                    for name, (patched, c_dst, _, norm) in metrics.items():
                         with np.errstate(invalid="ignore"):
-                            row[f"delta_{name}"] = float(np.nanmean(patched[h, k] - c_dst)) if np.isfinite(patched[h, k] - c_dst).any() else float("nan")
+                            row[f"delta_{name}"] = (
+                                float(np.nanmean(patched[h, k] - c_dst))
+                                if np.isfinite(patched[h, k] - c_dst).any()
+                                else float("nan")
+                            )
                         row[f"normalised_{name}"] = float(norm[h, k])
                     rows.append(row)
         for o, plan in plans.items():
@@ -277,4 +395,7 @@ class PatchingRun:
                 frame[f"logit_diff_{side}"] = pair_metric("logit_diff", plan, logits, lse)
                 frame[f"logprob_target_{side}"] = pair_metric("logprob", plan, logits, lse)
             prompt_frames.append(frame)
-        return {"patching": pd.DataFrame(rows), "patching_prompts": pd.concat(prompt_frames, ignore_index=True) if prompt_frames else pd.DataFrame()}
+        return {
+            "patching": pd.DataFrame(rows),
+            "patching_prompts": pd.concat(prompt_frames, ignore_index=True) if prompt_frames else pd.DataFrame(),
+        }

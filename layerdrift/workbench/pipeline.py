@@ -24,7 +24,23 @@ from layerdrift.workbench.files import RunLock
 from layerdrift.workbench.store import CaptureJob, RunStore, batch_list, is_run_folder
 from layerdrift.workbench.variants import LoadedVariant, free, load_variant, pick_device, resolve_source
 
-PACKAGES = ("layerdrift", "torch", "transformers", "transformer-lens", "bitsandbytes", "gguf", "zarr", "numpy", "scipy", "scikit-learn", "umap-learn", "giotto-ph", "ripser", "panel", "plotly")
+PACKAGES = (
+    "layerdrift",
+    "torch",
+    "transformers",
+    "transformer-lens",
+    "bitsandbytes",
+    "gguf",
+    "zarr",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "umap-learn",
+    "giotto-ph",
+    "ripser",
+    "panel",
+    "plotly",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -68,14 +84,18 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def capture_fingerprint(config: ExperimentConfig, spec: VariantSpec, prompt_set: PromptSetSpec, prompts: list[str]) -> str:
+def capture_fingerprint(
+    config: ExperimentConfig, spec: VariantSpec, prompt_set: PromptSetSpec, prompts: list[str]
+) -> str:
     """What a capture depends on; an unchanged fingerprint means the cached arrays are reused."""
-    return fingerprint({
-        **variant_identity(config, spec),
-        "prompts": fingerprint(prompts),
-        "template": prompt_set.template,
-        "capture": config.capture.model_dump(mode="json"),
-    })
+    return fingerprint(
+        {
+            **variant_identity(config, spec),
+            "prompts": fingerprint(prompts),
+            "template": prompt_set.template,
+            "capture": config.capture.model_dump(mode="json"),
+        }
+    )
 
 
 def term_token_count(enc: EncodedPrompt, prompt: str, template: str, term: str) -> int:
@@ -163,7 +183,12 @@ def run_capture(
 
 
 def capture_token_sequences(
-    loaded: LoadedVariant, job: CaptureJob, seqs: list[list[int]], hooks: list[str], position: str, progress: Any = None,
+    loaded: LoadedVariant,
+    job: CaptureJob,
+    seqs: list[list[int]],
+    hooks: list[str],
+    position: str,
+    progress: Any = None,
     chosen: list[list[int]] | None = None,
 ) -> None:
     """Capture token-id sequences (left-padded) at every real token (``all``), the last one (``last``),
@@ -171,7 +196,11 @@ def capture_token_sequences(
     done = job.prepare()
     pid = pad_id(loaded.tokenizer)
     width_all = max(len(s) for s in seqs)
-    task = progress.add_task(f"{loaded.name} ({job.folder.name})", total=job.n_batches, completed=len(done)) if progress else None
+    task = (
+        progress.add_task(f"{loaded.name} ({job.folder.name})", total=job.n_batches, completed=len(done))
+        if progress
+        else None
+    )
     for batch in range(job.n_batches):
         if batch in done:
             continue
@@ -191,9 +220,19 @@ def capture_token_sequences(
 
 
 def ensure_sequence_capture(
-    store: RunStore, variant: str, prompt_set: str, key: str, n: int, batch_size: int, model: Callable[[], LoadedVariant],
-    sequences: Callable[[LoadedVariant], list[list[int]]], hooks: list[str], position: str, progress: Any = None,
-    chosen: list[list[int]] | None = None, **summary: Any,
+    store: RunStore,
+    variant: str,
+    prompt_set: str,
+    key: str,
+    n: int,
+    batch_size: int,
+    model: Callable[[], LoadedVariant],
+    sequences: Callable[[LoadedVariant], list[list[int]]],
+    hooks: list[str],
+    position: str,
+    progress: Any = None,
+    chosen: list[list[int]] | None = None,
+    **summary: Any,
 ) -> None:
     """An experiment's capture of token sequences as a store capture: skipped when an intact one exists,
     otherwise (re)captured batch by batch and recorded in the manifest; ``summary`` joins its record."""
@@ -203,7 +242,14 @@ def ensure_sequence_capture(
     loaded = model()
     seqs = sequences(loaded)
     capture_token_sequences(loaded, job, seqs, hooks, position, progress, chosen=chosen)
-    record = {"complete": True, "hooks": hooks, "positions": {position: position}, "residual_points": [], "tokenizer_sha256": loaded.info["tokenizer_sha256"], **summary}
+    record = {
+        "complete": True,
+        "hooks": hooks,
+        "positions": {position: position},
+        "residual_points": [],
+        "tokenizer_sha256": loaded.info["tokenizer_sha256"],
+        **summary,
+    }
     store.record_capture(variant, prompt_set, job.mark_complete(record))
 
 
@@ -212,7 +258,13 @@ def progress_bars(quiet: bool):
         return nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn())
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches"),
+        TimeElapsedColumn(),
+    )
 
 
 def manifest_base(config: ExperimentConfig, vocabularies: dict[str, Vocabulary]) -> dict[str, Any]:
@@ -245,35 +297,53 @@ def intact_or_todo(jobs: dict[str, CaptureJob], say: Callable[[str], None]) -> l
     for name, job in jobs.items():
         intact, damaged = job.check_complete()
         if damaged:
-            say(f"capture {job.label}: {batch_list(list(damaged))} cannot be trusted ({next(iter(damaged.values()))}); recapturing")
+            say(
+                f"capture {job.label}: {batch_list(list(damaged))} cannot be trusted "
+                f"({next(iter(damaged.values()))}); recapturing"
+            )
         if not intact:
             todo.append(name)
     return todo
 
 
-def capture_prompt_set(loaded: LoadedVariant, spec: VariantSpec, ps: PromptSetSpec, vocab: Vocabulary, job: CaptureJob, config: ExperimentConfig,
-                       hooks: list[str], progress: Any) -> dict[str, Any]:
+def capture_prompt_set(
+    loaded: LoadedVariant,
+    spec: VariantSpec,
+    ps: PromptSetSpec,
+    vocab: Vocabulary,
+    job: CaptureJob,
+    config: ExperimentConfig,
+    hooks: list[str],
+    progress: Any,
+) -> dict[str, Any]:
     """Capture one prompt set with a loaded variant; returns the capture's finished record."""
     positions = [parse_position(p) for p in config.capture.positions]
     encoded, chosen, tok = encode_prompt_set(loaded, spec, ps, vocab, positions)
     run_capture(loaded, job, encoded, chosen, positions, hooks, config.capture.padding_side, progress)
     job.write_tokens(tok["tokens"])
-    return job.mark_complete({
-        "complete": True,
-        "hooks": hooks,
-        "residual_points": residual_hook_names(loaded.n_layers),
-        "positions": {p.spec: p.folder for p in positions},
-        "n_prompts": len(encoded),
-        "max_len": max(len(e.ids) for e in encoded),
-        "multi_token_terms": tok["multi_token_terms"],
-        "n_multi_token_terms": len(tok["multi_token_terms"]),
-        "tokens_file": str(job.folder.relative_to(job.root) / "tokens.json"),
-        "tokenizer_sha256": loaded.info["tokenizer_sha256"],
-        "variant_info": loaded.info,
-    })
+    return job.mark_complete(
+        {
+            "complete": True,
+            "hooks": hooks,
+            "residual_points": residual_hook_names(loaded.n_layers),
+            "positions": {p.spec: p.folder for p in positions},
+            "n_prompts": len(encoded),
+            "max_len": max(len(e.ids) for e in encoded),
+            "multi_token_terms": tok["multi_token_terms"],
+            "n_multi_token_terms": len(tok["multi_token_terms"]),
+            "tokens_file": str(job.folder.relative_to(job.root) / "tokens.json"),
+            "tokenizer_sha256": loaded.info["tokenizer_sha256"],
+            "variant_info": loaded.info,
+        }
+    )
 
 
-def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False, say: Callable[[str], None] | None = None) -> RunStore:
+def extract(
+    config: ExperimentConfig,
+    out: str | Path | None = None,
+    quiet: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> RunStore:
     """Capture every (variant, prompt set) of the config into its run folder, reusing finished work.
 
     Finished captures are verified batch by batch and damaged batches are recaptured. Nothing is
@@ -300,24 +370,37 @@ def extract(config: ExperimentConfig, out: str | Path | None = None, quiet: bool
             nonlocal store
             if store is None:
                 store = RunStore.create_or_update(root, manifest_base(config, vocabularies))
-                store.manifest["captures"] = {k: v for k, v in store.manifest["captures"].items() if k.split("/")[0] in names}
+                store.manifest["captures"] = {
+                    k: v for k, v in store.manifest["captures"].items() if k.split("/")[0] in names
+                }
             return store
 
         if is_run_folder(root):
             open_store()
         with progress_bars(quiet) as progress:
             for spec in config.variants:
-                jobs = {ps.name: CaptureJob(root / "captures" / spec.name / ps.name, capture_fingerprint(config, spec, ps, prompts[ps.name]), len(prompts[ps.name]),
-                                            config.capture.batch_size) for ps in config.prompt_sets}
+                jobs = {
+                    ps.name: CaptureJob(
+                        root / "captures" / spec.name / ps.name,
+                        capture_fingerprint(config, spec, ps, prompts[ps.name]),
+                        len(prompts[ps.name]),
+                        config.capture.batch_size,
+                    )
+                    for ps in config.prompt_sets
+                }
                 todo = intact_or_todo(jobs, say)
                 if not todo:
                     continue
                 loaded = load_variant(spec, config.device, config.dtype)
                 try:
-                    hooks = expand_hook_names(config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'")
+                    hooks = expand_hook_names(
+                        config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'"
+                    )
                     open_store().manifest["variants"][spec.name] = loaded.info
                     for ps in (p for p in config.prompt_sets if p.name in todo):
-                        record = capture_prompt_set(loaded, spec, ps, vocabularies[ps.name], jobs[ps.name], config, hooks, progress)
+                        record = capture_prompt_set(
+                            loaded, spec, ps, vocabularies[ps.name], jobs[ps.name], config, hooks, progress
+                        )
                         open_store().record_capture(spec.name, ps.name, record)
                 finally:
                     free(loaded)

@@ -73,7 +73,16 @@ def save_result_set(root: Path, result: ResultSet) -> None:
             np.savez(buf, **arrays)
             (folder / f"{stem}.npz").write_bytes(buf.getvalue())
             files[f"{stem}.npz"] = _sha256(buf.getvalue())
-    write_json_atomic(_pointer(root, result.name), {"name": result.name, "fingerprint": result.fingerprint, "generation": generation, "files": files, "meta": result.meta})
+    write_json_atomic(
+        _pointer(root, result.name),
+        {
+            "name": result.name,
+            "fingerprint": result.fingerprint,
+            "generation": generation,
+            "files": files,
+            "meta": result.meta,
+        },
+    )
     for old in base.iterdir():
         if old.name != generation:
             remove_path(old)
@@ -85,7 +94,10 @@ def read_result_set(root: Path, name: str) -> ResultSet:
     again = f"run `layerdrift run` again with the run's config and --out {str(root)!r} to rebuild it"
     if not isinstance(pointer, dict) or not {"fingerprint", "generation", "files"} <= pointer.keys():
         if not _pointer(root, name).exists():
-            raise LayerdriftError(f"run {str(root)!r} has no {name} results yet; run `layerdrift run` with its config and --out {str(root)!r} to compute them.")
+            raise LayerdriftError(
+                f"run {str(root)!r} has no {name} results yet; run `layerdrift run` with its "
+                f"config and --out {str(root)!r} to compute them."
+            )
         raise LayerdriftError(f"the {name} results record {str(_pointer(root, name))!r} is damaged; {again}.")
     folder = results_dir(root) / name / pointer["generation"]
     tables, arrays = {}, {}
@@ -96,7 +108,9 @@ def read_result_set(root: Path, name: str) -> ResultSet:
         except OSError:
             raise LayerdriftError(f"result file {str(path)!r} is missing; {again}.") from None
         if _sha256(data) != digest:
-            raise LayerdriftError(f"result file {str(path)!r} is damaged (its checksum differs from the record); {again}.")
+            raise LayerdriftError(
+                f"result file {str(path)!r} is damaged (its checksum differs from the record); {again}."
+            )
         stem, kind = file.rsplit(".", 1)
         if kind == "parquet":
             tables[stem] = pd.read_parquet(io.BytesIO(data))

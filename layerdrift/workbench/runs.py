@@ -12,11 +12,11 @@ import plotly.graph_objects as go
 
 from layerdrift.workbench.analyze import Analysis, analyze_cached, check_analysis_inputs, load_analysis
 from layerdrift.workbench.config import ExperimentConfig
-from layerdrift.workbench.files import RunLock
-from layerdrift.workbench.results import remove_orphan_generations
 from layerdrift.workbench.experiments import check_experiments, load_experiment_tables, run_experiments
+from layerdrift.workbench.files import RunLock
 from layerdrift.workbench.pipeline import extract, progress_bars
 from layerdrift.workbench.report import REPORT, build_figures, experiment_frames, headline_frames, write_report
+from layerdrift.workbench.results import remove_orphan_generations
 from layerdrift.workbench.series import expand_series
 from layerdrift.workbench.store import RunStore
 
@@ -87,14 +87,20 @@ def print_headline(result: Run, top_n: int = 10) -> None:
     frames = {**headline_frames(result.analysis, top_n), **experiment_frames(result.tables)}
     meta = result.meta
     titles = {
-        "pairs": f"Variant pairs: cosine drift at layer {meta['headline_label']} ({len(meta['terms'])} concepts, 95% bootstrap CI)",
-        "categories": "Categories: drift by pair (share = % of the top quartile / of the vocabulary; p = permutation test vs the rest)",
+        "pairs": f"Variant pairs: cosine drift at layer {meta['headline_label']} "
+        f"({len(meta['terms'])} concepts, 95% bootstrap CI)",
+        "categories": "Categories: drift by pair (share = % of the top quartile / of the vocabulary; p "
+        "= permutation test vs the rest)",
         "top": f"Top {top_n} drifters per pair",
-        "patching": "Activation patching: normalised effect on logit(B) − logit(A) (0 = receiver unchanged, 1 = source's behaviour)",
+        "patching": "Activation patching: normalised effect on logit(B) − logit(A) (0 = receiver "
+        "unchanged, 1 = source's behaviour)",
         "behaviour": "Behaviour vectors: cosine between variants per block",
         "steering": "Steering check: shift in P(matching answer) with ± c × vector",
-        "manifold": "Feature manifolds: cross-validated SMDS score (chance = permuted labels; Δ = change from the reference over every cell)",
-        "trajectory": "Checkpoint series: largest drift from step 0 at the last checkpoint and the step that reached half of it; C = share of change in the first third of intervals (p vs random orderings)",
+        "manifold": "Feature manifolds: cross-validated SMDS score (chance = permuted labels; Δ = "
+        "change from the reference over every cell)",
+        "trajectory": "Checkpoint series: largest drift from step 0 at the last checkpoint and the "
+        "step that reached half of it; C = share of change in the first third of "
+        "intervals (p vs random orderings)",
         "topology": "Topology between variants: Wasserstein-2 between H1 diagrams per residual point",
     }
     for key, frame in frames.items():

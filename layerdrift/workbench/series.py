@@ -1,4 +1,5 @@
-"""Checkpoint series: a fine-tune run here, a folder of checkpoints, or a hub id with revisions, expanded into ordered variants.
+"""Checkpoint series: a fine-tune run here, a folder of checkpoints, or a hub id with revisions, expanded into ordered
+variants.
 
 A series ``helpful`` becomes variants ``helpful.step0``, ``helpful.step1``, ... in training order;
 ``ExperimentConfig.series_variants()`` gives the order back to every analysis.
@@ -7,8 +8,8 @@ A series ``helpful`` becomes variants ``helpful.step0``, ``helpful.step1``, ... 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import ExperimentConfig, SeriesSpec, config_from_dict
@@ -26,29 +27,44 @@ def _revision_step(revision: str, index: int) -> int:
 
 
 def series_members(series: SeriesSpec, quiet: bool = False, say: Callable[[str], None] | None = None) -> list[dict]:
-    """Variant settings (name, source, revision) of every checkpoint of one series, fine-tuning first if the series asks for it."""
+    """Variant settings (name, source, revision) of every checkpoint of one series, fine-tuning first if the series asks
+    for it."""
     if series.revisions is not None:
         steps = [_revision_step(r, i) for i, r in enumerate(series.revisions)]
         if len(set(steps)) != len(steps):
             steps = list(range(len(series.revisions)))
         members = [(s, series.source, r) for s, r in zip(steps, series.revisions)]
     else:
-        folder = finetune(series.finetune, quiet=quiet, say=say) if series.finetune is not None else Path(str(series.source)).expanduser()
+        folder = (
+            finetune(series.finetune, quiet=quiet, say=say)
+            if series.finetune is not None
+            else Path(str(series.source)).expanduser()
+        )
         if not folder.is_dir():
-            raise LayerdriftError(f"series '{series.name}': checkpoint folder {str(folder)!r} does not exist; point source at a folder of step-N or checkpoint-N subfolders.")
+            raise LayerdriftError(
+                f"series '{series.name}': checkpoint folder {str(folder)!r} does not exist; point "
+                "source at a folder of step-N or checkpoint-N subfolders."
+            )
         members = [(s, str(path), None) for s, path in series_checkpoints(folder)]
     if series.steps is not None:
         have = {m[0] for m in members}
         missing = [s for s in series.steps if s not in have]
         if missing:
-            raise LayerdriftError(f"series '{series.name}' asks for step {missing[0]}, which is not among its checkpoints {sorted(have)}.")
+            raise LayerdriftError(
+                f"series '{series.name}' asks for step {missing[0]}, which is not among its checkpoints {sorted(have)}."
+            )
         members = [m for m in members if m[0] in set(series.steps)]
     if len(members) < 2:
         raise LayerdriftError(f"series '{series.name}' has {len(members)} checkpoint; a series needs at least 2.")
-    return [{"name": f"{series.name}.step{s}", "source": src, "revision": rev, "chat_template": series.chat_template} for s, src, rev in members]
+    return [
+        {"name": f"{series.name}.step{s}", "source": src, "revision": rev, "chat_template": series.chat_template}
+        for s, src, rev in members
+    ]
 
 
-def expand_series(config: ExperimentConfig, quiet: bool = False, say: Callable[[str], None] | None = None) -> ExperimentConfig:
+def expand_series(
+    config: ExperimentConfig, quiet: bool = False, say: Callable[[str], None] | None = None
+) -> ExperimentConfig:
     """The config with every series' checkpoints appended as variants (idempotent)."""
     if not config.series or config.series_variants():
         return config

@@ -41,9 +41,14 @@ def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise LayerdriftError(f"{what} {str(path)!r} is missing; run `layerdrift run` for this run folder again.") from None
+        raise LayerdriftError(
+            f"{what} {str(path)!r} is missing; run `layerdrift run` for this run folder again."
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LayerdriftError(f"{what} {str(path)!r} is corrupt (not valid JSON); run `layerdrift run` for this run folder again to rebuild it.") from None
+        raise LayerdriftError(
+            f"{what} {str(path)!r} is corrupt (not valid JSON); run `layerdrift run` for this "
+            "run folder again to rebuild it."
+        ) from None
 
 
 def read_json_or_none(path: Path) -> Any | None:
@@ -118,7 +123,12 @@ class CaptureJob:
         out = {}
         for b in range(self.n_batches):
             m = read_json_or_none(self._marker(b))
-            if isinstance(m, dict) and m.get("fingerprint") == self.fingerprint and m.get("rows") == list(self.rows(b)) and isinstance(m.get("sha256"), dict):
+            if (
+                isinstance(m, dict)
+                and m.get("fingerprint") == self.fingerprint
+                and m.get("rows") == list(self.rows(b))
+                and isinstance(m.get("sha256"), dict)
+            ):
                 out[b] = m
         return out
 
@@ -132,7 +142,16 @@ class CaptureJob:
         with storage_errors(self.folder):
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder.mkdir(parents=True)
-        write_json_atomic(self.folder / JOB, {"fingerprint": self.fingerprint, "n_prompts": self.n_prompts, "batch_size": self.batch_size, "complete": False, "started": now()})
+        write_json_atomic(
+            self.folder / JOB,
+            {
+                "fingerprint": self.fingerprint,
+                "n_prompts": self.n_prompts,
+                "batch_size": self.batch_size,
+                "complete": False,
+                "started": now(),
+            },
+        )
         return set()
 
     def write_batch(self, batch: int, arrays: dict[tuple[str, str], np.ndarray]) -> None:
@@ -157,9 +176,19 @@ class CaptureJob:
             if (path / "zarr.json").is_file():
                 arr = zarr.open_array(store=str(path), mode="r+")
                 if arr.shape != shape:
-                    raise LayerdriftError(f"cached array {str(path)!r} has shape {arr.shape}, expected {shape}; delete {str(self.folder)!r} and run again.")
+                    raise LayerdriftError(
+                        f"cached array {str(path)!r} has shape {arr.shape}, expected {shape}; delete "
+                        f"{str(self.folder)!r} and run again."
+                    )
             else:
-                arr = zarr.create_array(store=str(path), shape=shape, chunks=(self.batch_size, *shape[1:]), dtype="float32", fill_value=0.0, overwrite=True)
+                arr = zarr.create_array(
+                    store=str(path),
+                    shape=shape,
+                    chunks=(self.batch_size, *shape[1:]),
+                    dtype="float32",
+                    fill_value=0.0,
+                    overwrite=True,
+                )
             self._writable[key] = arr
         return self._writable[key]
 
@@ -181,21 +210,23 @@ class CaptureJob:
 
         try:
             arr = zarr.open_array(store=str(self.folder / key), mode="r")
-        except Exception:  # noqa: BLE001 - any failure to open means: not there
+        except Exception:
             return None, {}
         try:
             return np.asarray(arr[...]), {}
-        except Exception:  # noqa: BLE001 - a damaged chunk: find which, batch by batch
+        except Exception:
             data, unreadable = np.zeros(arr.shape, dtype=np.float32), {}
             for b in range(self.n_batches):
                 start, stop = self.rows(b)
                 try:
                     data[start:stop] = arr[start:stop]
-                except Exception:  # noqa: BLE001
+                except Exception:
                     unreadable[b] = "its chunk is damaged (it cannot be decoded)"
             return data, unreadable
 
-    def _check(self, key: str, loaded: tuple[np.ndarray | None, dict[int, str]], markers: dict[int, dict[str, Any]]) -> dict[int, str]:
+    def _check(
+        self, key: str, loaded: tuple[np.ndarray | None, dict[int, str]], markers: dict[int, dict[str, Any]]
+    ) -> dict[int, str]:
         """Batches of one array that cannot be trusted, with why."""
         data, bad = loaded[0], dict(loaded[1])
         for b in range(self.n_batches):
@@ -248,8 +279,10 @@ class CaptureJob:
         bad = self._check(key, loaded, self.markers())
         if bad:
             raise LayerdriftError(
-                f"capture '{self.label}' in {str(self.root)!r} is missing {batch_list(list(bad))} of {key!r} ({next(iter(bad.values()))}); "
-                f"run `layerdrift run` again with the same config and --out {str(self.root)!r} to recapture {'it' if len(bad) == 1 else 'them'}."
+                f"capture '{self.label}' in {str(self.root)!r} is missing {batch_list(list(bad))} "
+                f"of {key!r} ({next(iter(bad.values()))}); "
+                f"run `layerdrift run` again with the same config and --out {str(self.root)!r} to "
+                f"recapture {'it' if len(bad) == 1 else 'them'}."
             )
         assert loaded[0] is not None
         return loaded[0]
@@ -257,7 +290,13 @@ class CaptureJob:
 
 def remove_legacy_files(root: Path) -> None:
     """Files of format 1 that nothing reads any more: flat result tables and their records, progress files."""
-    for pattern in ("results/*.parquet", "results/meta.json", "results/experiments.json", "manifold/projections.npz", f"{CAPTURES}/*/*/progress.json"):
+    for pattern in (
+        "results/*.parquet",
+        "results/meta.json",
+        "results/experiments.json",
+        "manifold/projections.npz",
+        f"{CAPTURES}/*/*/progress.json",
+    ):
         for path in root.glob(pattern):
             path.unlink(missing_ok=True)
 
@@ -280,11 +319,17 @@ class RunStore:
         """Open an existing run folder (read-only use); clear errors for missing, damaged or foreign folders."""
         root = Path(path)
         if not root.is_dir():
-            raise LayerdriftError(f"run folder {str(root)!r} does not exist; run `layerdrift extract` or `layerdrift run` first.")
+            raise LayerdriftError(
+                f"run folder {str(root)!r} does not exist; run `layerdrift extract` or `layerdrift run` first."
+            )
         manifest = read_json(root / MANIFEST, "run manifest")
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         if fmt != FORMAT:
-            raise LayerdriftError(f"run folder {str(root)!r} has format {fmt!r}, but this layerdrift reads {FORMAT!r}; run `layerdrift run` with its config and --out {str(root)!r} to upgrade it.")
+            raise LayerdriftError(
+                f"run folder {str(root)!r} has format {fmt!r}, but this layerdrift reads "
+                f"{FORMAT!r}; run `layerdrift run` with its config and --out {str(root)!r} to "
+                "upgrade it."
+            )
         return cls(root, manifest)
 
     @classmethod
@@ -295,14 +340,23 @@ class RunStore:
         """
         root = Path(path)
         if root.is_dir() and not is_run_folder(root) and any(p.name != ".lock" for p in root.iterdir()):
-            raise LayerdriftError(f"folder {str(root)!r} exists, is not empty and is not a layerdrift run; choose another --out folder.")
+            raise LayerdriftError(
+                f"folder {str(root)!r} exists, is not empty and is not a layerdrift run; choose another --out folder."
+            )
         manifest = read_json_or_none(root / MANIFEST)
         manifest = manifest if isinstance(manifest, dict) else {}
         if manifest.get("format") not in (None, FORMAT, *OLDER_FORMATS):
-            raise LayerdriftError(f"folder {str(root)!r} holds a run of format {manifest.get('format')!r}; choose another --out folder.")
+            raise LayerdriftError(
+                f"folder {str(root)!r} holds a run of format {manifest.get('format')!r}; choose another --out folder."
+            )
         if manifest.get("format") in OLDER_FORMATS:
             remove_legacy_files(root)
-        manifest = {"created": manifest.get("created", now()), "variants": manifest.get("variants", {}), **base, "format": FORMAT}
+        manifest = {
+            "created": manifest.get("created", now()),
+            "variants": manifest.get("variants", {}),
+            **base,
+            "format": FORMAT,
+        }
         store = cls(root, manifest)
         store.reindex_captures()
         store.save()
@@ -337,12 +391,20 @@ class RunStore:
         entry = self.manifest.get("captures", {}).get(f"{variant}/{prompt_set}")
         if entry is None or not entry.get("complete"):
             have = ", ".join(sorted(self.manifest.get("captures", {}))) or "none"
-            raise LayerdriftError(f"run {str(self.root)!r} has no finished capture for variant '{variant}' and prompt set '{prompt_set}' (captures: {have}).")
+            raise LayerdriftError(
+                f"run {str(self.root)!r} has no finished capture for variant '{variant}' and "
+                f"prompt set '{prompt_set}' (captures: {have})."
+            )
         return entry
 
     def _job(self, variant: str, prompt_set: str) -> CaptureJob:
         entry = self._capture(variant, prompt_set)
-        return CaptureJob(self.capture_folder(variant, prompt_set), entry["fingerprint"], int(entry["n_prompts"]), int(entry["batch_size"]))
+        return CaptureJob(
+            self.capture_folder(variant, prompt_set),
+            entry["fingerprint"],
+            int(entry["n_prompts"]),
+            int(entry["batch_size"]),
+        )
 
     @property
     def variants(self) -> list[str]:
@@ -387,24 +449,37 @@ class RunStore:
         if "tokens_file" not in entry:
             kind = entry.get("kind", "experiment")
             raise LayerdriftError(
-                f"capture '{variant}/{prompt_set}' is a {kind} capture of token sequences, which stores no tokenization; "
+                f"capture '{variant}/{prompt_set}' is a {kind} capture of token sequences, which "
+                "stores no tokenization; "
                 "only the config's prompt sets store one (their captures have tokens.json)."
             )
         return read_json(self.root / entry["tokens_file"], "tokenization file")
 
     # ---- reading arrays -----------------------------------------------------------------
-    def activations(self, variant: str, prompt_set: str, hook: str, position: str = "last") -> Float[np.ndarray, "n ..."]:
-        """The captured array of one hook point: (n_prompts, d), or (n_prompts, max_len, d) for 'all'; every batch verified."""
+    def activations(
+        self, variant: str, prompt_set: str, hook: str, position: str = "last"
+    ) -> Float[np.ndarray, "n ..."]:
+        """The captured array of one hook point: (n_prompts, d), or (n_prompts, max_len, d) for 'all'; every batch
+        verified."""
         entry = self._capture(variant, prompt_set)
         if position not in entry["positions"]:
-            raise LayerdriftError(f"position {position!r} was not captured for '{variant}/{prompt_set}'; captured: {', '.join(entry['positions'])}.")
+            raise LayerdriftError(
+                f"position {position!r} was not captured for '{variant}/{prompt_set}'; captured: "
+                f"{', '.join(entry['positions'])}."
+            )
         if hook not in entry["hooks"]:
-            raise LayerdriftError(f"hook point {hook!r} was not captured for '{variant}/{prompt_set}'; add it to capture.hooks and run again.")
+            raise LayerdriftError(
+                f"hook point {hook!r} was not captured for '{variant}/{prompt_set}'; add it to "
+                "capture.hooks and run again."
+            )
         return self._job(variant, prompt_set).read(f"{entry['positions'][position]}/{hook}")
 
     def layer(self, variant: str, prompt_set: str, layer: int, position: str = "last") -> Float[np.ndarray, "n ..."]:
         """Residual stream at depth ``layer``: 0 = embedding, i = block i-1 output, -1 = final norm."""
         points = self.residual_points(variant, prompt_set)
         if not -len(points) <= layer < len(points):
-            raise LayerdriftError(f"layer {layer} is out of range for variant '{variant}', which has residual points 0..{len(points) - 1}.")
+            raise LayerdriftError(
+                f"layer {layer} is out of range for variant '{variant}', which has residual "
+                f"points 0..{len(points) - 1}."
+            )
         return self.activations(variant, prompt_set, points[layer], position)

@@ -28,8 +28,19 @@ from layerdrift.analyses.neighbours import knn_jaccard
 from layerdrift.analyses.projection import joint_umap
 from layerdrift.analyses.similarity import linear_cka
 from layerdrift.analyses.spectrum import effective_ranks
-from layerdrift.analyses.topology import bottleneck_distance, diagram_summary, pairwise_euclidean, rips_diagrams, wasserstein_distance
-from layerdrift.analyses.trajectory import checkpoint_drift_matrix, concentration_test, half_distance_step, path_velocities
+from layerdrift.analyses.topology import (
+    bottleneck_distance,
+    diagram_summary,
+    pairwise_euclidean,
+    rips_diagrams,
+    wasserstein_distance,
+)
+from layerdrift.analyses.trajectory import (
+    checkpoint_drift_matrix,
+    concentration_test,
+    half_distance_step,
+    path_velocities,
+)
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.analyze import point_label
 from layerdrift.workbench.config import ExperimentConfig, TrajectorySpec
@@ -41,16 +52,23 @@ DIMS = (0, 1)
 
 
 def topology_points(spec: TrajectorySpec, n_points: int) -> list[int]:
-    """Residual points for persistent homology: evenly spaced from the first block's output to the final norm, or the listed ones.
+    """Residual points for persistent homology: evenly spaced from the first block's output to the final norm, or the
+    listed ones.
 
-    The embedding is left out by default: at the last token every prompt of a template shares one token, so its cloud is a single point.
+    The embedding is left out by default: at the last token every prompt of a template shares one token, so its cloud is
+    a single point.
     """
     if isinstance(spec.topology_layers, int):
         first = 1 if n_points > 1 else 0
-        return sorted({int(round(x)) for x in np.linspace(first, n_points - 1, max(1, min(spec.topology_layers, n_points - first)))})
+        return sorted(
+            {round(x) for x in np.linspace(first, n_points - 1, max(1, min(spec.topology_layers, n_points - first)))}
+        )
     bad = [p for p in spec.topology_layers if not 0 <= p < n_points]
     if bad:
-        raise LayerdriftError(f"trajectory.topology_layers lists point {bad[0]}, outside 0..{n_points - 1} (0 = embedding, {n_points - 1} = final norm).")
+        raise LayerdriftError(
+            f"trajectory.topology_layers lists point {bad[0]}, outside 0..{n_points - 1} (0 = "
+            f"embedding, {n_points - 1} = final norm)."
+        )
     return sorted(set(spec.topology_layers))
 
 
@@ -71,13 +89,25 @@ class TrajectoryRun:
         self.series = store.series
         self.floors = list(store.manifest.get("noise_floor", []))
         self.headline = [v for v in store.main_variants if v not in self.floors]
-        self.variants = list(store.variants)  # noise-floor variants too: their distance to the reference is the topological floor
+        self.variants = list(
+            store.variants
+        )  # noise-floor variants too: their distance to the reference is the topological floor
         captures = {v: store.manifest["captures"][f"{v}/{self.prompt_set}"]["fingerprint"] for v in self.variants}
-        self.key = fingerprint({"spec": self.spec.model_dump(mode="json"), "captures": captures, "series": self.series, "seed": config.seed, "k": config.analysis.k})
+        self.key = fingerprint(
+            {
+                "spec": self.spec.model_dump(mode="json"),
+                "captures": captures,
+                "series": self.series,
+                "seed": config.seed,
+                "k": config.analysis.k,
+            }
+        )
 
     def _stack(self, variant: str) -> np.ndarray:
         points = self.store.residual_points(variant, self.prompt_set)
-        return np.stack([self.store.activations(variant, self.prompt_set, p, "last") for p in points]).astype(np.float32)
+        return np.stack([self.store.activations(variant, self.prompt_set, p, "last") for p in points]).astype(
+            np.float32
+        )
 
     def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
         stacks = {v: self._stack(v) for v in self.variants}
@@ -85,14 +115,19 @@ class TrajectoryRun:
         other = next((v for v in self.variants if stacks[v].shape[0] != ref.shape[0]), None)
         if other is not None:
             raise LayerdriftError(
-                f"trajectory and topology analyses need variants of one depth, but '{self.variants[0]}' has {ref.shape[0]} residual points and "
+                "trajectory and topology analyses need variants of one depth, but "
+                f"'{self.variants[0]}' has {ref.shape[0]} residual points and "
                 f"'{other}' has {stacks[other].shape[0]}; put models of different depth in separate runs."
             )
         labels = [point_label(p) for p in self.store.residual_points(self.variants[0], self.prompt_set)]
         say("trajectories along checkpoint series")
         traj, conc, band = self._trajectories(stacks, labels)
         tables = {"trajectory": traj}
-        topo = {"topology": pd.DataFrame(), "topology_distances": pd.DataFrame(), "persistence_diagrams": pd.DataFrame()}
+        topo = {
+            "topology": pd.DataFrame(),
+            "topology_distances": pd.DataFrame(),
+            "persistence_diagrams": pd.DataFrame(),
+        }
         if self.spec.topology:
             topo, tconc, tband = self._topology(stacks, labels, progress, say)
             conc, band = conc + tconc, band + tband
@@ -103,23 +138,52 @@ class TrajectoryRun:
         tables["trajectory_projection"] = self._projection(stacks, labels, ref.shape[0])
         return tables
 
-    def _concentration_rows(self, series: str, metric: str, distances: np.ndarray, layer_labels: list[str], steps: list[int]) -> tuple[list[dict], list[dict]]:
+    def _concentration_rows(
+        self, series: str, metric: str, distances: np.ndarray, layer_labels: list[str], steps: list[int]
+    ) -> tuple[list[dict], list[dict]]:
         """Concentration test per layer and for the mean over layers; distances: (layers, k, k)."""
         stacked = np.concatenate([distances, distances.mean(0, keepdims=True)])
         names = [*layer_labels, "all"]
         test = concentration_test(stacked, self.spec.n_perm, self.config.seed)
         velocity = path_velocities(stacked)
         half = half_distance_step(stacked[:, 0, :], np.asarray(steps))
-        conc = [{"series": series, "metric": metric, "layer": name, "c": float(test.c[i]), "p": float(test.p[i]), "null_mean": float(test.null_mean[i]),
-                 "expected": test.expected, "n_checkpoints": len(steps), "first_third_until_step": steps[max(1, (len(steps) - 1) // 3)],
-                 "half_distance_step": float(half[i]), "last_step": steps[-1]}
-                for i, name in enumerate(names)]
-        band = [{"series": series, "metric": metric, "layer": name, "interval": t, "step_from": steps[t], "step_to": steps[t + 1], "velocity": float(velocity[i, t]),
-                 "q025": float(test.band[i, t, 0]), "q50": float(test.band[i, t, 1]), "q975": float(test.band[i, t, 2])}
-                for i, name in enumerate(names) for t in range(len(steps) - 1)]
+        conc = [
+            {
+                "series": series,
+                "metric": metric,
+                "layer": name,
+                "c": float(test.c[i]),
+                "p": float(test.p[i]),
+                "null_mean": float(test.null_mean[i]),
+                "expected": test.expected,
+                "n_checkpoints": len(steps),
+                "first_third_until_step": steps[max(1, (len(steps) - 1) // 3)],
+                "half_distance_step": float(half[i]),
+                "last_step": steps[-1],
+            }
+            for i, name in enumerate(names)
+        ]
+        band = [
+            {
+                "series": series,
+                "metric": metric,
+                "layer": name,
+                "interval": t,
+                "step_from": steps[t],
+                "step_to": steps[t + 1],
+                "velocity": float(velocity[i, t]),
+                "q025": float(test.band[i, t, 0]),
+                "q50": float(test.band[i, t, 1]),
+                "q975": float(test.band[i, t, 2]),
+            }
+            for i, name in enumerate(names)
+            for t in range(len(steps) - 1)
+        ]
         return conc, band
 
-    def _trajectories(self, stacks: dict[str, np.ndarray], labels: list[str]) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    def _trajectories(
+        self, stacks: dict[str, np.ndarray], labels: list[str]
+    ) -> tuple[pd.DataFrame, list[dict], list[dict]]:
         rows, conc, band = [], [], []
         k = self.config.analysis.k
         for name, members in self.series.items():
@@ -129,10 +193,22 @@ class TrajectoryRun:
             for c, v in enumerate(members):
                 for layer in range(xs.shape[1]):
                     x0, xp, xc = xs[0, layer], xs[max(c - 1, 0), layer], xs[c, layer]
-                    rows.append({"series": name, "variant": v, "step": steps[c], "checkpoint": c, "layer": layer, "label": labels[layer],
-                                 "drift_start": float(distances[layer, 0, c]), "drift_prev": float(distances[layer, c - 1, c]) if c else np.nan,
-                                 "cka_start": linear_cka(x0, xc), "cka_prev": linear_cka(xp, xc) if c else np.nan,
-                                 "jaccard_start": float(knn_jaccard(x0, xc, k).mean()), "rankme": effective_ranks(xc)["rankme"]})
+                    rows.append(
+                        {
+                            "series": name,
+                            "variant": v,
+                            "step": steps[c],
+                            "checkpoint": c,
+                            "layer": layer,
+                            "label": labels[layer],
+                            "drift_start": float(distances[layer, 0, c]),
+                            "drift_prev": float(distances[layer, c - 1, c]) if c else np.nan,
+                            "cka_start": linear_cka(x0, xc),
+                            "cka_prev": linear_cka(xp, xc) if c else np.nan,
+                            "jaccard_start": float(knn_jaccard(x0, xc, k).mean()),
+                            "rankme": effective_ranks(xc)["rankme"],
+                        }
+                    )
             c_rows, b_rows = self._concentration_rows(name, "drift", distances, labels, steps)
             conc += c_rows
             band += b_rows
@@ -142,7 +218,10 @@ class TrajectoryRun:
         n_points, n = next(iter(stacks.values())).shape[:2]
         points = topology_points(self.spec, n_points)
         subs = subsample_indices(n, self.spec.subsample_size, self.spec.subsamples, self.config.seed)
-        say(f"persistent homology: {len(self.variants)} variants x {len(points)} points x {len(subs)} subsamples of {subs.shape[1]}")
+        say(
+            f"persistent homology: {len(self.variants)} variants x {len(points)} points x "
+            f"{len(subs)} subsamples of {subs.shape[1]}"
+        )
         task = progress.add_task("persistence diagrams", total=len(self.variants) * len(points)) if progress else None
         diagrams: dict[tuple[str, int], list[list[np.ndarray]]] = {}
         summary_rows, bar_rows = [], []
@@ -153,10 +232,30 @@ class TrajectoryRun:
                 for dim in DIMS:
                     stats = pd.DataFrame([diagram_summary(d[dim]) for d in per_sub])
                     for stat in stats.columns:
-                        summary_rows.append({"variant": v, "layer": p, "label": labels[p], "dim": dim, "stat": stat,
-                                             "mean": float(stats[stat].mean()), "sd": float(stats[stat].std(ddof=1)) if len(stats) > 1 else 0.0})
+                        summary_rows.append(
+                            {
+                                "variant": v,
+                                "layer": p,
+                                "label": labels[p],
+                                "dim": dim,
+                                "stat": stat,
+                                "mean": float(stats[stat].mean()),
+                                "sd": float(stats[stat].std(ddof=1)) if len(stats) > 1 else 0.0,
+                            }
+                        )
                     d0 = per_sub[0][dim]
-                    bar_rows.append(pd.DataFrame({"variant": v, "layer": p, "label": labels[p], "dim": dim, "birth": d0[:, 0], "death": d0[:, 1]}))
+                    bar_rows.append(
+                        pd.DataFrame(
+                            {
+                                "variant": v,
+                                "layer": p,
+                                "label": labels[p],
+                                "dim": dim,
+                                "birth": d0[:, 0],
+                                "death": d0[:, 1],
+                            }
+                        )
+                    )
                 if progress:
                     progress.update(task, advance=1)
         say("distances between persistence diagrams")
@@ -169,7 +268,9 @@ class TrajectoryRun:
                 for li, p in enumerate(points):
                     for i, j in combinations(range(len(members)), 2):
                         w[li, i, j] = w[li, j, i] = paired.wasserstein(members[i], members[j], p, dim).mean()
-                c_rows, b_rows = self._concentration_rows(name, f"wasserstein_h{dim}", w, [labels[p] for p in points], steps)
+                c_rows, b_rows = self._concentration_rows(
+                    name, f"wasserstein_h{dim}", w, [labels[p] for p in points], steps
+                )
                 conc += c_rows
                 band += b_rows
             for c in range(1, len(members)):
@@ -181,20 +282,39 @@ class TrajectoryRun:
             dist_rows += self._distance_rows("pair", "", a, b, paired, points, labels)
         for floor in self.floors:
             dist_rows += self._distance_rows("floor", "", self.store.reference, floor, paired, points, labels)
-        tables = {"topology": pd.DataFrame(summary_rows), "topology_distances": pd.DataFrame(dist_rows),
-                  "persistence_diagrams": pd.concat(bar_rows, ignore_index=True) if bar_rows else pd.DataFrame()}
+        tables = {
+            "topology": pd.DataFrame(summary_rows),
+            "topology_distances": pd.DataFrame(dist_rows),
+            "persistence_diagrams": pd.concat(bar_rows, ignore_index=True) if bar_rows else pd.DataFrame(),
+        }
         return tables, conc, band
 
     @staticmethod
-    def _distance_rows(kind: str, series: str, a: str, b: str, paired: PairedDistances, points: list[int], labels: list[str]) -> list[dict]:
+    def _distance_rows(
+        kind: str, series: str, a: str, b: str, paired: PairedDistances, points: list[int], labels: list[str]
+    ) -> list[dict]:
         rows = []
         for p in points:
             for dim in DIMS:
                 w = paired.wasserstein(a, b, p, dim)
                 bn = paired.bottleneck(a, b, p, dim)
-                rows.append({"kind": kind, "series": series, "a": a, "b": b, "step_a": _step_or_none(a), "step_b": _step_or_none(b), "layer": p, "label": labels[p], "dim": dim,
-                             "wasserstein": float(w.mean()), "wasserstein_sd": float(w.std(ddof=1)) if len(w) > 1 else 0.0,
-                             "bottleneck": float(bn.mean()), "bottleneck_sd": float(bn.std(ddof=1)) if len(bn) > 1 else 0.0})
+                rows.append(
+                    {
+                        "kind": kind,
+                        "series": series,
+                        "a": a,
+                        "b": b,
+                        "step_a": _step_or_none(a),
+                        "step_b": _step_or_none(b),
+                        "layer": p,
+                        "label": labels[p],
+                        "dim": dim,
+                        "wasserstein": float(w.mean()),
+                        "wasserstein_sd": float(w.std(ddof=1)) if len(w) > 1 else 0.0,
+                        "bottleneck": float(bn.mean()),
+                        "bottleneck_sd": float(bn.std(ddof=1)) if len(bn) > 1 else 0.0,
+                    }
+                )
         return rows
 
     def _projection(self, stacks: dict[str, np.ndarray], labels: list[str], n_points: int) -> pd.DataFrame:
@@ -204,14 +324,36 @@ class TrajectoryRun:
         members = list(dict.fromkeys([*self.headline, *[v for m in self.series.values() for v in m]]))
         if {stacks[v].shape[-1] for v in members} != {stacks[members[0]].shape[-1]}:
             return pd.DataFrame(columns=["variant", "series", "step", "layer", "label", "concept", "x", "y"])
-        xy = joint_umap([stacks[v][layer] for v in members], seed=self.config.seed, n_neighbors=self.config.analysis.umap_neighbors, min_dist=self.config.analysis.umap_min_dist)
+        xy = joint_umap(
+            [stacks[v][layer] for v in members],
+            seed=self.config.seed,
+            n_neighbors=self.config.analysis.umap_neighbors,
+            min_dist=self.config.analysis.umap_min_dist,
+        )
         owner = {v: s for s, m in self.series.items() for v in m}
-        return pd.concat([pd.DataFrame({"variant": v, "series": owner.get(v, ""), "step": _step_or_none(v), "layer": layer, "label": labels[layer],
-                                        "concept": np.arange(xy.shape[1]), "x": xy[i, :, 0], "y": xy[i, :, 1]}) for i, v in enumerate(members)], ignore_index=True)
+        return pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "variant": v,
+                        "series": owner.get(v, ""),
+                        "step": _step_or_none(v),
+                        "layer": layer,
+                        "label": labels[layer],
+                        "concept": np.arange(xy.shape[1]),
+                        "x": xy[i, :, 0],
+                        "y": xy[i, :, 1],
+                    }
+                )
+                for i, v in enumerate(members)
+            ],
+            ignore_index=True,
+        )
 
 
 class PairedDistances:
-    """W2 and bottleneck distances between two variants' diagrams on the first ``count`` paired subsamples, each pair computed once."""
+    """W2 and bottleneck distances between two variants' diagrams on the first ``count`` paired subsamples, each pair
+    computed once."""
 
     def __init__(self, diagrams: dict[tuple[str, int], list[list[np.ndarray]]], count: int):
         self.diagrams, self.count = diagrams, count

@@ -52,10 +52,15 @@ def resolve_source(spec: VariantSpec) -> ResolvedSource:
         if spec.gguf_file:
             gguf = path / spec.gguf_file
             if not gguf.is_file():
-                raise LayerdriftError(f"GGUF file {spec.gguf_file!r} is not in folder {s!r} ({where}); check gguf_file.")
+                raise LayerdriftError(
+                    f"GGUF file {spec.gguf_file!r} is not in folder {s!r} ({where}); check gguf_file."
+                )
             return ResolvedSource("gguf", str(gguf.resolve()))
         if not (path / "config.json").is_file():
-            raise LayerdriftError(f"folder {s!r} of {where} has no config.json, so it is not a Hugging Face model folder; point source at one, or at a .gguf file.")
+            raise LayerdriftError(
+                f"folder {s!r} of {where} has no config.json, so it is not a Hugging Face model "
+                "folder; point source at one, or at a .gguf file."
+            )
         return ResolvedSource("folder", str(path.resolve()), spec.revision)
     if HUB_ID.match(s) and not s.startswith((".", "/", "~")):
         from transformers import AutoConfig
@@ -64,10 +69,15 @@ def resolve_source(spec: VariantSpec) -> ResolvedSource:
         try:
             AutoConfig.from_pretrained(s, revision=spec.revision)
         except Exception as err:
-            place = "in the local Hugging Face cache, and the hub is offline or unreachable" if offline else "on the Hugging Face hub or in the local cache"
+            place = (
+                "in the local Hugging Face cache, and the hub is offline or unreachable"
+                if offline
+                else "on the Hugging Face hub or in the local cache"
+            )
             raise LayerdriftError(
                 f"model {s!r} of {where} could not be found {place} "
-                f"({type(err).__name__}); check the id and revision, or use a local folder, a .gguf file, or an embedded alias (see `layerdrift models`)."
+                f"({type(err).__name__}); check the id and revision, or use a local folder, a "
+                ".gguf file, or an embedded alias (see `layerdrift models`)."
             ) from None
         return ResolvedSource("hub", s, spec.revision, spec.gguf_file)
     import difflib
@@ -94,13 +104,20 @@ def hub_offline(timeout: float = 3.0) -> bool:
     if "reachable" not in _hub_state:
         url = urlsplit(hf.ENDPOINT)
         try:
-            socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+            socket.create_connection(
+                (url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+            ).close()
             _hub_state["reachable"] = True
         except OSError:
             _hub_state["reachable"] = False
             hf.HF_HUB_OFFLINE = True
             os.environ["HF_HUB_OFFLINE"] = "1"
-            warnings.warn(f"the Hugging Face hub ({hf.ENDPOINT}) cannot be reached, so hub models are read from the local cache only.", LayerdriftWarning, stacklevel=2)
+            warnings.warn(
+                f"the Hugging Face hub ({hf.ENDPOINT}) cannot be reached, so hub models are read "
+                "from the local cache only.",
+                LayerdriftWarning,
+                stacklevel=2,
+            )
     return not _hub_state["reachable"]
 
 
@@ -109,7 +126,9 @@ def pick_device(requested: str | None) -> str:
     if requested in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise LayerdriftError(f"device {requested!r} was asked for, but no CUDA GPU is visible; use device = 'cpu' or 'auto'.")
+        raise LayerdriftError(
+            f"device {requested!r} was asked for, but no CUDA GPU is visible; use device = 'cpu' or 'auto'."
+        )
     return requested
 
 
@@ -179,26 +198,37 @@ def load_variant(spec: VariantSpec, default_device: str = "auto", default_dtype:
     if resolved.kind == "hub" and resolved.gguf_file:
         kwargs["gguf_file"] = resolved.gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, revision=revision, **({"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}))
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, revision=revision, **({"gguf_file": resolved.gguf_file} if resolved.gguf_file else {})
+        )
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except LayerdriftError:
         raise
     except Exception as err:
-        raise LayerdriftError(f"variant '{spec.name}' could not be loaded from {folder!r} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).") from None
+        raise LayerdriftError(
+            f"variant '{spec.name}' could not be loaded from {folder!r} "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200]})."
+        ) from None
     if quant is None:
         model = model.to(device)
     model.eval()
     hf_name = EMBEDDED[resolved.location].hf_name if resolved.kind == "embedded" else folder
-    bridge = TransformerBridge.boot_transformers(hf_name, hf_model=model, tokenizer=tokenizer, device=device, dtype=dtype)
+    bridge = TransformerBridge.boot_transformers(
+        hf_name, hf_model=model, tokenizer=tokenizer, device=device, dtype=dtype
+    )
     if spec.attn_implementation != "eager":
-        model.set_attn_implementation(spec.attn_implementation)  # the bridge forces eager; residual hooks fire either way
+        model.set_attn_implementation(
+            spec.attn_implementation
+        )  # the bridge forces eager; residual hooks fire either way
     bridge.eval()
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     info = {
         "source": spec.source,
         "source_kind": resolved.kind,
         "hf_name": hf_name,
-        "architecture": (cfg.architectures or [type(model).__name__])[0] if getattr(cfg, "architectures", None) else type(model).__name__,
+        "architecture": (cfg.architectures or [type(model).__name__])[0]
+        if getattr(cfg, "architectures", None)
+        else type(model).__name__,
         "n_layers": int(cfg.num_hidden_layers),
         "d_model": int(cfg.hidden_size),
         "device": device,
