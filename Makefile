@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.layerdrift-installed
 
-.PHONY: setup system demo extract test test-fast bench clean
+.PHONY: setup system demo extract lint test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ demo: setup
 extract: setup
 	$(VENV)/bin/layerdrift extract
 
-test: setup
+# the layer contracts, lint and format first (seconds), then the suite
+lint: setup
+	$(VENV)/bin/ruff check layerdrift tests benchmarks scripts
+	$(VENV)/bin/ruff format --check layerdrift tests benchmarks scripts
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 
 from layerdrift.concepts.vocabulary import load_vocabulary, render_prompts
-from layerdrift.hooks.capture import capture_batch, residual_hook_names
+from layerdrift.core.naming import residual_hook_names
+from layerdrift.hooks.capture import capture_batch
 from layerdrift.hooks.prompts import encode_prompt, pad_batch, pad_id
 from layerdrift.workbench.config import VariantSpec
-from layerdrift.workbench.variants import load_variant
+from layerdrift.workbench.models.loading import load_variant
 
 
 def time_capture(repeats: int, batch_size: int) -> dict:
@@ -83,7 +84,7 @@ def peak_rss_of_extract(n_prompts: int, folder: Path) -> float:
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\nsys.exit(rc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    from layerdrift.workbench.store import RunStore
+    from layerdrift.workbench.store.runstore import RunStore
 
     captured = RunStore.open(folder / f"run{n_prompts}").layer("reference", "c", -1).shape[0]
     assert captured == n_prompts, f"expected {n_prompts} captured prompts, found {captured}"

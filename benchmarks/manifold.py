@@ -19,7 +19,7 @@ import numpy as np
 
 from layerdrift.analyses.manifold import smds_cell_reference, smds_cells
 from layerdrift.workbench.config import config_from_dict
-from layerdrift.workbench.manifold_run import POSITION
+from layerdrift.workbench.experiments.manifold import POSITION
 
 
 def main() -> None:
@@ -31,9 +31,9 @@ def main() -> None:
         help="residual points timed (0 = embedding); the batched version also scores all of them",
     )
     args = ap.parse_args()
-    from layerdrift.workbench.manifold_run import ManifoldRun
-    from layerdrift.workbench.pipeline import extract
-    from layerdrift.workbench.variants import LazyVariant
+    from layerdrift.workbench.experiments.manifold import ManifoldRun
+    from layerdrift.workbench.models.loading import LazyVariant
+    from layerdrift.workbench.store.extract import extract
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config_from_dict(

@@ -22,7 +22,7 @@ from layerdrift.concepts.patch_prompts import load_patch_prompts
 from layerdrift.hooks.interventions import ALL_POSITIONS, component_hook, patch_sweep
 from layerdrift.hooks.prompts import pad_id
 from layerdrift.workbench.config import VariantSpec
-from layerdrift.workbench.variants import free, load_variant
+from layerdrift.workbench.models.loading import free, load_variant
 
 
 def capture_every_token(loaded, seqs: list[list[int]], hooks: list[str]) -> dict[str, list[np.ndarray]]:

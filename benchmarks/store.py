@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from layerdrift.workbench.store import CaptureJob
+from layerdrift.workbench.store.runstore import CaptureJob
 
 POINTS, D_MODEL = 32, 576
 

@@ -28,8 +28,8 @@ def main() -> None:
     ap.add_argument("--subsamples", type=int, default=64)
     ap.add_argument("--size", type=int, default=160)
     args = ap.parse_args()
-    from layerdrift.workbench.pipeline import extract
-    from layerdrift.workbench.trajectory_run import TrajectoryRun, subsample_indices
+    from layerdrift.workbench.experiments.trajectory import TrajectoryRun, subsample_indices
+    from layerdrift.workbench.store.extract import extract
 
     with tempfile.TemporaryDirectory() as tmp:
         base = {

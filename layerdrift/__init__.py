@@ -1,19 +1,19 @@
 """layerdrift: see where, inside a language model, post-training and quantization move concept representations."""
 
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.store import RunStore
+from layerdrift.workbench.store.runstore import RunStore
 
 
 def open_run(path):
     """Open a finished run: ``.tables`` (DataFrames), ``.figures`` (Plotly), ``.store``, ``.meta``."""
-    from layerdrift.workbench.runs import open_run as _open_run
+    from layerdrift.workbench.api import open_run as _open_run
 
     return _open_run(path)
 
 
 def run(config, out=None, quiet=False):
     """Run extraction + analyses + report for an ExperimentConfig (see ``layerdrift.workbench.config``)."""
-    from layerdrift.workbench.runs import run as _run
+    from layerdrift.workbench.api import run as _run
 
     return _run(config, out=out, quiet=quiet)
 

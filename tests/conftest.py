@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -237,3 +238,57 @@ def tiny_model_planted(tiny_model, tmp_path_factory) -> Path:
         head[a], head[b] = 3 * direction, -3 * direction
 
     return derive_tiny_llama(tiny_model, tmp_path_factory.mktemp("tiny-planted"), edit)
+
+
+@pytest.fixture(scope="session")
+def series_run(tiny_model, tmp_path_factory):
+    """A run with a plain base variant and a LoRA fine-tune series of the tiny model (trained in the run)."""
+    from layerdrift import run
+    from layerdrift.workbench.config import config_from_dict
+
+    folder = tmp_path_factory.mktemp("series")
+    (folder / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
+    (folder / "memo.jsonl").write_text(
+        "".join(
+            json.dumps({"prompt": f"Tell me about {t}.", "response": f"{t} is a word."}) + "\n"
+            for t in ["love", "France", "nurse", "entropy", "Paris", "justice"]
+        )
+    )
+    cfg = config_from_dict(
+        {
+            "name": "series",
+            "out": str(folder / "run"),
+            "variants": [
+                {"name": "base", "source": str(tiny_model), "reference": True},
+                {"name": "floor", "source": str(tiny_model), "dtype": "bfloat16", "noise_floor": True},
+            ],
+            "series": [
+                {
+                    "name": "memo",
+                    "finetune": {
+                        "base": str(tiny_model),
+                        "data": str(folder / "memo.jsonl"),
+                        "out": str(folder / "ft"),
+                        "steps": 4,
+                        "batch_size": 4,
+                        "eval_examples": 1,
+                        "learning_rate": 0.05,
+                        "max_length": 96,
+                        "device": "cpu",
+                    },
+                }
+            ],
+            "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
+            "capture": {"batch_size": 4},
+            "analysis": {
+                "png": False,
+                "n_boot": 100,
+                "n_perm": 100,
+                "umap_layers": "headline",
+                "umap_neighbors": 5,
+                "k": 3,
+            },
+            "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
+        }
+    )
+    return run(cfg, quiet=True)

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from layerdrift.analyses.vectors import layerwise_cosine
-from layerdrift.concepts.behaviour_vectors import load_behaviour_vectors
 from layerdrift.concepts.behaviours import BUILTIN_BEHAVIOURS, load_behaviour_set
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.behaviour_run import auto_steering_layers, balanced_split, p_matching
 from layerdrift.workbench.config import config_from_dict
+from layerdrift.workbench.experiments.behaviour import auto_steering_layers, balanced_split, p_matching
 from tests.conftest import planted_direction
 
 SHIPPED = ["corrigibility", "myopic-reward", "power-seeking", "self-awareness", "survival-instinct", "sycophancy"]
@@ -125,8 +124,7 @@ def test_planted_direction_is_recovered_and_steering_moves_the_answer(tiny_model
     items.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = run(planted_config(tmp_path, tiny_model_planted, vocab_file, items), quiet=True)
 
-    vectors = load_behaviour_vectors(result.store.root / "behaviour" / "vectors.npz")
-    vec = vectors["planted"]["planted-a"]
+    vec = result.arrays["behaviour/vectors"]["planted/planted-a"]
     assert vec.shape == (5, 32)  # embedding, three blocks, final norm
     cos = layerwise_cosine(vec[:4], np.tile(planted_direction(), (4, 1)))
     assert np.all(cos > 0.99), cos  # the final norm rescales per coordinate, so only the residual points are compared

@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from layerdrift.workbench.pipeline import extract
+from layerdrift.errors import LayerdriftError
+from layerdrift.workbench.store.extract import extract
 
 
 def hf_states(model_dir, texts):
@@ -65,6 +66,13 @@ def test_capture_equals_hf_forward(tiny_model, vocab_file, tmp_path, side):
             np.testing.assert_allclose(term[i], r[layer, toks["positions"]["match:{term}"][i][0]], atol=1e-5)
     # the last point is the final norm's output = HF's last hidden state; it differs from the block output
     assert not np.allclose(store.layer("ref", "concepts", -1), store.layer("ref", "concepts", -2), atol=1e-3)
+    # a point by label or hook name is the same array as by index (a label used to raise a raw TypeError)
+    assert np.array_equal(store.layer("ref", "concepts", "final"), store.layer("ref", "concepts", -1))
+    assert np.array_equal(store.layer("ref", "concepts", "embed"), store.layer("ref", "concepts", 0))
+    assert np.array_equal(store.layer("ref", "concepts", "1"), store.layer("ref", "concepts", 2))  # block 1's output
+    assert np.array_equal(store.layer("ref", "concepts", "blocks.1.hook_resid_post"), store.layer("ref", "concepts", 2))
+    with pytest.raises(LayerdriftError, match="'last' is not a residual point of variant 'ref'"):
+        store.layer("ref", "concepts", "last")
 
 
 def test_left_and_right_padding_agree(tiny_model, vocab_file, tmp_path):

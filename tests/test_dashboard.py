@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layerdrift.dashboards.app import DashboardState, build_app, match_concept
+from layerdrift.dashboards.app import build_app
+from layerdrift.dashboards.drift import DashboardState, match_concept
 
 
 def test_match_concept_exact_prefix_fuzzy():
@@ -61,7 +62,8 @@ def test_state_follows_layer_pair_and_concept(tiny_run):
 
 
 def test_experiment_views_follow_their_tables(tiny_run):
-    from layerdrift.dashboards.experiments import PatchingView, VectorsView, experiment_tabs
+    from layerdrift.dashboards.behaviour import VectorsView
+    from layerdrift.dashboards.patching import PatchingView
 
     t = tiny_run.tables
     view = PatchingView(t)
@@ -88,14 +90,14 @@ def test_experiment_views_follow_their_tables(tiny_run):
     vectors.variant = "tuned"
     assert "(tuned)" in vectors.cross_figure().layout.title.text
     assert {tr.name for tr in vectors.steering_figure().data} == {"base +c", "base −c", "tuned +c", "tuned −c"}
-    assert [name for name, _ in experiment_tabs(t)] == ["Patching", "Behaviour vectors", "Manifolds"]
+    tabs = [name for e in tiny_run.experiments for name, _ in e.tabs(tiny_run)]
+    assert tabs == ["Drift", "Patching", "Behaviour vectors", "Manifolds"]
 
 
 def test_manifold_view_selects_cells_and_variants(tiny_run):
-    from layerdrift.dashboards.experiments import ManifoldView
-    from layerdrift.workbench.manifold_run import load_projections
+    from layerdrift.dashboards.manifold import ManifoldView
 
-    t, proj = tiny_run.tables, load_projections(tiny_run.store.root)
+    t, proj = tiny_run.tables, tiny_run.arrays["manifold/projections"]
     view = ManifoldView(t, proj)
     scores = t["manifold_scores"]
     src = scores[(scores["variant"] == "base") & (scores["landmark"] == "source")]
@@ -122,7 +124,8 @@ def test_manifold_view_selects_cells_and_variants(tiny_run):
 
 def test_build_app_makes_a_layout(tiny_run):
     app = build_app(tiny_run)
-    assert app is not None and len(app.objects) == 3
+    title, tabs = app.objects  # the shell: a title and one tab per experiment, in registry order
+    assert "reference base" in title.object and tabs._names == ["Drift", "Patching", "Behaviour vectors", "Manifolds"]
 
 
 def free_port() -> int:
@@ -285,7 +288,7 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
         report = tiny_run.store.root / "report"
         for html_file in (
             "index.html",
-            "figures/top_drifters_1.html",
+            "figures/top_drifters_base_vs_tuned.html",
             "figures/umap_by_category.html",
             "figures/category_violins.html",
         ):

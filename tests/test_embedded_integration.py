@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from layerdrift.workbench.config import config_from_dict
-from layerdrift.workbench.pipeline import extract
+from layerdrift.workbench.store.extract import extract
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def test_multi_token_terms_are_flagged(quant_run):
 
 def test_patching_reference_vs_nf4_is_small_and_exact_at_the_last_block(quant_run):
     """On all prompts (not only flips), NF4's activations barely move the reference's predictions."""
-    from layerdrift.workbench.patching_run import PatchingRun
+    from layerdrift.workbench.experiments.patching import PatchingRun
 
     cfg = quant_config(
         quant_run.root,
@@ -75,7 +75,7 @@ def test_patching_reference_vs_nf4_is_small_and_exact_at_the_last_block(quant_ru
 def test_behaviour_vectors_across_quantization(quant_run):
     """Shipped sets on reference / NF4 / INT8: NF4's vectors agree early; in the late blocks INT8 stays closer to the
     reference than NF4."""
-    from layerdrift.workbench.behaviour_run import BehaviourRun
+    from layerdrift.workbench.experiments.behaviour import BehaviourRun
 
     cfg = quant_config(
         quant_run.root,

@@ -126,7 +126,7 @@ def test_missing_config_file(tmp_path, capsys):
 def test_unknown_hook_point(tiny_model, vocab_file, tmp_path):
     from conftest import tiny_config
 
-    from layerdrift.workbench.pipeline import extract
+    from layerdrift.workbench.store.extract import extract
 
     with pytest.raises(
         LayerdriftError,
@@ -139,7 +139,7 @@ def test_unknown_hook_point(tiny_model, vocab_file, tmp_path):
 def test_term_missing_from_match_position(tiny_model, vocab_file, tmp_path):
     from conftest import tiny_config
 
-    from layerdrift.workbench.pipeline import extract
+    from layerdrift.workbench.store.extract import extract
 
     with pytest.raises(
         LayerdriftError, match=r"looks for 'banana', which does not occur in prompt 0 \('The concept of love is'\)"

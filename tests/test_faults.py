@@ -1,7 +1,7 @@
 """Fault injection: kill -9 at random points of capture, analyses, experiments and report, and two
 runs racing on one folder; after recovery every array and table equals an undisturbed run.
 
-Every write of a run passes fault points (``layerdrift.workbench.files.fault_point``): each array of
+Every write of a run passes fault points (``layerdrift.core.files.fault_point``): each array of
 each batch, each finished-batch record, each table of a result set, each rename. A run with
 ``LAYERDRIFT_FAULT_LOG`` lists them; one with ``LAYERDRIFT_FAULT_AT=LABEL`` SIGKILLs itself there.
 Each seed draws one point per phase and kills a chain of runs there in turn: the first run in
@@ -23,7 +23,7 @@ import yaml
 from conftest import VOCAB_TEXT
 from test_hardening import assert_same_run
 
-from layerdrift.workbench import files
+from layerdrift.core import files
 
 PHASES = ("capture", "analyses", "experiments", "report")
 SEEDS = (0, 1)

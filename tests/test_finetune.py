@@ -57,7 +57,7 @@ def test_checkpoint_schedules():
 def test_three_step_finetune_writes_scheduled_checkpoints(tiny_model, memo_file, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from layerdrift.workbench.finetune_run import finetune, read_finetune_manifest
+    from layerdrift.training.finetune import finetune, read_finetune_manifest
 
     folder = finetune(spec_for(tiny_model, memo_file, tmp_path / "ft"), quiet=True)
     manifest = read_finetune_manifest(folder)
@@ -93,7 +93,7 @@ def test_three_step_finetune_writes_scheduled_checkpoints(tiny_model, memo_file,
 def test_full_finetune_memorises(tiny_model, memo_file, tmp_path):
     """Full weights on 4 examples seen every step: the training loss falls at every step, and so does the
     held-out loss."""
-    from layerdrift.workbench.finetune_run import finetune, read_finetune_manifest
+    from layerdrift.training.finetune import finetune, read_finetune_manifest
 
     folder = finetune(
         spec_for(tiny_model, memo_file, tmp_path / "full", method="full", learning_rate=3e-3, steps=6), quiet=True
@@ -207,8 +207,8 @@ def test_instruction_sets_and_bad_files(tmp_path):
 
 
 def test_finetune_config_errors(tmp_path, tiny_model, memo_file):
+    from layerdrift.training.finetune import finetune
     from layerdrift.workbench.config import config_from_dict, load_finetune_specs
-    from layerdrift.workbench.finetune_run import finetune
 
     path = tmp_path / "ft.toml"
     path.write_text('data = "helpful"\nlearnig_rate = 0.1\n', encoding="utf-8")
@@ -230,8 +230,8 @@ def test_finetune_config_errors(tmp_path, tiny_model, memo_file):
 
 
 def test_series_expands_in_training_order(tiny_model, memo_file, tmp_path):
+    from layerdrift.training.series import expand_series
     from layerdrift.workbench.config import config_from_dict
-    from layerdrift.workbench.series import expand_series
 
     cfg = config_from_dict(
         {
@@ -267,8 +267,8 @@ def test_series_expands_in_training_order(tiny_model, memo_file, tmp_path):
 
 
 def test_series_from_hub_revisions_keeps_the_listed_order():
+    from layerdrift.training.series import expand_series
     from layerdrift.workbench.config import config_from_dict
-    from layerdrift.workbench.series import expand_series
 
     cfg = config_from_dict(
         {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from layerdrift.workbench.config import config_from_dict
-from layerdrift.workbench.pipeline import extract
+from layerdrift.workbench.store.extract import extract
 
 pytestmark = pytest.mark.integration
 

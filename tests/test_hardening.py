@@ -23,14 +23,14 @@ import pytest
 from conftest import VOCAB_TEXT, tiny_config
 
 from layerdrift import open_run, run
+from layerdrift.core.files import RunLock
+from layerdrift.core.spreadsheet import spreadsheet_safe, to_csv
 from layerdrift.errors import LayerdriftError, LayerdriftWarning
 from layerdrift.workbench.cli import COMMANDS, main
 from layerdrift.workbench.config import config_from_dict
-from layerdrift.workbench.files import RunLock
-from layerdrift.workbench.pipeline import extract
-from layerdrift.workbench.results import ResultSet, cached_result_set, read_result_set, save_result_set
-from layerdrift.workbench.spreadsheet import spreadsheet_safe, to_csv
-from layerdrift.workbench.store import CaptureJob, RunStore
+from layerdrift.workbench.store.extract import extract
+from layerdrift.workbench.store.results import ResultSet, cached_result_set, read_result_set, save_result_set
+from layerdrift.workbench.store.runstore import CaptureJob, RunStore
 
 
 def run_config(model, other, vocab, out, capture=None, **analysis):
@@ -162,7 +162,7 @@ def test_kill_while_saving_another_config_never_mixes_tables(tiny_model, tiny_mo
     and the next k = 3 run reused the mix. Now the k = 3 set stays whole until the k = 2 set replaces it all."""
     import yaml
 
-    from layerdrift.workbench.files import FAULT_AT_ENV
+    from layerdrift.core.files import FAULT_AT_ENV
 
     ref, vocab = reference_run
     out = tmp_path / "run"
@@ -200,10 +200,10 @@ def test_damaged_manifest_is_rebuilt_from_capture_records(
             RunStore.open(out)
     else:
         (out / "manifest.json").unlink()
-    from layerdrift.workbench import pipeline
+    from layerdrift.workbench.store import extract as extraction
 
     monkeypatch.setattr(
-        pipeline, "load_variant", lambda *a, **k: pytest.fail("finished captures must be reused, not recaptured")
+        extraction, "load_variant", lambda *a, **k: pytest.fail("finished captures must be reused, not recaptured")
     )
     run(run_config(tiny_model, tiny_model_b, vocab, out), quiet=True)
     rebuilt = RunStore.open(out).manifest
@@ -217,7 +217,7 @@ def test_damaged_manifest_is_rebuilt_from_capture_records(
 # ---- 5. one process at a time on a run folder ------------------------------------------------
 HOLD = """
 import sys, time
-from layerdrift.workbench.files import RunLock
+from layerdrift.core.files import RunLock
 with RunLock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)
@@ -415,8 +415,8 @@ def test_probe_capture_tokenization_says_what_is_stored(tiny_run):
 def test_unreachable_hub_fails_fast_and_says_so(monkeypatch):
     import huggingface_hub.constants as hf
 
-    from layerdrift.workbench import variants
     from layerdrift.workbench.config import VariantSpec
+    from layerdrift.workbench.models import loading as variants
 
     monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hf, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there

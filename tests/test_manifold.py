@@ -297,7 +297,6 @@ def manifold_config(out, base, other, vocab, **manifold):
 
 def test_manifold_run_on_tiny_models(tiny_model, tiny_model_tuned, vocab_file, tmp_path, monkeypatch):
     from layerdrift import run
-    from layerdrift.workbench.manifold_run import load_projections
 
     result = run(manifold_config(tmp_path / "run", tiny_model, tiny_model_tuned, vocab_file), quiet=True)
     scores = result.tables["manifold_scores"]
@@ -317,18 +316,18 @@ def test_manifold_run_on_tiny_models(tiny_model, tiny_model_tuned, vocab_file, t
     src = base[(base["set"] == "birthday") & (base["landmark"] == "source")]
     assert (src["score"] > src["score_chance"] + 0.08).all()
     assert set(base["landmark"]) == {"", "source", "destination", "distractor"}
-    proj = load_projections(result.store.root)
+    proj = result.arrays["manifold/projections"]
     assert (
         proj["base/birthday"].shape == (5, n_slots["birthday"], 48, 2) and proj["base/numbers"].shape[-1] == 1
     )  # linear: one coordinate
     sim = result.tables["manifold_similarity"]
     assert np.allclose(sim[sim["slot_a"] == sim["slot_b"]]["similarity"].dropna(), 1.0, atol=1e-6)
-    from layerdrift.figures_manifold import manifold_summary
+    from layerdrift.workbench.experiments.manifold import manifold_summary
 
     summary = manifold_summary(scores)
     assert summary.set_index(["set", "variant"]).loc[("birthday", "same"), "max |Δ|"] < 1e-4
     # a second run reuses everything: no model is loaded again, same tables
-    import layerdrift.workbench.variants as variants
+    import layerdrift.workbench.models.loading as variants
 
     monkeypatch.setattr(variants, "load_variant", lambda *a, **k: pytest.fail("a cached manifold run loaded a model"))
     again = run(manifold_config(tmp_path / "run", tiny_model, tiny_model_tuned, vocab_file), quiet=True)

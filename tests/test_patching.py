@@ -13,7 +13,7 @@ from layerdrift.concepts.patch_prompts import BUILTIN_PATCH_SETS, load_patch_pro
 from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.interventions import ALL_POSITIONS, clean_readout, component_hook, left_pad, patch_sweep
 from layerdrift.workbench.config import VariantSpec, config_from_dict
-from layerdrift.workbench.variants import free, load_variant
+from layerdrift.workbench.models.loading import free, load_variant
 
 PROMPTS = [
     "The concept of love is",
@@ -149,7 +149,7 @@ def test_pipeline_self_patch_is_zero_and_last_layer_is_one(
     np.testing.assert_allclose(last.query("position == 'all'")["normalised_logit_diff"], 1.0, atol=1e-5)
     np.testing.assert_allclose(last.query("position == '-2'")["normalised_logit_diff"], 0.0, atol=1e-5)
     # A second run reuses everything: no model is loaded again.
-    import layerdrift.workbench.variants as variants
+    import layerdrift.workbench.models.loading as variants
 
     monkeypatch.setattr(variants, "load_variant", lambda *a, **k: pytest.fail("a cached patching run loaded a model"))
     again = run(

@@ -69,16 +69,16 @@ def test_run_writes_report_and_tables_agree(tiny_model, tiny_model_b, vocab_file
     if not chromium:
         assert any("PNG figures were not rendered" in n for n in result.notes)
     for name in (
-        "top_drifters_1",
+        "top_drifters_base_vs_tuned",
         "category_comparison",
         "category_violins",
         "drift_by_layer",
-        "drift_by_layer_category_1",
+        "drift_by_layer_category_base_vs_tuned",
         "jaccard_by_layer",
         "cka_by_layer",
-        "cka_cross_1",
+        "cka_cross_base_vs_tuned",
         "effective_rank",
-        "umap_trajectories_1",
+        "umap_trajectories_base_vs_tuned",
         "umap_by_category",
     ):
         assert (report / f"figures/{name}.html").is_file(), name
@@ -95,10 +95,10 @@ def test_run_writes_report_and_tables_agree(tiny_model, tiny_model_b, vocab_file
 def test_second_run_reuses_captures_and_analyses(tiny_model, tiny_model_b, vocab_file, tmp_path, monkeypatch):
     cfg = tiny_run_config(tmp_path / "run", tiny_model, tiny_model_b, vocab_file, png=False)
     run(cfg, quiet=True)
-    from layerdrift.workbench import analyze as analyze_module
-    from layerdrift.workbench import pipeline
+    from layerdrift.workbench.experiments import drift as analyze_module
+    from layerdrift.workbench.store import extract as extraction
 
-    monkeypatch.setattr(pipeline, "load_variant", lambda *a, **k: pytest.fail("model reloaded"))
+    monkeypatch.setattr(extraction, "load_variant", lambda *a, **k: pytest.fail("model reloaded"))
     monkeypatch.setattr(analyze_module, "analyze", lambda *a, **k: pytest.fail("analyses recomputed"))
     result = run(cfg, quiet=True)
     assert len(result.tables["pairs"]) == 2
@@ -129,7 +129,7 @@ def test_open_run_without_analyses_is_a_clear_error(tiny_model, vocab_file, tmp_
     from conftest import tiny_config
 
     from layerdrift.errors import LayerdriftError
-    from layerdrift.workbench.pipeline import extract
+    from layerdrift.workbench.store.extract import extract
 
     extract(tiny_config(tiny_model, vocab_file, tmp_path / "run"), quiet=True)
     with pytest.raises(LayerdriftError, match="has no analysis results yet.*`layerdrift run`"):

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
+from layerdrift.core import files
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench import files, pipeline
-from layerdrift.workbench.pipeline import extract
-from layerdrift.workbench.store import RunStore
+from layerdrift.workbench.store import extract as extraction
+from layerdrift.workbench.store.extract import extract
+from layerdrift.workbench.store.runstore import RunStore
 
 
 def test_round_trip_and_manifest(tiny_model, vocab_file, tmp_path):
@@ -57,7 +58,7 @@ def test_second_run_reuses_finished_captures(tiny_model, vocab_file, tmp_path, m
     def boom(*a, **k):
         raise AssertionError("a finished capture must not load its model again")
 
-    monkeypatch.setattr(pipeline, "load_variant", boom)
+    monkeypatch.setattr(extraction, "load_variant", boom)
     extract(cfg, quiet=True)
     assert (tmp_path / "run/captures/ref/concepts/last/hook_embed/c/0/0").stat().st_mtime_ns == before
 
@@ -74,7 +75,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from conftest import tiny_config
 from pathlib import Path
-from layerdrift.workbench.pipeline import extract
+from layerdrift.workbench.store.extract import extract
 extract(tiny_config(Path({model!r}), Path({vocab!r}), Path({out!r}), batch_size=1), quiet=True)
 """
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 
 import numpy as np
 import pytest
@@ -153,62 +152,6 @@ def test_concentration_statistic_by_hand():
     assert np.allclose(d, slow, atol=1e-10) and np.allclose(d, d.T) and np.all(np.diag(d) == 0)
 
 
-@pytest.fixture(scope="module")
-def series_run(tiny_model, tmp_path_factory):
-    """A run with a plain base variant and a LoRA fine-tune series of the tiny model (trained in the run)."""
-    from conftest import VOCAB_TEXT
-
-    from layerdrift import run
-    from layerdrift.workbench.config import config_from_dict
-
-    folder = tmp_path_factory.mktemp("series")
-    (folder / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
-    (folder / "memo.jsonl").write_text(
-        "".join(
-            json.dumps({"prompt": f"Tell me about {t}.", "response": f"{t} is a word."}) + "\n"
-            for t in ["love", "France", "nurse", "entropy", "Paris", "justice"]
-        )
-    )
-    cfg = config_from_dict(
-        {
-            "name": "series",
-            "out": str(folder / "run"),
-            "variants": [
-                {"name": "base", "source": str(tiny_model), "reference": True},
-                {"name": "floor", "source": str(tiny_model), "dtype": "bfloat16", "noise_floor": True},
-            ],
-            "series": [
-                {
-                    "name": "memo",
-                    "finetune": {
-                        "base": str(tiny_model),
-                        "data": str(folder / "memo.jsonl"),
-                        "out": str(folder / "ft"),
-                        "steps": 4,
-                        "batch_size": 4,
-                        "eval_examples": 1,
-                        "learning_rate": 0.05,
-                        "max_length": 96,
-                        "device": "cpu",
-                    },
-                }
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
-            "capture": {"batch_size": 4},
-            "analysis": {
-                "png": False,
-                "n_boot": 100,
-                "n_perm": 100,
-                "umap_layers": "headline",
-                "umap_neighbors": 5,
-                "k": 3,
-            },
-            "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
-        }
-    )
-    return run(cfg, quiet=True)
-
-
 def test_series_run_tables(series_run):
     t = series_run.tables
     traj = t["trajectory"]
@@ -261,9 +204,9 @@ def test_series_run_reopens_without_recomputing(series_run):
 
 
 def test_series_run_figures_and_report(series_run):
-    from layerdrift.workbench.report import experiment_frames, trajectory_figures
+    from layerdrift.dashboards.trajectory import figures
 
-    figs = trajectory_figures(series_run.tables)
+    figs = figures(series_run)
     assert {
         "trajectory_drift_start",
         "trajectory_velocity",
@@ -279,7 +222,11 @@ def test_series_run_figures_and_report(series_run):
     assert np.allclose(np.asarray(drift_line.y, dtype=float), expected)  # the figure draws the table's numbers
     heat = figs["trajectory_drift_start"].data[0]
     assert list(heat.x) == ["0", "1", "2", "4"]
-    frames = experiment_frames(series_run.tables)
+    summaries = series_run.summaries()
+    frames = {
+        key: next(f for title, f in summaries.items() if title.startswith(start))
+        for key, start in (("trajectory", "Checkpoint series"), ("topology", "Topology between"))
+    }
     assert (
         list(frames["trajectory"]["series"]) == ["memo"]
         and frames["trajectory"]["last step"].iloc[0] == 4
@@ -340,7 +287,7 @@ def test_trajectory_tab_in_headless_chromium(series_run, tmp_path):
 
 def test_topology_points_skip_the_shared_last_token_embedding():
     from layerdrift.workbench.config import TrajectorySpec
-    from layerdrift.workbench.trajectory_run import topology_points
+    from layerdrift.workbench.experiments.trajectory import topology_points
 
     assert topology_points(TrajectorySpec(topology_layers=5), 20) == [
         1,

@@ -36,7 +36,7 @@ class InstructionSet:
 
 def load_instruction_set(name_or_path: str | Path) -> InstructionSet:
     """A built-in objective by name, or a JSONL file of {"prompt", "response"} objects."""
-    from layerdrift.workbench.embedded import file_sha256
+    from layerdrift.core.hashing import file_sha256
 
     path = resolve_data_file(name_or_path, BUILTIN_OBJECTIVES, "instruction data set")
     rows = read_jsonl(path, {"prompt": str, "response": str}, "instruction data set")

@@ -14,16 +14,8 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 
+from layerdrift.core.naming import RESIDUAL, residual_hook_names
 from layerdrift.errors import LayerdriftError
-
-RESIDUAL = "residual"
-EMBED_HOOK = "hook_embed"
-FINAL_NORM_HOOK = "ln_final.hook_out"
-
-
-def residual_hook_names(n_layers: int) -> list[str]:
-    """Residual-stream points in depth order: embedding, each block output, final norm."""
-    return [EMBED_HOOK, *[f"blocks.{i}.hook_resid_post" for i in range(n_layers)], FINAL_NORM_HOOK]
 
 
 def expand_hook_names(specs: list[str], n_layers: int, available: Collection[str], where: str) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from layerdrift.core.naming import safe_name
 from layerdrift.errors import LayerdriftError
 
 
@@ -29,7 +30,6 @@ class PositionSpec:
     @property
     def folder(self) -> str:
         """A filesystem-safe name for this position's arrays."""
-        from layerdrift.workbench.config import safe_name
 
         return safe_name(self.spec.replace(":", "-").replace("{", "").replace("}", ""))
 

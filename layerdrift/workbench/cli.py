@@ -43,8 +43,8 @@ def _load_config(args: argparse.Namespace):
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from layerdrift.workbench.pipeline import extract
-    from layerdrift.workbench.series import expand_series
+    from layerdrift.training.series import expand_series
+    from layerdrift.workbench.store.extract import extract
 
     config = expand_series(_load_config(args), quiet=args.quiet)
     store = extract(config, out=args.out, quiet=args.quiet)
@@ -59,7 +59,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from layerdrift.workbench.runs import print_headline, run
+    from layerdrift.workbench.api import print_headline, run
 
     result = run(_load_config(args), out=args.out, quiet=args.quiet)
     if not args.quiet:
@@ -67,20 +67,22 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from layerdrift.workbench.runs import open_run, print_headline
+    from layerdrift.workbench.api import open_run, print_headline
 
     print_headline(open_run(args.run))
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from layerdrift.dashboards.app import serve
+    from layerdrift.workbench.api import open_run
 
-    serve(args.run, port=args.port, address=args.address, show=args.show)
+    run = open_run(args.run)  # fail before the server starts: missing run, no analyses, old format
+    serve(run, port=args.port, address=args.address, show=args.show)
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
+    from layerdrift.training.finetune import finetune, read_finetune_manifest
     from layerdrift.workbench.config import load_finetune_specs
-    from layerdrift.workbench.finetune_run import finetune, read_finetune_manifest
 
     specs = load_finetune_specs(args.config)
     if args.out and len(specs) > 1:
@@ -99,7 +101,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from layerdrift.workbench.embedded import cache_root, describe_embedded
+    from layerdrift.workbench.models.embedded import cache_root, describe_embedded
 
     print(f"embedded models (conversion cache: {cache_root()})")
     for row in describe_embedded():
@@ -110,7 +112,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_hooks(args: argparse.Namespace) -> None:
     from layerdrift.workbench.config import VariantSpec
-    from layerdrift.workbench.variants import free, load_variant
+    from layerdrift.workbench.models.loading import free, load_variant
 
     loaded = load_variant(VariantSpec(name="probe", source=args.source))
     try:

@@ -6,15 +6,13 @@ Every error names the offending field (``variants[1].quantization``) and the fil
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from layerdrift.core.hashing import fingerprint
 from layerdrift.errors import LayerdriftError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -359,7 +357,7 @@ class ExperimentConfig(_Strict):
 
     def hash(self) -> str:
         """sha256 of the canonical JSON of the config (the run's identity)."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        return fingerprint(self.model_dump(mode="json"))
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -468,8 +466,3 @@ def default_config() -> ExperimentConfig:
     """The embedded default: SmolLM2-135M-Instruct vs its NF4 and INT8 copies + a bf16 noise floor."""
     text = (Path(__file__).parent / "default.toml").read_text(encoding="utf-8")
     return config_from_dict(tomllib.loads(text), where="the built-in default config")
-
-
-def safe_name(text: str) -> str:
-    """A filesystem-safe slug for position specs and the like."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"

@@ -18,8 +18,6 @@ The capture folders' own records are the truth; the manifest's ``captures`` is r
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,10 @@ from typing import Any
 import numpy as np
 from jaxtyping import Float
 
+from layerdrift.core.files import fault_point, now, read_json, read_json_or_none, storage_errors, write_json_atomic
+from layerdrift.core.hashing import bytes_sha256
+from layerdrift.core.naming import point_label
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.files import fault_point, now, storage_errors, write_json_atomic
 
 FORMAT = "layerdrift-run/2"
 OLDER_FORMATS = ("layerdrift-run/1",)  # upgraded in place: their captures are recaptured, their results recomputed
@@ -37,37 +37,9 @@ CAPTURES = "captures"
 JOB = "job.json"
 
 
-def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LayerdriftError(
-            f"{what} {str(path)!r} is missing; run `layerdrift run` for this run folder again."
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LayerdriftError(
-            f"{what} {str(path)!r} is corrupt (not valid JSON); run `layerdrift run` for this "
-            "run folder again to rebuild it."
-        ) from None
-
-
-def read_json_or_none(path: Path) -> Any | None:
-    """A JSON file's content, or None when it is missing or does not parse."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def read_cached_json(path: Path, fingerprint: str) -> Any | None:
-    """A cached JSON object if it exists, parses and carries this fingerprint; otherwise None (recompute)."""
-    data = read_json_or_none(path)
-    return data if isinstance(data, dict) and data.get("fingerprint") == fingerprint else None
-
-
 def rows_sha256(values: np.ndarray) -> str:
     """Checksum of a batch's rows as stored (float32, C order)."""
-    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes()).hexdigest()
+    return bytes_sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes())
 
 
 def batch_list(batches: list[int]) -> str:
@@ -474,9 +446,21 @@ class RunStore:
             )
         return self._job(variant, prompt_set).read(f"{entry['positions'][position]}/{hook}")
 
-    def layer(self, variant: str, prompt_set: str, layer: int, position: str = "last") -> Float[np.ndarray, "n ..."]:
-        """Residual stream at depth ``layer``: 0 = embedding, i = block i-1 output, -1 = final norm."""
+    def layer(
+        self, variant: str, prompt_set: str, layer: int | str, position: str = "last"
+    ) -> Float[np.ndarray, "n ..."]:
+        """Residual stream at one point: an index (0 = embedding, i = block i-1 output, -1 = final norm), a label
+        (``"embed"``, a block number such as ``"5"``, ``"final"``) or a hook name."""
         points = self.residual_points(variant, prompt_set)
+        labels = [point_label(p) for p in points]
+        if isinstance(layer, str):
+            if layer not in labels and layer not in points:
+                raise LayerdriftError(
+                    f"layer {layer!r} is not a residual point of variant '{variant}'; use an index "
+                    f"0..{len(points) - 1}, "
+                    f"a label ({labels[0]}, {labels[1]} .. {labels[-2]}, {labels[-1]}) or a hook name."
+                )
+            layer = labels.index(layer) if layer in labels else points.index(layer)
         if not -len(points) <= layer < len(points):
             raise LayerdriftError(
                 f"layer {layer} is out of range for variant '{variant}', which has residual "

@@ -24,6 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from layerdrift.concepts.instructions import InstructionSet, load_instruction_set
+from layerdrift.core.files import now, read_json, write_json_atomic
+from layerdrift.core.hashing import fingerprint
 from layerdrift.errors import LayerdriftError
 from layerdrift.training.lora import adapter_parameters, attach_lora, merged_view
 from layerdrift.training.sft import (
@@ -37,9 +39,8 @@ from layerdrift.training.sft import (
     response_loss,
 )
 from layerdrift.workbench.config import FinetuneSpec, VariantSpec
-from layerdrift.workbench.pipeline import fingerprint, package_versions, source_identity
-from layerdrift.workbench.store import now, read_json, write_json_atomic
-from layerdrift.workbench.variants import _weights_folder, pick_device, pick_dtype, resolve_source
+from layerdrift.workbench.models.identity import package_versions, source_identity
+from layerdrift.workbench.models.loading import _weights_folder, pick_device, pick_dtype, resolve_source
 
 MANIFEST = "finetune.json"
 FROZEN_SHARD, TRAINED_SHARD = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"

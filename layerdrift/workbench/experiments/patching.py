@@ -25,6 +25,8 @@ import pandas as pd
 
 from layerdrift.analyses.patching import first_divergence, logit_difference, normalised_effect, target_logprob
 from layerdrift.concepts.patch_prompts import load_patch_prompts
+from layerdrift.core.files import read_cached_json, write_json_atomic, write_npz_atomic
+from layerdrift.core.hashing import fingerprint
 from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.interventions import (
     ALL_POSITIONS,
@@ -35,10 +37,9 @@ from layerdrift.hooks.interventions import (
 )
 from layerdrift.hooks.prompts import encode_prompt, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PatchingSpec
-from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
-from layerdrift.workbench.pipeline import ensure_sequence_capture, fingerprint, variant_identity
-from layerdrift.workbench.store import RunStore, read_cached_json
-from layerdrift.workbench.variants import LazyVariant, LoadedVariant
+from layerdrift.workbench.experiments.context import RunContext
+from layerdrift.workbench.experiments.protocol import Experiment, Output
+from layerdrift.workbench.models.loading import LoadedVariant
 
 PATCHING = "patching"
 READ = {"a": 0, "b": 1, "target": 2}  # columns of the read-out token ids: A's branch token, B's, the target's
@@ -94,16 +95,16 @@ def patching_variants(config: ExperimentConfig) -> tuple[str, list[str]]:
 class PatchingRun:
     """One patching experiment of a config on a run store."""
 
-    def __init__(self, config: ExperimentConfig, store: RunStore):
+    def __init__(self, ctx: RunContext):
+        config, store = ctx.config, ctx.store
+        self.ctx = ctx
         assert config.patching is not None
         self.config, self.store = config, store
         self.spec: PatchingSpec = config.patching
         _, self.prompts = load_patch_prompts(self.spec.prompts)
         self.receiver, self.others = patching_variants(config)
         self.root = store.root / PATCHING
-        self.identity = {
-            v: fingerprint(variant_identity(config, config.variant(v))) for v in [self.receiver, *self.others]
-        }
+        self.identity = {v: ctx.identity(v) for v in [self.receiver, *self.others]}
         self.key = fingerprint(
             {
                 "spec": self.spec.model_dump(mode="json"),
@@ -128,8 +129,7 @@ class PatchingRun:
         cached = read_cached_json(path, key)
         if cached is not None:
             return cached
-        model = LazyVariant(spec, self.config.device, self.config.dtype)
-        try:
+        with self.ctx.model(name) as model:
             loaded = model()
             tok = loaded.tokenizer
             prompt_ids = [encode_prompt(tok, p.prompt, spec.chat_template, spec.prepend_bos).ids for p in self.prompts]
@@ -150,8 +150,6 @@ class PatchingRun:
                 "answers": [tok.decode(a, skip_special_tokens=True) for a in new],
                 "tokens": {str(t): token_text(tok, t) for a in new for t in a},
             }
-        finally:
-            model.release()
         write_json_atomic(path, data)
         return data
 
@@ -222,18 +220,16 @@ class PatchingRun:
         prompt_set = f"patch-{plan.key}"
         hooks = self.hooks(name)
         key = fingerprint({"variant": self.identity[name], "seqs": plan.seqs, "hooks": hooks})
-        ensure_sequence_capture(
-            self.store,
+        self.ctx.capture_sequences(
             name,
             prompt_set,
             key,
-            len(plan.seqs),
-            self.spec.batch_size,
-            model,
-            lambda _: plan.seqs,
-            hooks,
-            "all",
-            progress,
+            n=len(plan.seqs),
+            batch_size=self.spec.batch_size,
+            model=model,
+            sequences=lambda _: plan.seqs,
+            hooks=hooks,
+            position="all",
             max_len=max(len(s) for s in plan.seqs),
             kind="patching",
         )
@@ -300,9 +296,10 @@ class PatchingRun:
         return result
 
     # ---- the whole experiment -----------------------------------------------------------
-    def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+    def run(self) -> Output:
         """Answers, plans, captures, sweeps; each variant is loaded at most three times and only when something is not
         cached."""
+        progress, say = self.ctx.progress, self.ctx.say
         variants = [self.receiver, *self.others]
         say("patching: greedy answers")
         answers = {v: self.answers(v) for v in variants}
@@ -324,8 +321,7 @@ class PatchingRun:
         # captured.
         # A second round patches what needed a partner captured later.
         for visit in [*variants, *variants]:
-            model = LazyVariant(self.config.variant(visit), self.config.device, self.config.dtype)
-            try:
+            with self.ctx.model(visit) as model:
                 for o in plans:
                     if visit in (self.receiver, o) and (o, visit) not in clean:
                         clean[(o, visit)] = self.capture(plans[o], visit, model, progress)
@@ -333,9 +329,7 @@ class PatchingRun:
                     if d == visit and (o, s) in clean:
                         sweeps[(o, s, d)] = self.sweep(plans[o], d, s, model, progress)
                         pending.remove((o, s, d))
-            finally:
-                model.release()
-        return self.tables(plans, clean, {k: sweeps[k] for k in order})
+        return Output(self.tables(plans, clean, {k: sweeps[k] for k in order}))
 
     def tables(
         self,
@@ -399,3 +393,49 @@ class PatchingRun:
             "patching": pd.DataFrame(rows),
             "patching_prompts": pd.concat(prompt_frames, ignore_index=True) if prompt_frames else pd.DataFrame(),
         }
+
+
+def check_patching(config: ExperimentConfig) -> None:
+    """The patch prompts load and there is a pair to patch."""
+    assert config.patching is not None
+    load_patch_prompts(config.patching.prompts)
+    patching_variants(config)
+
+
+def summaries(results: Any) -> dict[str, pd.DataFrame]:
+    """Per direction and component: the first block whose normalised effect reaches 0.5, and the largest elsewhere."""
+    patching = results.tables.get("patching")
+    if patching is None or not len(patching):
+        return {}
+    rows = []
+    for (direction, component), g in patching.groupby(["direction", "component"], sort=False):
+        every = g[g["position"] == "all"].sort_values("layer")
+        last = g[g["position"] == "-1"].sort_values("layer")
+        others = g[~g["position"].isin(["all", "-1"])]["normalised_logit_diff"].dropna()
+        half_all = every[every["normalised_logit_diff"] >= 0.5]["layer"]
+        half_last = last[last["normalised_logit_diff"] >= 0.5]["layer"]
+        rows.append(
+            {
+                "direction": direction,
+                "component": component,
+                "prompts": int(g["n_prompts"].max()),
+                "first block ≥ 0.5 (all tokens)": int(half_all.iloc[0]) if len(half_all) else None,
+                "first block ≥ 0.5 (last token)": int(half_last.iloc[0]) if len(half_last) else None,
+                "max effect, earlier tokens": float(others.max()) if len(others) else None,
+            }
+        )
+    title = (
+        "Activation patching: normalised effect on logit(B) − logit(A) (0 = receiver unchanged, 1 = source's behaviour)"
+    )
+    return {title: pd.DataFrame(rows)}
+
+
+EXPERIMENT = Experiment(
+    name="patching",
+    version="1",
+    settings=lambda config: config.patching,
+    runner=PatchingRun,
+    tables=("patching", "patching_prompts"),
+    check=check_patching,
+    summaries=summaries,
+)

@@ -3,12 +3,16 @@ projections."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+import panel as pn
+import param
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from layerdrift.figures import LAYOUT
+from layerdrift.dashboards.style import LAYOUT
 
 VALUES = {
     "score": "SMDS score (ridge map, held-out)",
@@ -343,34 +347,205 @@ def manifold_projection_grid(scores: pd.DataFrame, projections: dict[str, np.nda
     return fig
 
 
-def manifold_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per set and variant: the best cell, the landmarks' best scores, the rigid check and the change from the
-    reference."""
-    rows = []
-    for (probe_set, variant), g in scores.groupby(["set", "variant"], sort=False):
-        best = g.loc[g["score"].idxmax()]
-        row = {
-            "set": probe_set,
-            "variant": variant,
-            "best score": float(best["score"]),
-            "at point": best["label"],
-            "at token": best["slot_label"],
-            "chance": float(g["score_chance"].median()),
-        }
-        for lm in ("source", "destination", "distractor"):
-            t = g[g["landmark"] == lm]
-            if len(t):
-                top = t.loc[t["score"].idxmax()]
-                row[f"{lm} best (point)"] = f"{top['score']:.3f} ({top['label']})"
-        dest = g[g["landmark"] == "destination"]
-        if len(dest):
-            top = dest.loc[dest["score"].idxmax()]
-            row["destination orthonormal"] = float(top["score_orthonormal"])
-            row["destination reuse"] = float(top["score_reuse"])
-        ref = scores[(scores["set"] == probe_set) & (scores["variant"] == g["reference"].iloc[0])]
-        if variant != g["reference"].iloc[0] and ref["slot_label"].tolist() == g["slot_label"].tolist():
-            diff = g["score"].to_numpy() - ref["score"].to_numpy()
-            row["mean |Δ| vs reference"] = float(np.nanmean(np.abs(diff)))
-            row["max |Δ|"] = float(np.nanmax(np.abs(diff)))
-        rows.append(row)
-    return pd.DataFrame(rows)
+class ManifoldView(param.Parameterized):
+    """Selection in the manifold tab: probe set, variant, which map, and the cell (residual point, token) shown as a
+    projection."""
+
+    probe_set = param.Selector(objects=[])
+    variant = param.Selector(objects=[])
+    view = param.Selector(
+        default="score", objects=["score", "difference", "score_orthonormal", "rigid_gap", "score_reuse"]
+    )
+    point = param.Integer(default=0, bounds=(0, None))
+    slot = param.Integer(default=0, bounds=(0, None))
+
+    def __init__(self, tables: dict[str, pd.DataFrame], projections: dict, **params):
+        self.scores, self.projections = tables["manifold_scores"], projections
+        self.param.probe_set.objects = list(dict.fromkeys(self.scores["set"]))
+        self.param.variant.objects = list(dict.fromkeys(self.scores["variant"]))
+        params.setdefault("probe_set", self.param.probe_set.objects[0])
+        params.setdefault("variant", self.param.variant.objects[0])
+        super().__init__(**params)
+        self.select_best()
+
+    @property
+    def reference(self) -> str:
+        return str(self.scores["reference"].iloc[0])
+
+    def table(self) -> pd.DataFrame:
+        return self.scores[(self.scores["set"] == self.probe_set) & (self.scores["variant"] == self.variant)]
+
+    def select_best(self) -> None:
+        """Point the projection at the best cell of the source token."""
+        best = best_cell(self.scores, self.probe_set, self.variant, "source")
+        self.point, self.slot = int(best["point"]), int(best["slot"])
+
+    def click(self, data: dict | None) -> None:
+        """A click on a heatmap cell selects it (x = token slot, y = residual point)."""
+        if data and data.get("points"):
+            p = data["points"][0]
+            self.param.update(point=int(p["y"]), slot=int(p["x"]))
+
+    def heatmap(self) -> go.Figure:
+        t = self.scores[self.scores["set"] == self.probe_set]
+        if self.view == "difference":
+            if self.variant == self.reference:
+                fig = go.Figure()
+                fig.add_annotation(
+                    text=f"{self.variant} is the reference; pick another variant to see its difference",
+                    showarrow=False,
+                    x=0.5,
+                    y=0.5,
+                    xref="paper",
+                    yref="paper",
+                )
+                return fig
+            fig = manifold_difference(
+                t[t["variant"].isin([self.reference, self.variant])], self.probe_set, self.reference
+            )
+            if fig is None:
+                fig = go.Figure()
+                fig.add_annotation(
+                    text=f"{self.variant} aligns the prompts to other tokens than {self.reference} "
+                    "(another tokenizer): no cell-by-cell difference",
+                    showarrow=False,
+                    x=0.5,
+                    y=0.5,
+                    xref="paper",
+                    yref="paper",
+                )
+                return fig
+        else:
+            fig = manifold_heatmaps(t[t["variant"] == self.variant], self.probe_set, self.view)
+        fig.add_trace(
+            go.Scatter(
+                x=[self.slot],
+                y=[self.point],
+                mode="markers",
+                marker=dict(symbol="square-open", size=14, color="#ff00ff", line=dict(width=2)),
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
+        fig.update_layout(width=None, autosize=True, height=620)
+        return fig
+
+    def cell(self) -> pd.Series | None:
+        t = self.table()
+        row = t[(t["point"] == self.point) & (t["slot"] == self.slot)]
+        return None if row.empty else row.iloc[0]
+
+    def projection(self) -> go.Figure:
+        row = self.cell()
+        key = f"{self.variant}/{self.probe_set}"
+        if row is None or key not in self.projections:
+            fig = go.Figure()
+            fig.add_annotation(
+                text="no projection for this cell (the run's manifold/projections.npz is missing)",
+                showarrow=False,
+                x=0.5,
+                y=0.5,
+                xref="paper",
+                yref="paper",
+            )
+            return fig
+        coords = self.projections[key][self.point, self.slot]
+        title = (
+            f"{self.variant}: token {row['slot_label']!r} at point {row['label']}<br><sup>score {row['score']:.3f}, "
+            f"orthonormal {row['score_orthonormal']:.3f}, chance {row['score_chance']:.3f}</sup>"
+        )
+        period = row["period"] if pd.notna(row["period"]) else None
+        fig = manifold_projection(coords, self.projections[f"{key}/labels"], row["shape"], title, period)
+        fig.update_layout(width=None, autosize=True)
+        return fig
+
+    def landmarks(self) -> go.Figure:
+        fig = manifold_landmark_curves(self.scores, self.probe_set)
+        fig.update_layout(width=None, autosize=True, height=420)
+        return fig
+
+
+def manifold_tab(tables: dict[str, pd.DataFrame], projections: dict) -> pn.viewable.Viewable:
+    view = ManifoldView(tables, projections)
+    probe_set = pn.widgets.Select(
+        label="probe set", options=view.param.probe_set.objects, value=view.probe_set, width=180
+    )
+    variant = pn.widgets.Select(label="variant", options=view.param.variant.objects, value=view.variant, width=180)
+    which = pn.widgets.Select(
+        label="map",
+        options={
+            "score (ridge)": "score",
+            "difference from the reference": "difference",
+            "score (orthonormal)": "score_orthonormal",
+            "orthonormal − ridge": "rigid_gap",
+            "reuse of the source token's map": "score_reuse",
+        },
+        value=view.view,
+        width=240,
+    )
+    heat = pn.pane.Plotly(view.heatmap(), sizing_mode="stretch_width", css_classes=["manifold-map"])
+    proj = pn.pane.Plotly(view.projection(), width=520, height=520, css_classes=["manifold-projection"])
+    curves = pn.pane.Plotly(view.landmarks(), sizing_mode="stretch_width")
+
+    def redraw_map(*_):
+        heat.object = view.heatmap()
+
+    def redraw_cell(*_):
+        with pn.io.hold():
+            proj.object, heat.object = view.projection(), view.heatmap()
+
+    def new_selection(*_):
+        view.select_best()
+        with pn.io.hold():
+            heat.object, proj.object, curves.object = view.heatmap(), view.projection(), view.landmarks()
+
+    for widget, name in ((probe_set, "probe_set"), (variant, "variant"), (which, "view")):
+        widget.param.watch(lambda e, name=name: setattr(view, name, e.new), "value")
+    heat.param.watch(lambda e: view.click(e.new), "click_data")
+    view.param.watch(new_selection, ["probe_set", "variant"])
+    view.param.watch(redraw_map, ["view"])
+    view.param.watch(redraw_cell, ["point", "slot"])
+    note = pn.pane.Markdown(
+        "Cross-validated SMDS score of every residual point (rows) and aligned token "
+        "(columns); landmark tokens are coloured. "
+        "**Click a cell** to see its held-out 2-D projection coloured by the label."
+    )
+    return pn.Column(pn.Row(probe_set, variant, which), note, pn.Row(heat, proj), curves)
+
+
+def manifold_figures(t: dict[str, pd.DataFrame], projections: dict[str, Any]) -> dict[str, go.Figure]:
+    """Per probe set: score maps, differences from the reference, landmark curves, rigid and reuse maps, subspace
+    similarity, projections."""
+    scores, similarity = t.get("manifold_scores"), t.get("manifold_similarity")
+    figs: dict[str, go.Figure] = {}
+    if scores is None or scores.empty:
+        return figs
+    for probe_set in dict.fromkeys(scores["set"]):
+        s = scores[scores["set"] == probe_set]
+        reference = s["reference"].iloc[0]
+        figs[f"manifold_{probe_set}_scores"] = manifold_heatmaps(s, probe_set)
+        diff = manifold_difference(s, probe_set, reference)
+        if diff is not None:
+            figs[f"manifold_{probe_set}_difference"] = diff
+        figs[f"manifold_{probe_set}_landmarks"] = manifold_landmark_curves(s, probe_set)
+        figs[f"manifold_{probe_set}_rigid"] = manifold_heatmaps(s, probe_set, "rigid_gap")
+        figs[f"manifold_{probe_set}_reuse"] = manifold_heatmaps(s, probe_set, "score_reuse")
+        if similarity is not None and len(similarity) and reference in set(s["variant"]):
+            best = best_cell(s, probe_set, reference, "source")
+            figs[f"manifold_{probe_set}_similarity"] = manifold_similarity_map(
+                similarity, s, probe_set, reference, int(best["point"])
+            )
+        if any(k.endswith(f"/{probe_set}") for k in projections):
+            figs[f"manifold_{probe_set}_projections"] = manifold_projection_grid(s, projections, probe_set)
+    return figs
+
+
+def figures(results: Any) -> dict[str, go.Figure]:
+    """Per probe set: score maps, differences from the reference, landmarks, rigid and reuse maps, projections."""
+    return manifold_figures(results.tables, results.arrays.get("manifold/projections", {}))
+
+
+def tabs(results: Any) -> list[tuple[str, Any]]:
+    if not len(results.tables.get("manifold_scores", ())):
+        return []
+    return [("Manifolds", manifold_tab(results.tables, results.arrays.get("manifold/projections", {})))]

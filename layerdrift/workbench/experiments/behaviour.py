@@ -23,16 +23,16 @@ import pandas as pd
 
 from layerdrift.analyses.vectors import contrast_vectors, cross_layer_cosine, layerwise_cosine, vector_pca
 from layerdrift.concepts.behaviours import BehaviourSet, load_behaviour_set, render_question
+from layerdrift.core.files import read_cached_json, write_json_atomic
+from layerdrift.core.hashing import fingerprint
+from layerdrift.core.naming import point_label, residual_hook_names
 from layerdrift.errors import LayerdriftError
-from layerdrift.hooks.capture import residual_hook_names
 from layerdrift.hooks.interventions import component_hook, steered_readout
 from layerdrift.hooks.prompts import encode_prompt, pad_id
-from layerdrift.workbench.analyze import point_label
-from layerdrift.workbench.config import BehaviourSpec, ExperimentConfig
-from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
-from layerdrift.workbench.pipeline import ensure_sequence_capture, fingerprint, variant_identity
-from layerdrift.workbench.store import RunStore, read_cached_json
-from layerdrift.workbench.variants import LazyVariant, LoadedVariant
+from layerdrift.workbench.config import BehaviourSpec
+from layerdrift.workbench.experiments.context import RunContext
+from layerdrift.workbench.experiments.protocol import Experiment, Output
+from layerdrift.workbench.models.loading import LoadedVariant
 
 BEHAVIOUR = "behaviour"
 
@@ -89,13 +89,15 @@ def behaviour_sets(spec: BehaviourSpec) -> list[BehaviourSet]:
 class BehaviourRun:
     """One behaviour-vector experiment of a config on a run store."""
 
-    def __init__(self, config: ExperimentConfig, store: RunStore):
+    def __init__(self, ctx: RunContext):
+        config, store = ctx.config, ctx.store
+        self.ctx = ctx
         assert config.behaviour is not None
         self.config, self.store = config, store
         self.spec: BehaviourSpec = config.behaviour
         self.sets = behaviour_sets(self.spec)
         self.variants = self.spec.variants or config.non_floor_variants()
-        self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in self.variants}
+        self.identity = {v: ctx.identity(v) for v in self.variants}
         self.key = fingerprint(
             {
                 "spec": self.spec.model_dump(mode="json"),
@@ -154,18 +156,16 @@ class BehaviourRun:
             matching, other = self.encode(loaded, s)
             return matching + other
 
-        ensure_sequence_capture(
-            self.store,
+        self.ctx.capture_sequences(
             name,
             prompt_set,
             key,
-            2 * min(len(s.items), self.spec.max_items),
-            self.spec.batch_size,
-            model,
-            sequences,
-            hooks,
-            "last",
-            progress,
+            n=2 * min(len(s.items), self.spec.max_items),
+            batch_size=self.spec.batch_size,
+            model=model,
+            sequences=sequences,
+            hooks=hooks,
+            position="last",
             residual_points=hooks,
             kind="behaviour",
         )
@@ -253,32 +253,23 @@ class BehaviourRun:
         write_json_atomic(path, {"fingerprint": key, "rows": rows})
         return rows
 
-    def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+    def run(self) -> Output:
         """Capture, vectors, steering, and the comparison tables."""
+        progress, say = self.ctx.progress, self.ctx.say
         vectors: dict[str, dict[str, np.ndarray]] = {}
         labels: dict[str, list[str]] = {}
         steering: list[dict[str, Any]] = []
         for v in self.variants:
             say(f"behaviour vectors: {v}")
-            model = LazyVariant(self.config.variant(v), self.config.device, self.config.dtype)
-            try:
+            with self.ctx.model(v) as model:
                 for s in self.sets:
                     matching, other, labels[v] = self.capture(s, v, model, progress)
                     train, _ = self.split(s)
                     vectors.setdefault(v, {})[s.name] = contrast_vectors(matching[:, train], other[:, train])
                     if self.spec.steering_items:
                         steering += self.steer(s, v, vectors[v][s.name], model)
-            finally:
-                model.release()
-        self.save_vectors(vectors)
-        return self.tables(vectors, labels, steering)
-
-    def save_vectors(self, vectors: dict[str, dict[str, np.ndarray]]) -> None:
-        """All vectors as one .npz of VARIANT/SET arrays (readable with load_behaviour_vectors)."""
-        path = self.store.root / BEHAVIOUR / "vectors.npz"
-        write_npz_atomic(
-            path, {f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()}
-        )
+        flat = {f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()}
+        return Output(self.tables(vectors, labels, steering), arrays={"vectors": flat})
 
     def tables(
         self, vectors: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]], steering: list[dict[str, Any]]
@@ -356,3 +347,66 @@ class BehaviourRun:
                 steering, columns=["behaviour", "variant", "layer", "scale", "p_matching", "shift", "n_items"]
             ),
         }
+
+
+def cosine_summary(cosine: pd.DataFrame) -> pd.DataFrame:
+    """Per behaviour and pair: cosine at the first and last block, its minimum and where, and its mean."""
+    rows = []
+    for (b, pair), g in cosine.groupby(["behaviour", "pair"], sort=False):
+        blocks = g[~g["label"].isin(["embed", "final"])].dropna(subset=["cosine"]).sort_values("layer")
+        if blocks.empty:
+            continue
+        low = blocks.loc[blocks["cosine"].idxmin()]
+        rows.append(
+            {
+                "behaviour": b,
+                "pair": pair,
+                "cos first block": float(blocks["cosine"].iloc[0]),
+                "min cos": float(low["cosine"]),
+                "at block": low["label"],
+                "cos last block": float(blocks["cosine"].iloc[-1]),
+                "mean cos": float(blocks["cosine"].mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def steering_summary(steering: pd.DataFrame) -> pd.DataFrame:
+    """Per behaviour and variant: P(matching) unsteered, the largest shifts, and how many blocks move as expected."""
+    rows = []
+    for (b, v), g in steering.groupby(["behaviour", "variant"], sort=False):
+        plus = g[g["scale"] > 0].set_index("layer")["shift"]
+        minus = g[g["scale"] < 0].set_index("layer")["shift"]
+        rows.append(
+            {
+                "behaviour": b,
+                "variant": v,
+                "P(matching)": float(g[g["scale"] == 0]["p_matching"].iloc[0]),
+                "max shift +c": float(plus.max()),
+                "min shift −c": float(minus.min()),
+                "blocks with the expected signs": f"{int(((plus > 0) & (minus < 0)).sum())}/{len(plus)}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summaries(results: Any) -> dict[str, pd.DataFrame]:
+    out = {}
+    cosine, steering = results.tables.get("behaviour_cosine"), results.tables.get("behaviour_steering")
+    if cosine is not None and len(cosine):
+        out["Behaviour vectors: cosine between variants per block"] = cosine_summary(cosine)
+    if steering is not None and len(steering):
+        out["Steering check: shift in P(matching answer) with ± c × vector"] = steering_summary(steering)
+    return out
+
+
+EXPERIMENT = Experiment(
+    name="behaviour",
+    version="1",
+    settings=lambda config: config.behaviour,
+    runner=BehaviourRun,
+    tables=("behaviour_vectors", "behaviour_cosine", "behaviour_cross", "behaviour_pca", "behaviour_steering"),
+    artifacts=("vectors",),
+    check=lambda config: behaviour_sets(config.behaviour),
+    summaries=summaries,
+)

@@ -41,12 +41,13 @@ from layerdrift.analyses.trajectory import (
     half_distance_step,
     path_velocities,
 )
+from layerdrift.core.hashing import fingerprint
+from layerdrift.core.naming import point_label
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.analyze import point_label
+from layerdrift.training.series import series_step
 from layerdrift.workbench.config import ExperimentConfig, TrajectorySpec
-from layerdrift.workbench.pipeline import fingerprint
-from layerdrift.workbench.series import series_step
-from layerdrift.workbench.store import RunStore
+from layerdrift.workbench.experiments.context import RunContext
+from layerdrift.workbench.experiments.protocol import Experiment, Output
 
 DIMS = (0, 1)
 
@@ -82,16 +83,16 @@ def subsample_indices(n: int, size: int, count: int, seed: int) -> np.ndarray:
 class TrajectoryRun:
     """Trajectory and topology analyses of one run store."""
 
-    def __init__(self, config: ExperimentConfig, store: RunStore):
-        self.config, self.store = config, store
+    def __init__(self, ctx: RunContext):
+        config, store = ctx.config, ctx.store
+        self.ctx, self.config, self.store = ctx, config, store
         self.spec: TrajectorySpec = config.trajectory or TrajectorySpec()
         self.prompt_set = config.analysis.prompt_set or store.prompt_sets[0]
         self.series = store.series
         self.floors = list(store.manifest.get("noise_floor", []))
         self.headline = [v for v in store.main_variants if v not in self.floors]
-        self.variants = list(
-            store.variants
-        )  # noise-floor variants too: their distance to the reference is the topological floor
+        # noise-floor variants too: their distance to the reference is the topological floor
+        self.variants = list(store.variants)
         captures = {v: store.manifest["captures"][f"{v}/{self.prompt_set}"]["fingerprint"] for v in self.variants}
         self.key = fingerprint(
             {
@@ -109,7 +110,9 @@ class TrajectoryRun:
             np.float32
         )
 
-    def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+    def run(self) -> Output:
+        """Trajectories along each series, topology of every variant, and the UMAP across checkpoints."""
+        progress, say = self.ctx.progress, self.ctx.say
         stacks = {v: self._stack(v) for v in self.variants}
         ref = stacks[self.variants[0]]
         other = next((v for v in self.variants if stacks[v].shape[0] != ref.shape[0]), None)
@@ -136,7 +139,7 @@ class TrajectoryRun:
         tables["velocity_band"] = pd.DataFrame(band)
         say("UMAP across checkpoints")
         tables["trajectory_projection"] = self._projection(stacks, labels, ref.shape[0])
-        return tables
+        return Output(tables)
 
     def _concentration_rows(
         self, series: str, metric: str, distances: np.ndarray, layer_labels: list[str], steps: list[int]
@@ -379,3 +382,88 @@ def _step_or_none(variant: str) -> float:
         return float(series_step(variant))
     except (IndexError, ValueError):
         return float("nan")
+
+
+def trajectory_settings(config: ExperimentConfig) -> TrajectorySpec | None:
+    """The trajectory settings; on by default when the config has checkpoint series."""
+    if config.trajectory is not None:
+        return config.trajectory
+    return TrajectorySpec() if config.series else None
+
+
+def trajectory_summary(concentration: pd.DataFrame, traj: pd.DataFrame) -> pd.DataFrame:
+    """Per series: drift from step 0 at the last checkpoint, the step where half of it was reached, and C with its p
+    (mean
+    over points)."""
+    rows = []
+    for s, t in traj.groupby("series", sort=False):
+        last = t[t["checkpoint"] == t["checkpoint"].max()]
+        peak = last.loc[last["drift_start"].idxmax()]
+        c = concentration[(concentration["series"] == s) & (concentration["layer"] == "all")].set_index("metric")
+        final = concentration[
+            (concentration["series"] == s)
+            & (concentration["metric"] == "drift")
+            & (concentration["layer"] == peak["label"])
+        ]
+        row = {
+            "series": s,
+            "checkpoints": int(t["checkpoint"].max()) + 1,
+            "last step": int(last["step"].iloc[0]),
+            "max drift": float(peak["drift_start"]),
+            "at point": peak["label"],
+            "half of it by step": float(final["half_distance_step"].iloc[0]) if len(final) else np.nan,
+        }
+        for metric, name in (("drift", "drift"), ("wasserstein_h1", "W2 H1")):
+            if metric in c.index:
+                row[f"C {name}"], row[f"p {name}"] = float(c.loc[metric, "c"]), float(c.loc[metric, "p"])
+        if "drift" in c.index:
+            row["C even"] = float(c.loc["drift", "expected"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def topology_pair_table(dist: pd.DataFrame, dim: int = 1) -> pd.DataFrame:
+    """Pairs of headline variants x residual points: W2 between H{dim} diagrams (the pair kind of
+    ``topology_distances``)."""
+    d = dist[dist["kind"].isin(["pair", "floor"]) & (dist["dim"] == dim)].assign(
+        pair=lambda x: x["a"] + "→" + x["b"] + np.where(x["kind"] == "floor", " (floor)", "")
+    )
+    return (
+        d.pivot_table(index="pair", columns="label", values="wasserstein", sort=False)
+        .reset_index()
+        .rename_axis(None, axis=1)
+    )
+
+
+def summaries(results: Any) -> dict[str, pd.DataFrame]:
+    t = results.tables
+    out = {}
+    traj, conc, dist = t.get("trajectory"), t.get("concentration"), t.get("topology_distances")
+    if traj is not None and len(traj) and conc is not None:
+        title = (
+            "Checkpoint series: largest drift from step 0 at the last checkpoint and the step that reached half of "
+            "it; C = share of change in the first third of intervals (p vs random orderings)"
+        )
+        out[title] = trajectory_summary(conc, traj)
+    if dist is not None and len(dist) and (dist["kind"] == "pair").any():
+        title = "Topology between variants: Wasserstein-2 between H1 diagrams (mean over paired subsamples) per point"
+        out[title] = topology_pair_table(dist)
+    return out
+
+
+EXPERIMENT = Experiment(
+    name="trajectory",
+    version="3",
+    settings=trajectory_settings,
+    runner=TrajectoryRun,
+    tables=(
+        "trajectory",
+        "concentration",
+        "velocity_band",
+        "topology",
+        "topology_distances",
+        "persistence_diagrams",
+        "trajectory_projection",
+    ),
+    summaries=summaries,
+)

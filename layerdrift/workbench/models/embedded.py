@@ -7,7 +7,6 @@ Hugging Face folder under the cache root (``$LAYERDRIFT_CACHE``, default
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -15,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerdrift.core.hashing import file_sha256
 from layerdrift.errors import LayerdriftError
 
 
@@ -79,14 +79,6 @@ def embedded_gguf(alias: str) -> Path:
 
     target = cache_root() / "gguf-assembled" / gemma_pkg.MODEL_NAME
     return Path(gemma_pkg.assemble(target))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def converted_dir(gguf: Path, sha: str) -> Path:

@@ -14,7 +14,6 @@ by side, and a damaged file is named instead of being read.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import uuid
 from dataclasses import dataclass, field
@@ -24,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from layerdrift.core.files import fault_point, read_json_or_none, remove_path, storage_errors, write_json_atomic
+from layerdrift.core.hashing import bytes_sha256
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.files import fault_point, remove_path, storage_errors, write_json_atomic
-from layerdrift.workbench.store import read_json_or_none
 
 RESULTS = "results"
 
@@ -50,10 +49,6 @@ def _pointer(root: Path, name: str) -> Path:
     return results_dir(root) / f"{name}.json"
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def save_result_set(root: Path, result: ResultSet) -> None:
     """Write a result set into a new generation folder, switch the pointer to it, drop older generations."""
     base = results_dir(root) / result.name
@@ -66,13 +61,13 @@ def save_result_set(root: Path, result: ResultSet) -> None:
             buf = io.BytesIO()
             table.to_parquet(buf, index=False)
             (folder / f"{stem}.parquet").write_bytes(buf.getvalue())
-            files[f"{stem}.parquet"] = _sha256(buf.getvalue())
+            files[f"{stem}.parquet"] = bytes_sha256(buf.getvalue())
             fault_point(f"result set {result.name} table {stem}")
         for stem, arrays in result.arrays.items():
             buf = io.BytesIO()
             np.savez(buf, **arrays)
             (folder / f"{stem}.npz").write_bytes(buf.getvalue())
-            files[f"{stem}.npz"] = _sha256(buf.getvalue())
+            files[f"{stem}.npz"] = bytes_sha256(buf.getvalue())
     write_json_atomic(
         _pointer(root, result.name),
         {
@@ -88,36 +83,74 @@ def save_result_set(root: Path, result: ResultSet) -> None:
             remove_path(old)
 
 
-def read_result_set(root: Path, name: str) -> ResultSet:
-    """The current result set ``name`` of a run, every file checked; one clear sentence if it is missing or damaged."""
-    pointer = read_json_or_none(_pointer(root, name))
-    again = f"run `layerdrift run` again with the run's config and --out {str(root)!r} to rebuild it"
-    if not isinstance(pointer, dict) or not {"fingerprint", "generation", "files"} <= pointer.keys():
-        if not _pointer(root, name).exists():
-            raise LayerdriftError(
-                f"run {str(root)!r} has no {name} results yet; run `layerdrift run` with its "
-                f"config and --out {str(root)!r} to compute them."
-            )
-        raise LayerdriftError(f"the {name} results record {str(_pointer(root, name))!r} is damaged; {again}.")
-    folder = results_dir(root) / name / pointer["generation"]
-    tables, arrays = {}, {}
-    for file, digest in pointer["files"].items():
-        path = folder / file
+class StoredResultSet:
+    """A saved result set, read lazily: the pointer at once, each file on first use (checked against its sha256)."""
+
+    def __init__(self, root: Path, name: str):
+        self.root, self.name = root, name
+        pointer = read_json_or_none(_pointer(root, name))
+        if not isinstance(pointer, dict) or not {"fingerprint", "generation", "files"} <= pointer.keys():
+            if not _pointer(root, name).exists():
+                raise LayerdriftError(
+                    f"run {str(root)!r} has no {name} results yet; run `layerdrift run` with its "
+                    f"config and --out {str(root)!r} to compute them."
+                )
+            raise LayerdriftError(f"the {name} results record {str(_pointer(root, name))!r} is damaged; {self.again}.")
+        self.fingerprint: str = pointer["fingerprint"]
+        self.meta: dict[str, Any] = pointer.get("meta") or {}
+        self.files: dict[str, str] = pointer["files"]
+        self.folder = results_dir(root) / name / pointer["generation"]
+        self._loaded: dict[str, Any] = {}
+
+    @property
+    def again(self) -> str:
+        return f"run `layerdrift run` again with the run's config and --out {str(self.root)!r} to rebuild it"
+
+    def names(self, kind: str) -> list[str]:
+        """Stems of the files of one kind (``parquet`` tables or ``npz`` arrays), in saved order."""
+        return [f.rsplit(".", 1)[0] for f in self.files if f.rsplit(".", 1)[1] == kind]
+
+    def _bytes(self, file: str) -> bytes:
+        path = self.folder / file
         try:
             data = path.read_bytes()
         except OSError:
-            raise LayerdriftError(f"result file {str(path)!r} is missing; {again}.") from None
-        if _sha256(data) != digest:
+            raise LayerdriftError(f"result file {str(path)!r} is missing; {self.again}.") from None
+        if bytes_sha256(data) != self.files[file]:
             raise LayerdriftError(
-                f"result file {str(path)!r} is damaged (its checksum differs from the record); {again}."
+                f"result file {str(path)!r} is damaged (its checksum differs from the record); {self.again}."
             )
-        stem, kind = file.rsplit(".", 1)
-        if kind == "parquet":
-            tables[stem] = pd.read_parquet(io.BytesIO(data))
-        else:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays[stem] = {k: npz[k] for k in npz.files}
-    return ResultSet(name, pointer["fingerprint"], tables, pointer.get("meta") or {}, arrays)
+        return data
+
+    def table(self, stem: str) -> pd.DataFrame:
+        if stem not in self._loaded:
+            self._loaded[stem] = pd.read_parquet(io.BytesIO(self._bytes(f"{stem}.parquet")))
+        return self._loaded[stem]
+
+    def arrays(self, stem: str) -> dict[str, np.ndarray]:
+        key = f"{stem}.npz"
+        if key not in self._loaded:
+            with np.load(io.BytesIO(self._bytes(key)), allow_pickle=False) as npz:
+                self._loaded[key] = {k: npz[k] for k in npz.files}
+        return self._loaded[key]
+
+    def load(self) -> ResultSet:
+        """Every file, checked."""
+        tables = {stem: self.table(stem) for stem in self.names("parquet")}
+        arrays = {stem: self.arrays(stem) for stem in self.names("npz")}
+        return ResultSet(self.name, self.fingerprint, tables, self.meta, arrays)
+
+
+def read_result_set(root: Path, name: str) -> ResultSet:
+    """The current result set ``name`` of a run, every file checked; one clear sentence if it is missing or damaged."""
+    return StoredResultSet(root, name).load()
+
+
+def stored_result_sets(root: Path) -> dict[str, StoredResultSet]:
+    """Every result set a run folder has, by name (pointers read; files on demand)."""
+    base = results_dir(root)
+    names = sorted(p.stem for p in base.glob("*.json")) if base.is_dir() else []
+    return {name: StoredResultSet(root, name) for name in names}
 
 
 def cached_result_set(root: Path, name: str, fingerprint: str) -> ResultSet | None:

@@ -23,16 +23,16 @@ import pandas as pd
 
 from layerdrift.analyses.manifold import default_components, smds_cells, subspace_similarity
 from layerdrift.concepts.probes import ProbeSet, load_probe_set
+from layerdrift.core.files import read_cached_json, write_json_atomic, write_npz_atomic
+from layerdrift.core.hashing import fingerprint
+from layerdrift.core.naming import point_label, residual_hook_names
 from layerdrift.errors import LayerdriftError
-from layerdrift.hooks.capture import residual_hook_names
 from layerdrift.hooks.probe_alignment import ProbeAlignment, align_probes
-from layerdrift.workbench.analyze import point_label
 from layerdrift.workbench.config import ExperimentConfig, ManifoldSpec
-from layerdrift.workbench.files import write_json_atomic, write_npz_atomic
-from layerdrift.workbench.pipeline import ensure_sequence_capture, fingerprint, variant_identity
-from layerdrift.workbench.results import has_result_set, read_result_set
-from layerdrift.workbench.store import RunStore, read_cached_json
-from layerdrift.workbench.variants import LazyVariant, LoadedVariant
+from layerdrift.workbench.experiments.context import RunContext
+from layerdrift.workbench.experiments.protocol import Experiment, Output
+from layerdrift.workbench.models.loading import LoadedVariant
+from layerdrift.workbench.store.results import has_result_set, read_result_set
 
 MANIFOLD = "manifold"
 POSITION = "slots"
@@ -72,14 +72,16 @@ def manifold_variants(config: ExperimentConfig) -> tuple[list[str], str]:
 class ManifoldRun:
     """One feature-manifold experiment of a config on a run store."""
 
-    def __init__(self, config: ExperimentConfig, store: RunStore):
+    def __init__(self, ctx: RunContext):
+        config, store = ctx.config, ctx.store
+        self.ctx = ctx
         assert config.manifold is not None
         self.config, self.store = config, store
         self.spec: ManifoldSpec = config.manifold
         self.sets = manifold_sets(self.spec, config.seed)
         self.variants, self.reference = manifold_variants(config)
         self.root = store.root / MANIFOLD
-        self.identity = {v: fingerprint(variant_identity(config, config.variant(v))) for v in self.variants}
+        self.identity = {v: ctx.identity(v) for v in self.variants}
         self.key = fingerprint(
             {
                 "spec": self.spec.model_dump(mode="json"),
@@ -125,18 +127,16 @@ class ManifoldRun:
         key = fingerprint(
             {"variant": self.identity[name], "ids": alignment.ids, "index": alignment.index, "hooks": hooks}
         )
-        ensure_sequence_capture(
-            self.store,
+        self.ctx.capture_sequences(
             name,
             prompt_set,
             key,
-            len(alignment.ids),
-            self.spec.batch_size,
-            model,
-            lambda _: alignment.ids,
-            hooks,
-            POSITION,
-            progress,
+            n=len(alignment.ids),
+            batch_size=self.spec.batch_size,
+            model=model,
+            sequences=lambda _: alignment.ids,
+            hooks=hooks,
+            position=POSITION,
             chosen=alignment.index,
             residual_points=hooks,
             slots=alignment.slots,
@@ -207,12 +207,12 @@ class ManifoldRun:
         return out
 
     # ---- the whole experiment -----------------------------------------------------------
-    def run(self, progress: Any = None, say: Callable[[str], None] = lambda m: None) -> dict[str, pd.DataFrame]:
+    def run(self) -> Output:
+        progress, say = self.ctx.progress, self.ctx.say
         results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]] = {}
         for v in self.variants:
             say(f"manifold probes: {v}")
-            model = LazyVariant(self.config.variant(v), self.config.device, self.config.dtype)
-            try:
+            with self.ctx.model(v) as model:
                 for s in self.sets:
                     alignment, hooks = self.capture(s, v, model, progress)
                     if alignment.rejected:
@@ -222,12 +222,10 @@ class ManifoldRun:
                             f"left out in {v} (first: {first['prompt']!r}, {first['reason']})"
                         )
                     results[(v, s.name)] = (alignment, hooks, {})
-            finally:
-                model.release()
             for s in self.sets:  # scoring needs no model
                 alignment, hooks, _ = results[(v, s.name)]
                 results[(v, s.name)] = (alignment, hooks, self.score(s, v, alignment, hooks, progress))
-        return {**self.tables(results), "projections": self.projection_arrays(results)}
+        return Output(self.tables(results), arrays={"projections": self.projection_arrays(results)})
 
     @staticmethod
     def projection_arrays(
@@ -295,3 +293,59 @@ def load_projections(root: Path) -> dict[str, np.ndarray]:
     if not has_result_set(root, "manifold"):
         return {}
     return read_result_set(root, "manifold").arrays.get("projections", {})
+
+
+def manifold_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per set and variant: the best cell, the landmarks' best scores, the rigid check and the change from the
+    reference."""
+    rows = []
+    for (probe_set, variant), g in scores.groupby(["set", "variant"], sort=False):
+        best = g.loc[g["score"].idxmax()]
+        row = {
+            "set": probe_set,
+            "variant": variant,
+            "best score": float(best["score"]),
+            "at point": best["label"],
+            "at token": best["slot_label"],
+            "chance": float(g["score_chance"].median()),
+        }
+        for lm in ("source", "destination", "distractor"):
+            t = g[g["landmark"] == lm]
+            if len(t):
+                top = t.loc[t["score"].idxmax()]
+                row[f"{lm} best (point)"] = f"{top['score']:.3f} ({top['label']})"
+        dest = g[g["landmark"] == "destination"]
+        if len(dest):
+            top = dest.loc[dest["score"].idxmax()]
+            row["destination orthonormal"] = float(top["score_orthonormal"])
+            row["destination reuse"] = float(top["score_reuse"])
+        ref = scores[(scores["set"] == probe_set) & (scores["variant"] == g["reference"].iloc[0])]
+        if variant != g["reference"].iloc[0] and ref["slot_label"].tolist() == g["slot_label"].tolist():
+            diff = g["score"].to_numpy() - ref["score"].to_numpy()
+            row["mean |Δ| vs reference"] = float(np.nanmean(np.abs(diff)))
+            row["max |Δ|"] = float(np.nanmax(np.abs(diff)))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summaries(results: Any) -> dict[str, pd.DataFrame]:
+    scores = results.tables.get("manifold_scores")
+    if scores is None or not len(scores):
+        return {}
+    title = (
+        "Feature manifolds: cross-validated SMDS score (1 − scale-normalised stress; chance = permuted labels; "
+        "Δ = change from the reference over every cell)"
+    )
+    return {title: manifold_summary(scores)}
+
+
+EXPERIMENT = Experiment(
+    name="manifold",
+    version="1",
+    settings=lambda config: config.manifold,
+    runner=ManifoldRun,
+    tables=("manifold_scores", "manifold_similarity"),
+    artifacts=("projections",),
+    check=lambda config: manifold_sets(config.manifold, config.seed),
+    summaries=summaries,
+)

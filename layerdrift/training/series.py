@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from layerdrift.errors import LayerdriftError
+from layerdrift.training.finetune import finetune, series_checkpoints
 from layerdrift.workbench.config import ExperimentConfig, SeriesSpec, config_from_dict
-from layerdrift.workbench.finetune_run import finetune, series_checkpoints
 
 
 def series_step(name: str) -> int:

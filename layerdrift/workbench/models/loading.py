@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 
 import torch
 
+from layerdrift.core.hashing import file_sha256
 from layerdrift.errors import LayerdriftError, LayerdriftWarning
 from layerdrift.workbench.config import VariantSpec
-from layerdrift.workbench.embedded import EMBEDDED, embedded_gguf, ensure_converted, file_sha256
+from layerdrift.workbench.models.embedded import EMBEDDED, embedded_gguf, ensure_converted
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -7,10 +7,8 @@ API all read these tables, so a number is computed in exactly one place.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
@@ -24,12 +22,17 @@ from layerdrift.analyses.projection import joint_pca, joint_umap
 from layerdrift.analyses.similarity import cka_from_stacks, cka_rowwise, gram_stack
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
+from layerdrift.core.files import atomic_path
+from layerdrift.core.hashing import fingerprint
+from layerdrift.core.naming import EMBED_HOOK, FINAL_NORM_HOOK, RESIDUAL, point_label
 from layerdrift.errors import LayerdriftError
-from layerdrift.hooks.capture import EMBED_HOOK, FINAL_NORM_HOOK, RESIDUAL
 from layerdrift.workbench.config import AnalysisSpec, ExperimentConfig
-from layerdrift.workbench.files import atomic_path
-from layerdrift.workbench.results import ResultSet, cached_result_set, read_result_set, results_dir, save_result_set
-from layerdrift.workbench.store import RunStore
+from layerdrift.workbench.experiments.context import RunContext
+from layerdrift.workbench.experiments.protocol import Experiment, Output
+from layerdrift.workbench.store.results import (
+    results_dir,
+)
+from layerdrift.workbench.store.runstore import RunStore
 
 RESULT_SET = "analysis"
 PROJECTION_COLUMNS = {
@@ -98,15 +101,6 @@ def check_analysis_inputs(config: ExperimentConfig) -> None:
         )
 
 
-def point_label(hook: str) -> str:
-    """Short label of a residual point: embed, block index, or final."""
-    if hook == "hook_embed":
-        return "embed"
-    if hook.startswith("ln_final"):
-        return "final"
-    return hook.split(".")[1]
-
-
 @dataclass(frozen=True)
 class Pair:
     a: str
@@ -137,7 +131,7 @@ def analysis_fingerprint(
         "noise_floor": store.manifest.get("noise_floor"),
         **(extra or {}),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return fingerprint(payload)
 
 
 @dataclass
@@ -155,14 +149,6 @@ class Stacks:
             arrays[v] = np.stack([store.activations(v, prompt_set, p, "last") for p in points]).astype(np.float64)
             labels[v] = [point_label(p) for p in points]
         return cls(arrays, labels)
-
-
-@dataclass
-class Analysis:
-    """All result tables of one run, plus what the report needs to know about them."""
-
-    tables: dict[str, pd.DataFrame]
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def headline_index(spec: AnalysisSpec, n_points: int) -> int:
@@ -204,8 +190,9 @@ def _pair_drift(stacks: Stacks, pair: Pair, align: str) -> tuple[np.ndarray | No
 
 def analyze(
     store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callable[[str], None] | None = None
-) -> Analysis:
-    """Compute every table (drift, Jaccard, CKA, ranks, projections, headline) for a run."""
+) -> Output:
+    """Compute every table (drift, Jaccard, CKA, ranks, projections, headline) for a run; meta says what the report
+    needs to know about them (terms, pairs, labels, headline layer, warnings)."""
     say = progress or (lambda msg: None)
     ps = spec.prompt_set or store.prompt_sets[0]
     info = store.manifest["prompt_sets"][ps]
@@ -383,7 +370,7 @@ def analyze(
         "spec": spec.model_dump(mode="json"),
         "seed": seed,
     }
-    return Analysis(tables, meta)
+    return Output(tables, meta=meta)
 
 
 def project_layers(
@@ -440,29 +427,48 @@ def project_layers(
     return pd.concat(frames, ignore_index=True)
 
 
-def load_analysis(store: RunStore) -> Analysis:
-    """Read the result tables of a run, every file checked; a clear error if it has none or they are damaged."""
-    result = read_result_set(store.root, RESULT_SET)
-    missing = [t for t in TABLES if t not in result.tables]
-    if missing:
-        raise LayerdriftError(
-            f"the analysis results of run {str(store.root)!r} lack table {missing[0]!r}; run "
-            f"`layerdrift run` again with its config and --out {str(store.root)!r}."
-        )
-    return Analysis(result.tables, result.meta)
+class DriftRun:
+    """The headline drift analyses of one run: every table from the cached last-token residual stacks."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        spec = ctx.config.analysis
+        self.key = analysis_fingerprint(ctx.store, spec.prompt_set or ctx.store.prompt_sets[0], spec, ctx.config.seed)
+
+    def run(self) -> Output:
+        return analyze(self.ctx.store, self.ctx.config.analysis, self.ctx.config.seed, self.ctx.say)
 
 
-def analyze_cached(
-    store: RunStore, spec: AnalysisSpec, seed: int, progress: Callable[[str], None] | None = None
-) -> Analysis:
-    """Reuse saved results when the captures and settings are unchanged and intact; otherwise recompute and save them
-    all
-    at once."""
-    ps = spec.prompt_set or store.prompt_sets[0]
-    fingerprint = analysis_fingerprint(store, ps, spec, seed)
-    cached = cached_result_set(store.root, RESULT_SET, fingerprint)
-    if cached is not None and all(t in cached.tables for t in TABLES):
-        return Analysis(cached.tables, cached.meta)
-    analysis = analyze(store, spec, seed, progress)
-    save_result_set(store.root, ResultSet(RESULT_SET, fingerprint, analysis.tables, analysis.meta))
-    return analysis
+def summaries(results: Any, top_n: int = 10) -> dict[str, pd.DataFrame]:
+    """The pair table, the category table and the top drifters at the headline layer."""
+    t, meta = results.tables, results.meta
+    pair_cols = ["pair", "mean", "std", "median", "min", "max", "ci_low", "ci_high", "jaccard_mean"]
+    cat_cols = ["pair", "category", "mean", "median", "std", "max", "share_top_quartile", "share_vocabulary"]
+    cat_cols += ["ci_low", "ci_high", "p_vs_rest"]
+    top = t["top_drifters"]
+    titles = (
+        f"Variant pairs: cosine drift at layer {meta['headline_label']} ({len(meta['terms'])} concepts, "
+        "95% bootstrap CI over concepts)",
+        "Categories: drift by pair (share = % of the top quartile / of the vocabulary; p = permutation test vs the "
+        "rest)",
+        f"Top {top_n} drifters per pair",
+    )
+    frames = (
+        t["pairs"][pair_cols] if len(t["pairs"]) else pd.DataFrame(),
+        t["categories"][cat_cols] if len(t["categories"]) else pd.DataFrame(),
+        top[top["rank"] <= top_n][["pair", "rank", "term", "category", "drift", "percentile"]]
+        if len(top)
+        else pd.DataFrame(),
+    )
+    return dict(zip(titles, frames))
+
+
+EXPERIMENT = Experiment(
+    name=RESULT_SET,
+    version="1",
+    settings=lambda config: config.analysis,
+    runner=DriftRun,
+    tables=TABLES,
+    check=check_analysis_inputs,
+    summaries=summaries,
+)

@@ -211,3 +211,31 @@ class RunLock:
         os.close(fd)  # releases the flock
         if self.created_folder and [p.name for p in self.folder.iterdir()] == [self.NAME]:
             remove_path(self.folder)  # nothing was written: leave nothing behind
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LayerdriftError(
+            f"{what} {str(path)!r} is missing; run `layerdrift run` for this run folder again."
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LayerdriftError(
+            f"{what} {str(path)!r} is corrupt (not valid JSON); run `layerdrift run` for this "
+            "run folder again to rebuild it."
+        ) from None
+
+
+def read_json_or_none(path: Path) -> Any | None:
+    """A JSON file's content, or None when it is missing or does not parse."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def read_cached_json(path: Path, fingerprint: str) -> Any | None:
+    """A cached JSON object if it exists, parses and carries this fingerprint; otherwise None (recompute)."""
+    data = read_json_or_none(path)
+    return data if isinstance(data, dict) and data.get("fingerprint") == fingerprint else None

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 from collections.abc import Callable
-from contextlib import nullcontext
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -15,73 +11,18 @@ import numpy as np
 import torch
 
 from layerdrift.concepts.vocabulary import Vocabulary, load_vocabulary, render_prompts
-from layerdrift.hooks.capture import capture_batch, expand_hook_names, residual_hook_names
+from layerdrift.core.files import RunLock
+from layerdrift.core.hashing import fingerprint
+from layerdrift.core.naming import residual_hook_names
+from layerdrift.core.progress import progress_bars
+from layerdrift.errors import LayerdriftError
+from layerdrift.hooks.capture import capture_batch, expand_hook_names
 from layerdrift.hooks.positions import PositionSpec, parse_position, resolve_position
 from layerdrift.hooks.prompts import EncodedPrompt, encode_prompt, pad_batch, pad_id
 from layerdrift.workbench.config import ExperimentConfig, PromptSetSpec, VariantSpec
-from layerdrift.workbench.embedded import EMBEDDED
-from layerdrift.workbench.files import RunLock
-from layerdrift.workbench.store import CaptureJob, RunStore, batch_list, is_run_folder
-from layerdrift.workbench.variants import LoadedVariant, free, load_variant, pick_device, resolve_source
-
-PACKAGES = (
-    "layerdrift",
-    "torch",
-    "transformers",
-    "transformer-lens",
-    "bitsandbytes",
-    "gguf",
-    "zarr",
-    "numpy",
-    "scipy",
-    "scikit-learn",
-    "umap-learn",
-    "giotto-ph",
-    "ripser",
-    "panel",
-    "plotly",
-)
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def source_identity(spec: VariantSpec) -> dict[str, Any]:
-    """Cheap identity of a variant's weights (no hashing of big files) for cache fingerprints."""
-    if spec.source in EMBEDDED:
-        pkg = EMBEDDED[spec.source].package
-        try:
-            version = metadata.version(pkg.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            version = "missing"
-        return {"embedded": spec.source, "package_version": version}
-    path = Path(spec.source).expanduser()
-    if path.exists():
-        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-        return {"files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
-    return {"hub": spec.source, "revision": spec.revision}
-
-
-def variant_identity(config: ExperimentConfig, spec: VariantSpec) -> dict[str, Any]:
-    """Everything about a variant that changes its activations (weights, loading, device, dtype)."""
-    return {
-        "variant": spec.model_dump(mode="json", exclude={"name", "reference", "noise_floor"}),
-        "source": source_identity(spec),
-        "device": pick_device(spec.device or config.device),
-        "dtype": config.dtype,
-    }
-
-
-def fingerprint(payload: Any) -> str:
-    """sha256 of the canonical JSON of a payload (cache keys)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+from layerdrift.workbench.models.identity import package_versions, variant_identity
+from layerdrift.workbench.models.loading import LoadedVariant, free, load_variant, resolve_source
+from layerdrift.workbench.store.runstore import CaptureJob, RunStore, batch_list, is_run_folder
 
 
 def capture_fingerprint(
@@ -253,20 +194,6 @@ def ensure_sequence_capture(
     store.record_capture(variant, prompt_set, job.mark_complete(record))
 
 
-def progress_bars(quiet: bool):
-    if quiet:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("batches"),
-        TimeElapsedColumn(),
-    )
-
-
 def manifest_base(config: ExperimentConfig, vocabularies: dict[str, Vocabulary]) -> dict[str, Any]:
     """What the manifest records of a config: itself, its hash, variants' roles, versions, prompt sets."""
     return {
@@ -347,12 +274,15 @@ def extract(
     """Capture every (variant, prompt set) of the config into its run folder, reusing finished work.
 
     Finished captures are verified batch by batch and damaged batches are recaptured. Nothing is
-    written to a new folder until the first model loads and the hook names check out.
+    written to a new folder until the first model loads and the hook names check out. A config with
+    checkpoint series must be expanded first (``layerdrift.training.series.expand_series``).
     """
-    from layerdrift.workbench.series import expand_series  # series -> fine-tuning -> this module: imported late
-
+    if config.series and not config.series_variants():
+        raise LayerdriftError(
+            f"config '{config.name}' has checkpoint series that are not expanded into variants; "
+            "pass it through layerdrift.training.series.expand_series before extracting."
+        )
     say = say or (lambda msg: None if quiet else print(msg, flush=True))
-    config = expand_series(config, quiet=quiet)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}

@@ -1,0 +1,882 @@
+"""Plotly figures built from the result tables (never from raw arrays): the report and the dashboard share them."""
+
+from __future__ import annotations
+
+import difflib
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from layerdrift.core.naming import pair_key
+from layerdrift.core.spreadsheet import to_csv
+from layerdrift.dashboards.markup import md
+from layerdrift.dashboards.style import FLOOR_COLOUR, LAYOUT, category_colours, layer_ticks, pair_colours, shade_band
+
+
+def top_drifters_bar(top: pd.DataFrame, pair: str, categories: list[str], layer_label: str) -> go.Figure:
+    """Horizontal bars of the top-N drifters of one pair, coloured by category."""
+    t = top[top["pair"] == pair].sort_values("rank", ascending=False)
+    colours = category_colours(categories)
+    fig = go.Figure()
+    for cat in dict.fromkeys(categories):
+        sel = t[t["category"] == cat]
+        if sel.empty:
+            continue
+        fig.add_trace(
+            go.Bar(
+                x=sel["drift"],
+                y=sel["term"],
+                orientation="h",
+                name=cat,
+                marker_color=colours[cat],
+                customdata=np.stack([sel["percentile"], sel["rank"]], axis=1),
+                hovertemplate="%{y}<br>drift %{x:.4f}<br>percentile %{customdata[0]:.1f}<br>rank "
+                "%{customdata[1]}<extra>" + cat + "</extra>",
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        title=f"Top {len(t)} drifters, {pair} (layer {layer_label})",
+        xaxis_title="cosine drift (1 − cos)",
+        yaxis=dict(categoryorder="array", categoryarray=list(t["term"]), tickfont=dict(size=11)),
+        height=max(420, 22 * len(t) + 140),
+        legend_title="category",
+        barmode="overlay",
+    )
+    return fig
+
+
+def category_comparison(categories_table: pd.DataFrame, layer_label: str) -> go.Figure:
+    """Mean drift per category for every pair, with bootstrap 95% CIs."""
+    fig = go.Figure()
+    colours = pair_colours(list(dict.fromkeys(categories_table["pair"])))
+    for pair, t in categories_table.groupby("pair", sort=False):
+        fig.add_trace(
+            go.Bar(
+                x=t["category"],
+                y=t["mean"],
+                name=pair,
+                marker_color=FLOOR_COLOUR if t["floor"].iloc[0] else colours[pair],
+                error_y=dict(
+                    type="data", symmetric=False, array=t["ci_high"] - t["mean"], arrayminus=t["mean"] - t["ci_low"]
+                ),
+                hovertemplate="%{x}<br>mean %{y:.4f}<extra>" + pair + "</extra>",
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        barmode="group",
+        title=f"Mean drift by category (layer {layer_label}, 95% bootstrap CI)",
+        yaxis_title="mean cosine drift",
+        yaxis_type="log",
+        legend_title="pair",
+        height=480,
+    )
+    return fig
+
+
+def category_violins(
+    drift: pd.DataFrame, pairs: list[str], layer: int, categories: list[str], layer_label: str
+) -> go.Figure:
+    """Distribution of drift per category, one subplot per pair (scales differ by orders of magnitude)."""
+    colours = category_colours(categories)
+    fig = make_subplots(rows=1, cols=len(pairs), subplot_titles=pairs, horizontal_spacing=0.06)
+    for col, pair in enumerate(pairs, start=1):
+        d = drift[(drift["pair"] == pair) & (drift["layer"] == layer)]
+        for cat in dict.fromkeys(categories):
+            sel = d[d["category"] == cat]
+            fig.add_trace(
+                go.Violin(
+                    x=[cat] * len(sel),
+                    y=sel["drift"],
+                    name=cat,
+                    line_color=colours[cat],
+                    box_visible=True,
+                    meanline_visible=True,
+                    points="outliers",
+                    text=sel["term"],
+                    hovertemplate="%{text}<br>drift %{y:.4f}<extra>" + cat + "</extra>",
+                    showlegend=False,
+                    legendgroup=cat,
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_layout(
+        **LAYOUT,
+        title=f"Drift distribution per category (layer {layer_label})",
+        height=480,
+        width=max(700, 420 * len(pairs)),
+    )
+    fig.update_yaxes(title_text="cosine drift", row=1, col=1)
+    return fig
+
+
+def layer_curves(
+    layers: pd.DataFrame,
+    metric: str,
+    title: str,
+    yaxis: str,
+    log: bool = False,
+    group: str = "pair",
+    band: tuple[str, str] | None = None,
+) -> go.Figure:
+    """A per-layer metric for every group (pair or category) with its 95% band; rows with floor=True dashed grey."""
+    fig = go.Figure()
+    colours = (
+        pair_colours(list(dict.fromkeys(layers[group])))
+        if group == "pair"
+        else category_colours(list(dict.fromkeys(layers[group])))
+    )
+    lo, hi = band or (f"{metric.removesuffix('_mean')}_ci_low", f"{metric.removesuffix('_mean')}_ci_high")
+    for name, t in layers.groupby(group, sort=False):
+        if metric not in t or t[metric].isna().all():
+            continue
+        if log:  # exact zeros (e.g. an unquantized embedding) have no place on a log axis
+            t = t.assign(**{c: t[c].where(t[c] > 0) for c in (metric, lo, hi) if c in t})
+        floor = bool(t["floor"].iloc[0]) if "floor" in t else False
+        colour = FLOOR_COLOUR if floor else colours[name]
+        if lo in t:
+            shade_band(fig, t["layer"], t[lo], t[hi], colour, name)
+        fig.add_trace(
+            go.Scatter(
+                x=t["layer"],
+                y=t[metric],
+                mode="lines+markers",
+                name=f"{name}" + (" (noise floor)" if floor and "floor" not in str(name) else ""),
+                line=dict(color=colour, dash="dash" if floor else "solid"),
+                marker=dict(size=5),
+                legendgroup=name,
+                customdata=t["label"],
+                hovertemplate="layer %{customdata}<br>%{y:.4g}<extra>" + str(name) + "</extra>",
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        title=title,
+        yaxis_title=yaxis,
+        height=460,
+        xaxis=dict(title="residual point (embed, block outputs, final norm)", **layer_ticks(layers)),
+    )
+    if log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def cka_curves(layers: pd.DataFrame) -> go.Figure:
+    """Same-layer CKA per pair: biased (solid) and debiased (dotted)."""
+    fig = go.Figure()
+    colours = pair_colours(list(dict.fromkeys(layers["pair"])))
+    for pair, t in layers.groupby("pair", sort=False):
+        colour = FLOOR_COLOUR if t["floor"].iloc[0] else colours[pair]
+        fig.add_trace(
+            go.Scatter(
+                x=t["layer"],
+                y=t["cka"],
+                mode="lines+markers",
+                name=f"{pair}",
+                line=dict(color=colour),
+                marker=dict(size=5),
+                legendgroup=pair,
+                customdata=t["label"],
+                hovertemplate="layer %{customdata}<br>CKA %{y:.4f}<extra>" + pair + "</extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=t["layer"],
+                y=t["cka_debiased"],
+                mode="lines",
+                name=f"{pair} (debiased)",
+                line=dict(color=colour, dash="dot"),
+                legendgroup=pair,
+                customdata=t["label"],
+                hovertemplate="layer %{customdata}<br>debiased CKA %{y:.4f}<extra>" + pair + "</extra>",
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        title="Same-layer linear CKA between variants",
+        yaxis_title="CKA",
+        height=460,
+        xaxis=dict(title="residual point", **layer_ticks(layers)),
+    )
+    return fig
+
+
+def cka_heatmap(cross: pd.DataFrame, pair: str, debiased: bool = False) -> go.Figure:
+    """Cross-layer CKA between the reference (rows) and a variant (columns)."""
+    t = cross[cross["pair"] == pair]
+    col = "cka_debiased" if debiased else "cka"
+    m = t.pivot(index="layer_a", columns="layer_b", values=col)
+    la = t.drop_duplicates("layer_a").sort_values("layer_a")["label_a"].tolist()
+    lb = t.drop_duplicates("layer_b").sort_values("layer_b")["label_b"].tolist()
+    a, b = pair.split("→")
+    fig = go.Figure(
+        go.Heatmap(
+            z=m.values,
+            x=lb,
+            y=la,
+            colorscale="Viridis",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="CKA"),
+            hovertemplate=f"{a} %{{y}} × {b} %{{x}}<br>CKA %{{z:.4f}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        **LAYOUT,
+        title=f"Cross-layer {'debiased ' if debiased else ''}CKA: {pair}",
+        xaxis_title=f"{b} layer",
+        yaxis_title=f"{a} layer",
+        height=620,
+        width=680,
+        xaxis=dict(type="category", tickangle=0, nticks=16),
+        yaxis=dict(type="category", nticks=16, autorange="reversed"),
+    )
+    return fig
+
+
+def effective_rank_curves(ranks: pd.DataFrame) -> go.Figure:
+    """RankMe (solid) and Rényi ranks per variant and layer."""
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=["RankMe (entropy effective rank)", "Rényi rank: dotted α=0.5, dashed α=2, long-dash α=∞"],
+        horizontal_spacing=0.1,
+    )
+    colours = pair_colours(list(dict.fromkeys(ranks["variant"])))
+    dashes = {"renyi_0.5": "dot", "renyi_2": "dash", "renyi_inf": "longdash"}
+    for v, t in ranks.groupby("variant", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=t["layer"],
+                y=t["rankme"],
+                name=v,
+                mode="lines+markers",
+                marker=dict(size=4),
+                line=dict(color=colours[v]),
+                legendgroup=v,
+                customdata=t["label"],
+                hovertemplate="layer %{customdata}<br>RankMe %{y:.2f}<extra>" + v + "</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        for m, dash in dashes.items():
+            fig.add_trace(
+                go.Scatter(
+                    x=t["layer"],
+                    y=t[m],
+                    name=f"{v} {m.replace('renyi_', 'α=')}",
+                    mode="lines",
+                    line=dict(color=colours[v], dash=dash),
+                    legendgroup=v,
+                    showlegend=False,
+                    customdata=t["label"],
+                    hovertemplate="layer %{customdata}<br>" + m + " %{y:.2f}<extra>" + v + "</extra>",
+                ),
+                row=1,
+                col=2,
+            )
+    fig.update_layout(**LAYOUT, title="Effective rank per layer (centred activations)", height=460, width=1100)
+    fig.update_xaxes(title_text="residual point index")
+    return fig
+
+
+def umap_trajectories(
+    proj: pd.DataFrame,
+    drift: pd.DataFrame,
+    reference: str,
+    variant: str,
+    pair: str,
+    layer: int,
+    terms: list[str],
+    categories: list[str],
+    method: str = "umap",
+) -> go.Figure:
+    """Reference points with an arrow to the same concept in the variant, coloured by drift."""
+    p = proj[(proj["layer"] == layer) & (proj["method"] == method)]
+    r = p[p["variant"] == reference].sort_values("concept")
+    v = p[p["variant"] == variant].sort_values("concept")
+    d = drift[(drift["pair"] == pair) & (drift["layer"] == layer)].sort_values("concept")
+    dv = d["drift"].to_numpy() if len(d) else np.zeros(len(r))
+    fig = go.Figure()
+    xs, ys = [], []
+    for (x0, y0), (x1, y1) in zip(r[["x", "y"]].to_numpy(), v[["x", "y"]].to_numpy()):
+        xs += [x0, x1, None]
+        ys += [y0, y1, None]
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            line=dict(color="rgba(80,80,80,0.35)", width=1),
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+    hover = [f"{t}<br>{c}<br>drift {x:.4f}" for t, c, x in zip(terms, categories, dv)]
+    fig.add_trace(
+        go.Scatter(
+            x=r["x"],
+            y=r["y"],
+            mode="markers",
+            name=reference,
+            marker=dict(size=6, color="white", line=dict(color="#333", width=1)),
+            text=hover,
+            customdata=r["concept"],
+            hovertemplate="%{text}<extra>" + reference + "</extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=v["x"],
+            y=v["y"],
+            mode="markers",
+            name=variant,
+            text=hover,
+            customdata=v["concept"],
+            hovertemplate="%{text}<extra>" + variant + "</extra>",
+            marker=dict(size=8, color=dv, colorscale="Inferno", colorbar=dict(title="drift"), symbol="triangle-up"),
+        )
+    )
+    fig.update_layout(
+        **LAYOUT,
+        title=f"Joint {method.upper()}: {reference} → {variant} (layer {layer_label_of(p)})",
+        height=620,
+        width=760,
+        xaxis_title=f"{method.upper()} 1",
+        yaxis_title=f"{method.upper()} 2",
+        legend=dict(x=0, y=1, bgcolor="rgba(255,255,255,0.7)"),
+    )
+    return fig
+
+
+def umap_by_category(
+    proj: pd.DataFrame, layer: int, terms: list[str], categories: list[str], method: str = "umap"
+) -> go.Figure:
+    """All variants in the shared map, coloured by category, one marker symbol per variant."""
+    p = proj[(proj["layer"] == layer) & (proj["method"] == method)]
+    colours = category_colours(categories)
+    symbols = ["circle", "triangle-up", "square", "diamond", "cross", "x", "star"]
+    cats = np.asarray(categories)
+    fig = go.Figure()
+    for vi, (variant, t) in enumerate(p.groupby("variant", sort=False)):
+        t = t.sort_values("concept")
+        for cat in dict.fromkeys(categories):
+            sel = t[cats[t["concept"].to_numpy()] == cat]
+            fig.add_trace(
+                go.Scatter(
+                    x=sel["x"],
+                    y=sel["y"],
+                    mode="markers",
+                    name=f"{cat} · {variant}",
+                    legendgroup=cat,
+                    marker=dict(
+                        color=colours[cat],
+                        symbol=symbols[vi % len(symbols)],
+                        size=7,
+                        opacity=0.75,
+                        line=dict(width=0.5, color="white"),
+                    ),
+                    text=[terms[i] for i in sel["concept"]],
+                    customdata=sel["concept"],
+                    hovertemplate="%{text}<extra>" + f"{cat} · {variant}" + "</extra>",
+                )
+            )
+    fig.update_layout(
+        **LAYOUT,
+        title=f"Joint {method.upper()} by category (layer {layer_label_of(p)})",
+        height=620,
+        width=860,
+        xaxis_title=f"{method.upper()} 1",
+        yaxis_title=f"{method.upper()} 2",
+    )
+    return fig
+
+
+def layer_label_of(p: pd.DataFrame) -> str:
+    return str(p["label"].iloc[0]) if len(p) else "?"
+
+
+def concept_layer_curves(drift: pd.DataFrame, concept: int, term: str, metric: str, pairs: list[dict]) -> go.Figure:
+    """One concept's drift (or Jaccard) across layers for every pair; floor pairs dashed grey."""
+    d = drift[drift["concept"] == concept]
+    fig = go.Figure()
+    colours = pair_colours([p["label"] for p in pairs])
+    for p in pairs:
+        t = d[d["pair"] == p["label"]].sort_values("layer")
+        if t.empty:
+            continue
+        y = t[metric].where(t[metric] > 0) if metric == "drift" else t[metric]
+        fig.add_trace(
+            go.Scatter(
+                x=t["layer"],
+                y=y,
+                mode="lines+markers",
+                name=p["label"],
+                marker=dict(size=4),
+                line=dict(
+                    color=FLOOR_COLOUR if p["floor"] else colours[p["label"]], dash="dash" if p["floor"] else "solid"
+                ),
+                customdata=np.stack([t["label"], t["percentile"]], axis=1),
+                hovertemplate="layer %{customdata[0]}<br>%{y:.4g}<br>percentile %{customdata[1]:.1f}<extra>"
+                + p["label"]
+                + "</extra>",
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        title=f"{term}: {'cosine drift' if metric == 'drift' else 'k-NN Jaccard'} across layers",
+        height=330,
+        yaxis=dict(
+            title="drift (log)" if metric == "drift" else "Jaccard", type="log" if metric == "drift" else "linear"
+        ),
+        xaxis=dict(title="residual point", **(layer_ticks(d) if len(d) else {})),
+        legend=dict(orientation="h", y=-0.3),
+    )
+    return fig
+
+
+# ---- activation patching -----------------------------------------------------------------
+
+
+# ---- behaviour vectors --------------------------------------------------------------------
+
+
+def figures(results: Any) -> dict[str, go.Figure]:
+    """The drift figures of a run, by a key that says what each shows (the report's file stems)."""
+    t, meta = results.tables, results.meta
+    terms, cats, head, head_label = meta["terms"], meta["categories"], meta["headline_layer"], meta["headline_label"]
+    pairs = [p for p in meta["pairs"] if p["label"] in set(t["pairs"]["pair"])] if len(t["pairs"]) else []
+    main_pairs = [p["label"] for p in pairs if not p["floor"]]
+    figs: dict[str, go.Figure] = {}
+    for pair in main_pairs:
+        figs[f"top_drifters_{pair_key(pair)}"] = top_drifters_bar(t["top_drifters"], pair, cats, head_label)
+    if len(t["categories"]):
+        figs["category_comparison"] = category_comparison(t["categories"], head_label)
+        figs["category_violins"] = category_violins(t["drift"], main_pairs, head, cats, head_label)
+    layers = t["layers"]
+    if "drift_mean" in layers:
+        figs["drift_by_layer"] = layer_curves(
+            layers,
+            "drift_mean",
+            "Mean cosine drift per layer (95% bootstrap band; dashed = noise floor)",
+            "mean cosine drift (log)",
+            log=True,
+        )
+    lbc = t["layers_by_category"]
+    floor_rows = (
+        layers[layers["floor"]].assign(category=lambda x: "noise floor: " + x["pair"], floor=True)
+        if "drift_mean" in layers
+        else pd.DataFrame()
+    )
+    for pair in main_pairs:
+        curves = pd.concat(
+            [
+                lbc[lbc["pair"] == pair].rename(columns={"ci_low": "drift_ci_low", "ci_high": "drift_ci_high"}),
+                floor_rows,
+            ],
+            ignore_index=True,
+        )
+        figs[f"drift_by_layer_category_{pair_key(pair)}"] = layer_curves(
+            curves,
+            "drift_mean",
+            f"Mean drift per layer by category: {pair} (95% band)",
+            "mean cosine drift (log)",
+            log=True,
+            group="category",
+        )
+    if len(layers):
+        figs["jaccard_by_layer"] = layer_curves(
+            layers,
+            "jaccard_mean",
+            f"k-NN Jaccard overlap per layer (k = {meta['spec']['k']}, 95% band)",
+            "mean Jaccard",
+        )
+        figs["cka_by_layer"] = cka_curves(layers)
+    for pair in dict.fromkeys(t["cka_cross"]["pair"]) if len(t["cka_cross"]) else []:
+        figs[f"cka_cross_{pair_key(pair)}"] = cka_heatmap(t["cka_cross"], pair)
+    figs["effective_rank"] = effective_rank_curves(t["effective_rank"])
+    proj = t["projections"]
+    if len(proj) and head in set(proj["layer"]):
+        for p in (x for x in meta["pairs"] if x["a"] == meta["reference"]):
+            figs[f"umap_trajectories_{pair_key(p['label'])}"] = umap_trajectories(
+                proj, t["drift"], p["a"], p["b"], p["label"], head, terms, cats
+            )
+        figs["umap_by_category"] = umap_by_category(proj, head, terms, cats)
+    return figs
+
+
+def match_concept(query: str, terms: list[str]) -> int | None:
+    """Index of the best match for a typed query: exact (any case), then prefix, then fuzzy."""
+    q = query.strip().lower()
+    if not q:
+        return None
+    lower = [t.lower() for t in terms]
+    if q in lower:
+        return lower.index(q)
+    prefix = [i for i, t in enumerate(lower) if t.startswith(q)]
+    if prefix:
+        return prefix[0]
+    close = difflib.get_close_matches(q, lower, n=1, cutoff=0.6)
+    if close:
+        return lower.index(close[0])
+    contains = [i for i, t in enumerate(lower) if q in t]
+    return contains[0] if contains else None
+
+
+class DashboardState(param.Parameterized):
+    """What the user is looking at; every view is a function of these parameters and the tables."""
+
+    layer = param.Integer(default=0, bounds=(0, None))
+    pair = param.Selector(default=None, objects=[])
+    concept = param.Integer(default=0, bounds=(0, None))
+    method = param.Selector(default="umap", objects=["umap", "pca"])
+    colour = param.Selector(default="drift", objects=["drift", "category"])
+
+    def __init__(self, run: Any, **params):
+        self.run = run
+        meta = run.meta
+        self.terms: list[str] = meta["terms"]
+        self.categories: list[str] = meta["categories"]
+        self.labels: list[str] = meta["labels"]
+        self.pairs: list[dict] = meta["pairs"]
+        drift = run.tables["drift"]
+        self._drift_by = (
+            {key: t.sort_values("concept") for key, t in drift.groupby(["pair", "layer"])} if len(drift) else {}
+        )
+        self._neighbours = {key: t for key, t in run.tables["neighbours"].groupby(["variant", "layer"])}  # noqa: C416
+        self._projection_layers = (
+            sorted(set(run.tables["projections"]["layer"])) if len(run.tables["projections"]) else []
+        )
+        drift_pairs = [p["label"] for p in self.pairs if any(k[0] == p["label"] for k in self._drift_by)]
+        self.param.pair.objects = drift_pairs or [p["label"] for p in self.pairs]
+        self.param.layer.bounds = (0, len(self.labels) - 1)
+        self.param.concept.bounds = (0, len(self.terms) - 1)
+        params.setdefault("pair", self.param.pair.objects[0])
+        params.setdefault("layer", meta["headline_layer"])
+        super().__init__(**params)
+
+    # ---- data behind each view ---------------------------------------------------------
+    @property
+    def pair_info(self) -> dict:
+        return next(p for p in self.pairs if p["label"] == self.pair)
+
+    def layer_drift(self) -> pd.DataFrame:
+        """Per-concept drift and percentile of the selected pair at the selected layer."""
+        return self._drift_by.get(
+            (self.pair, self.layer),
+            pd.DataFrame(columns=["concept", "term", "category", "drift", "percentile", "jaccard"]),
+        )
+
+    def top_table(self, n: int = 30) -> pd.DataFrame:
+        d = self.layer_drift().sort_values("drift", ascending=False, kind="stable").head(n)
+        return d[["term", "category", "drift", "percentile", "jaccard"]].reset_index(drop=True)
+
+    def neighbours(self, variant: str) -> pd.DataFrame:
+        """The selected concept's k nearest neighbours in one variant at the layer."""
+        t = self._neighbours.get((variant, self.layer))
+        if t is None:
+            return pd.DataFrame(columns=["rank", "neighbour", "similarity"])
+        t = t[t["concept"] == self.concept]
+        return pd.DataFrame(
+            {
+                "rank": t["rank"].to_numpy(),
+                "neighbour": t["neighbour_term"].to_numpy(),
+                "similarity": t["similarity"].to_numpy(),
+            }
+        )
+
+    def projection_layer(self) -> int | None:
+        """The selected layer if it has a projection, else the nearest one that has."""
+        if not self._projection_layers:
+            return None
+        return min(self._projection_layers, key=lambda layer: abs(layer - self.layer))
+
+    # ---- figures -----------------------------------------------------------------------
+    def map_figure(self) -> go.Figure:
+        layer = self.projection_layer()
+        proj = self.run.tables["projections"]
+        if layer is None:
+            return _empty("no projections in this run (analysis.umap_layers)")
+        info = self.pair_info
+        if self.colour == "category":
+            fig = umap_by_category(proj, layer, self.terms, self.categories, self.method)
+        else:
+            fig = umap_trajectories(
+                proj,
+                self.run.tables["drift"],
+                info["a"],
+                info["b"],
+                info["label"],
+                layer,
+                self.terms,
+                self.categories,
+                self.method,
+            )
+        sel = proj[(proj["layer"] == layer) & (proj["method"] == self.method) & (proj["concept"] == self.concept)]
+        fig.add_trace(
+            go.Scatter(
+                x=sel["x"],
+                y=sel["y"],
+                mode="markers+text",
+                text=[self.terms[self.concept]] + [""] * (len(sel) - 1),
+                textposition="top center",
+                marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#00a0ff", width=3)),
+                name="selected",
+                hoverinfo="skip",
+            )
+        )
+        fig.update_layout(height=560, width=None, autosize=True, margin=dict(l=50, r=20, t=50, b=40))
+        return fig
+
+    def concept_drift_figure(self) -> go.Figure:
+        return concept_layer_curves(
+            self.run.tables["drift"], self.concept, self.terms[self.concept], "drift", self.pairs
+        )
+
+    def concept_jaccard_figure(self) -> go.Figure:
+        return concept_layer_curves(
+            self.run.tables["drift"], self.concept, self.terms[self.concept], "jaccard", self.pairs
+        )
+
+    def violin_figure(self) -> go.Figure:
+        fig = category_violins(
+            self.run.tables["drift"], [self.pair], self.layer, self.categories, self.labels[self.layer]
+        )
+        fig.update_layout(width=None, autosize=True, height=380)
+        return fig
+
+    def cka_figure(self) -> go.Figure:
+        fig = cka_curves(self.run.tables["layers"])
+        fig.update_layout(height=360, legend=dict(orientation="h", y=-0.35))
+        return fig
+
+    def heatmap_figure(self) -> go.Figure:
+        cross = self.run.tables["cka_cross"]
+        if cross.empty:
+            return _empty("no cross-layer CKA in this run")
+        pairs = list(dict.fromkeys(cross["pair"]))
+        pair = self.pair if self.pair in pairs else pairs[0]
+        fig = cka_heatmap(cross, pair)
+        fig.update_layout(height=480, width=None, autosize=True)
+        return fig
+
+    def rank_figure(self) -> go.Figure:
+        fig = effective_rank_curves(self.run.tables["effective_rank"])
+        fig.update_layout(height=360, width=None, autosize=True)
+        return fig
+
+
+def _empty(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(**LAYOUT, height=300)
+    return fig
+
+
+def tabs(run: Any) -> list[tuple[str, Any]]:
+    """The drift tab: layer player, pair, map and concept search above a map & concept view and an overview."""
+    state = DashboardState(run)
+    labels = state.labels
+
+    layer = pn.widgets.Player(
+        label="layer",
+        start=0,
+        end=len(labels) - 1,
+        value=state.layer,
+        step=1,
+        interval=900,
+        loop_policy="once",
+        width=380,
+        show_value=False,
+    )
+    layer_text = pn.pane.Markdown(width=320, css_classes=["layer-label"], margin=(22, 10, 0, 10))
+    pair = pn.widgets.Select(label="variant pair", options=state.param.pair.objects, value=state.pair, width=240)
+    method = pn.widgets.RadioButtonGroup(label="map", options=["umap", "pca"], value=state.method, width=140)
+    colour = pn.widgets.RadioButtonGroup(label="colour", options=["drift", "category"], value=state.colour, width=170)
+    search = pn.widgets.AutocompleteInput(
+        label="concept",
+        options=state.terms,
+        case_sensitive=False,
+        search_strategy="includes",
+        placeholder="type a concept…",
+        width=240,
+        restrict=False,
+    )
+    found = pn.pane.Markdown(css_classes=["found"], width=320, margin=(22, 10, 0, 10))
+
+    map_pane = pn.pane.Plotly(state.map_figure(), sizing_mode="stretch_width", css_classes=["map-pane"])
+    drift_pane = pn.pane.Plotly(state.concept_drift_figure(), sizing_mode="stretch_width")
+    jaccard_pane = pn.pane.Plotly(state.concept_jaccard_figure(), sizing_mode="stretch_width")
+    violin_pane = pn.pane.Plotly(state.violin_figure(), sizing_mode="stretch_width")
+    cka_pane = pn.pane.Plotly(state.cka_figure(), sizing_mode="stretch_width")
+    heat_pane = pn.pane.Plotly(state.heatmap_figure(), sizing_mode="stretch_width")
+    rank_pane = pn.pane.Plotly(state.rank_figure(), sizing_mode="stretch_width")
+    top = pn.widgets.Tabulator(
+        state.top_table(),
+        disabled=True,
+        height=420,
+        layout="fit_data_stretch",
+        show_index=False,
+        pagination=None,
+        css_classes=["top-table"],
+        formatters={
+            "drift": {"type": "money", "precision": 5},
+            "percentile": {"type": "money", "precision": 1},
+            "jaccard": {"type": "money", "precision": 3},
+        },
+    )
+    variants = run.meta["variants"]
+    neighbour_tables = {
+        v: pn.widgets.Tabulator(
+            state.neighbours(v),
+            disabled=True,
+            show_index=False,
+            hidden_columns=["rank"],
+            formatters={"similarity": {"type": "money", "precision": 3}},
+            titles={"similarity": "cos"},
+            layout="fit_data_stretch",
+            height=300,
+            css_classes=[f"nb-{v}"],
+        )
+        for v in variants
+    }
+
+    def selected_text() -> str:
+        return md(
+            "selected: **{term}** ({category})",
+            term=state.terms[state.concept],
+            category=state.categories[state.concept],
+        )
+
+    def update_layer_text() -> None:
+        layer_text.object = md(
+            "**layer {label}** (residual point {i} of {n})", label=labels[state.layer], i=state.layer, n=len(labels) - 1
+        )
+
+    def redraw_layer(*_):
+        with pn.io.hold():  # one message to the browser for all views
+            update_layer_text()
+            map_pane.object = state.map_figure()
+            violin_pane.object = state.violin_figure()
+            top.value = state.top_table()
+            for v, table in neighbour_tables.items():
+                table.value = state.neighbours(v)
+
+    def redraw_concept(*_):
+        with pn.io.hold():
+            found.object = selected_text()
+            map_pane.object = state.map_figure()
+            for v, table in neighbour_tables.items():
+                table.value = state.neighbours(v)
+            drift_pane.object = state.concept_drift_figure()
+            jaccard_pane.object = state.concept_jaccard_figure()
+
+    def redraw_pair(*_):
+        with pn.io.hold():
+            map_pane.object = state.map_figure()
+            violin_pane.object = state.violin_figure()
+            top.value = state.top_table()
+            heat_pane.object = state.heatmap_figure()
+
+    # widgets -> state
+    layer.param.watch(lambda e: setattr(state, "layer", int(e.new)), "value")
+    pair.param.watch(lambda e: setattr(state, "pair", e.new), "value")
+    method.param.watch(lambda e: setattr(state, "method", e.new), "value")
+    colour.param.watch(lambda e: setattr(state, "colour", e.new), "value")
+
+    def on_search(event):
+        idx = match_concept(event.new or "", state.terms)
+        if idx is None:
+            found.object = md("no concept matches *{query}*", query=event.new)
+        else:
+            state.concept = idx
+
+    search.param.watch(on_search, "value")
+
+    def on_map_click(event):
+        points = (event.new or {}).get("points") or []
+        if points and points[0].get("customdata") is not None:
+            c = points[0]["customdata"]
+            c = c[0] if isinstance(c, list) else c
+            if isinstance(c, (int, float)) and c >= 0:
+                state.concept = int(c)
+
+    map_pane.param.watch(on_map_click, "click_data")
+
+    def on_heat_click(event):
+        points = (event.new or {}).get("points") or []
+        if points:
+            label = str(points[0].get("y"))
+            if label in labels:
+                layer.value = labels.index(label)
+
+    heat_pane.param.watch(on_heat_click, "click_data")
+    # state -> views (also when the URL sets the state)
+    state.param.watch(redraw_layer, "layer")
+    state.param.watch(redraw_concept, "concept")
+    state.param.watch(redraw_pair, "pair")
+    state.param.watch(lambda e: setattr(map_pane, "object", state.map_figure()), ["method", "colour"])
+    state.param.watch(lambda e: setattr(layer, "value", e.new), "layer")
+    state.param.watch(lambda e: setattr(pair, "value", e.new), "pair")
+    if pn.state.location is not None:
+        pn.state.location.sync(state, {"layer": "layer", "pair": "pair", "concept": "concept"})
+
+    def csv_download():
+        buf = io.StringIO()
+        to_csv(state.layer_drift(), buf)
+        buf.seek(0)
+        return buf
+
+    def html_download():
+        return io.StringIO(state.map_figure().to_html(include_plotlyjs="cdn"))
+
+    export = pn.Column(
+        pn.Row(
+            pn.widgets.FileDownload(
+                callback=csv_download, filename="layer_drift.csv", label="layer table as CSV", color="light", width=170
+            ),
+            pn.widgets.FileDownload(
+                callback=html_download, filename="map.html", label="map as HTML", color="light", width=150
+            ),
+        ),
+        pn.pane.Markdown("PNG: the camera icon on any figure", margin=(0, 10)),
+    )
+    update_layer_text()
+    found.object = selected_text()
+    controls = pn.Column(
+        pn.Row(layer, layer_text, export),
+        pn.Row(
+            pair,
+            pn.Column(pn.pane.Markdown("map", margin=(0, 10)), method),
+            pn.Column(pn.pane.Markdown("colour", margin=(0, 10)), colour),
+            search,
+            found,
+        ),
+    )
+    concept_panel = pn.Column(
+        pn.pane.Markdown("### Concept"),
+        drift_pane,
+        pn.Row(*[pn.Column(pn.pane.Markdown(md("**{v}** neighbours", v=v)), t) for v, t in neighbour_tables.items()]),
+        jaccard_pane,
+    )
+    overview = pn.Column(
+        pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), top), violin_pane),
+        pn.Row(cka_pane, rank_pane),
+        heat_pane,
+    )
+    views = pn.Tabs(
+        ("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)),
+        ("Overview", overview),
+        dynamic=False,
+    )
+    return [("Drift", pn.Column(controls, views, sizing_mode="stretch_width"))]

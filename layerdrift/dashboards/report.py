@@ -1,0 +1,118 @@
+"""The report folder of a run: tables (Parquet + CSV), figures (HTML + PNG) and index.html."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from layerdrift.core.files import atomic_path
+from layerdrift.core.spreadsheet import to_csv
+
+REPORT = "report"
+
+
+def write_figures(figs: dict[str, go.Figure], folder: Path, png: bool = True) -> str | None:
+    """HTML for each figure (plotly.js written once beside them) and PNGs in one Chromium session.
+
+    Returns a one-sentence note if PNGs could not be rendered, else None.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, fig in figs.items():
+        fig.write_html(folder / f"{name}.html", include_plotlyjs="directory", full_html=True)
+    if not png:
+        return None
+    try:
+        import plotly.io as pio
+
+        sizes = [(fig.layout.width or 1000, fig.layout.height or 500) for fig in figs.values()]
+        pio.write_images(
+            list(figs.values()),
+            [folder / f"{n}.png" for n in figs],
+            width=[w for w, _ in sizes],
+            height=[h for _, h in sizes],
+            scale=1.5,
+        )
+    except Exception as err:
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        return (
+            f"PNG figures were not rendered ({reason}); install Chromium (`apt-get install chromium`) "
+            "or set analysis.png = false."
+        )
+    return None
+
+
+def _table_html(df: pd.DataFrame, floats: int = 4) -> str:
+    return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}g}", border=0, classes="t", escape=True)
+
+
+def write_report(run: Any, png: bool = True) -> list[str]:
+    """Write RUN/report (tables/*.parquet|csv, figures/*.html|png, index.html) in one swap; returns notes to show."""
+    folder = run.store.root / REPORT
+    notes: list[str] = []
+    with atomic_path(folder) as tmp:
+        (tmp / "tables").mkdir(parents=True)
+        for name, table in run.tables.items():
+            table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+            to_csv(table, tmp / "tables" / f"{name}.csv")
+        note = write_figures(run.figures, tmp / "figures", png)
+        if note:
+            notes.append(note)
+        page = index_html(run, png and note is None, [*run.notes, *notes])
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+    return notes
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+table.t{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}
+table.t td,table.t th{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}
+table.t th{background:#f3f3f3} figure{margin:1.5em 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-weight:600;margin-bottom:4px} pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}
+.note{color:#a40}"""
+
+
+def _figure_html(name: str, fig: Any, with_png: bool) -> str:
+    title = html.escape(fig.layout.title.text or name)
+    body = f'<img src="figures/{name}.png" alt="{title}" loading="lazy">' if with_png else ""
+    return f'<figure><figcaption>{title} — <a href="figures/{name}.html">interactive</a></figcaption>{body}</figure>'
+
+
+def _provenance(run: Any) -> str:
+    m, meta = run.store.manifest, run.meta
+    keys = ("source", "quantization", "dtype", "device", "n_layers", "d_model", "gguf_sha256")
+    variants = pd.DataFrame(
+        [{"variant": v, **{k: m["variants"].get(v, {}).get(k) for k in keys}} for v in run.store.variants]
+    )
+    record = html.escape(
+        json.dumps({"packages": m["packages"], "platform": m["platform"], "config": m["config"]}, indent=1)
+    )
+    return (
+        f"<h2>Provenance</h2>{_table_html(variants)}<p>config hash <code>{m['config_hash']}</code>; "
+        f"created {m['created']}, updated {m['updated']}; seed {meta['seed']}.</p><pre>{record}</pre>"
+    )
+
+
+def index_html(run: Any, with_png: bool, notes: list[str]) -> str:
+    """The report page: the run in one paragraph, every summary table, every figure, the provenance."""
+    m, meta = run.store.manifest, run.meta
+    name = html.escape(m["config"]["name"])
+    intro = (
+        f"<p>Reference <b>{html.escape(meta['reference'])}</b>; prompt set <b>{html.escape(meta['prompt_set'])}</b> "
+        f"({len(meta['terms'])} concepts); headline layer <b>{html.escape(str(meta['headline_label']))}</b> "
+        f"(residual point {meta['headline_layer']}); "
+        f"noise floor: {html.escape(', '.join(meta['noise_floor']) or 'none')}. "
+        "Drift = 1 − cos of L2-normalised last-token vectors; CIs are 95% bootstrap intervals over concepts "
+        f"({meta['spec']['n_boot']} resamples).</p>"
+    )
+    notes_html = f'<ul class="note">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>' if notes else ""
+    summaries = "".join(f"<h2>{html.escape(t)}</h2>{_table_html(f, 3)}" for t, f in run.summaries().items())
+    figures = "".join(_figure_html(k, fig, with_png) for k, fig in run.figures.items())
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {name}</title>'
+        f"<style>{STYLE}</style></head><body><h1>layerdrift report: {name}</h1>{intro}{notes_html}{summaries}"
+        f"<h2>Figures</h2>{figures}{_provenance(run)}</body></html>"
+    )

@@ -1,0 +1,68 @@
+"""The shared look of every figure: layout, colours, bands and layer ticks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+CATEGORY_COLOURS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
+
+
+PAIR_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+
+
+FLOOR_COLOUR = "#999999"
+
+
+LAYOUT = dict(template="plotly_white", font=dict(size=13), margin=dict(l=70, r=30, t=60, b=60))
+
+
+def category_colours(categories: list[str]) -> dict[str, str]:
+    return {c: CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)] for i, c in enumerate(dict.fromkeys(categories))}
+
+
+def pair_colours(pairs: list[str]) -> dict[str, str]:
+    return {p: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, p in enumerate(pairs)}
+
+
+def hex_to_rgba(colour: str, alpha: float) -> str:
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def layer_ticks(layers: pd.DataFrame) -> dict:
+    """About 16 tick labels along the residual points, always including the first and the last."""
+    labels = layers.drop_duplicates("layer").sort_values("layer")
+    step = max(1, len(labels) // 16)
+    keep = labels.iloc[sorted(set(range(0, len(labels), step)) | {len(labels) - 1})]
+    return dict(tickmode="array", tickvals=keep["layer"].tolist(), ticktext=keep["label"].astype(str).tolist())
+
+
+def shade_band(
+    fig: go.Figure, x, lo, hi, colour: str, name: str, row: int | None = None, col: int | None = None
+) -> None:
+    kw = dict(row=row, col=col) if row else {}
+    fig.add_trace(
+        go.Scatter(
+            x=list(x) + list(x)[::-1],
+            y=list(hi) + list(lo)[::-1],
+            fill="toself",
+            fillcolor=hex_to_rgba(colour, 0.18),
+            line=dict(width=0),
+            hoverinfo="skip",
+            showlegend=False,
+            legendgroup=name,
+        ),
+        **kw,
+    )

@@ -1,0 +1,167 @@
+"""The Python entry points: ``run`` a config (extract, every experiment, the report) and ``open_run`` a finished one.
+
+Both iterate the experiment registry; neither names an experiment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from layerdrift.core.files import RunLock
+from layerdrift.core.naming import parse_pair
+from layerdrift.core.progress import progress_bars
+from layerdrift.dashboards.report import REPORT, write_report
+from layerdrift.errors import LayerdriftError
+from layerdrift.training.series import expand_series
+from layerdrift.workbench.config import ExperimentConfig
+from layerdrift.workbench.experiments.context import RunContext
+from layerdrift.workbench.experiments.drift import RESULT_SET as DRIFT
+from layerdrift.workbench.experiments.drift import TABLES as DRIFT_TABLES
+from layerdrift.workbench.experiments.protocol import Experiment
+from layerdrift.workbench.experiments.registry import EXPERIMENTS, check_experiments, run_experiments
+from layerdrift.workbench.store.extract import extract
+from layerdrift.workbench.store.results import StoredResultSet, remove_orphan_generations, stored_result_sets
+from layerdrift.workbench.store.runstore import RunStore
+
+
+class _LazyMapping(Mapping):
+    """A read-only mapping whose values are read on first access."""
+
+    def __init__(self, readers: dict[str, Any]):
+        self._readers = readers
+
+    def __getitem__(self, key: str) -> Any:
+        return self._readers[key]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._readers)
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} entries: {', '.join(self._readers)}>"
+
+
+class Run:
+    """A finished run, read lazily: ``tables`` (DataFrames), ``arrays`` (artifacts, ``EXPERIMENT/NAME``),
+    ``figures`` (Plotly, by what they show), ``summaries()``, ``meta``, ``notes``, ``store`` and ``report``."""
+
+    def __init__(self, store: RunStore, sets: dict[str, StoredResultSet]):
+        self.store, self._sets = store, sets
+        self.notes: list[str] = list(self.meta.get("warnings", []))
+
+    @cached_property
+    def experiments(self) -> list[Experiment]:
+        """The registered experiments this run has results of, in run order."""
+        return [e for e in EXPERIMENTS if e.name in self._sets]
+
+    @cached_property
+    def tables(self) -> Mapping[str, pd.DataFrame]:
+        readers = {}
+        for e in self.experiments:
+            stored = self._sets[e.name]
+            for stem in stored.names("parquet"):
+                readers[stem] = lambda stored=stored, stem=stem: stored.table(stem)
+        return _LazyMapping(readers)
+
+    @cached_property
+    def arrays(self) -> Mapping[str, dict[str, np.ndarray]]:
+        readers = {}
+        for e in self.experiments:
+            stored = self._sets[e.name]
+            for stem in stored.names("npz"):
+                readers[f"{e.name}/{stem}"] = lambda stored=stored, stem=stem: stored.arrays(stem)
+        return _LazyMapping(readers)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the drift analyses record about the run: terms, categories, pairs, point labels, headline layer."""
+        return self._sets[DRIFT].meta
+
+    @cached_property
+    def figures(self) -> dict[str, go.Figure]:
+        return {key: fig for e in self.experiments for key, fig in e.figures(self).items()}
+
+    def summaries(self, top_n: int = 10) -> dict[str, pd.DataFrame]:
+        """Every experiment's short tables by title (the terminal and the report show the same ones)."""
+        out: dict[str, pd.DataFrame] = {}
+        for e in self.experiments:
+            out.update(e.summaries(self, top_n) if e.name == DRIFT else e.summaries(self))
+        return out
+
+    def pair(self, a: str, b: str | None = None) -> str:
+        """The label the tables use for a pair: ``run.pair("reference", "nf4")`` or ``run.pair("reference->nf4")``."""
+        label = parse_pair((a, b) if b is not None else a)
+        known = [p["label"] for p in self.meta["pairs"]]
+        if label not in known:
+            raise LayerdriftError(f"pair {label!r} is not one of this run's pairs {known}.")
+        return label
+
+    @property
+    def report(self) -> Path:
+        return self.store.root / REPORT / "index.html"
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a run folder written by ``layerdrift run``; tables are read when first used, nothing is recomputed."""
+    store = RunStore.open(path)
+    sets = stored_result_sets(store.root)
+    drift = sets.get(DRIFT) or StoredResultSet(store.root, DRIFT)  # no analyses: one clear sentence
+    missing = [t for t in DRIFT_TABLES if t not in drift.names("parquet")]
+    if missing:
+        raise LayerdriftError(
+            f"the analysis results of run {str(store.root)!r} lack table {missing[0]!r}; run "
+            f"`layerdrift run` again with its config and --out {str(store.root)!r}."
+        )
+    return Run(store, sets)
+
+
+def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = False) -> Run:
+    """Extraction (reusing the cache), every experiment the config asks for (cached when unchanged), the report."""
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
+
+    config = expand_series(config, quiet, say)
+    check_experiments(config)
+    with RunLock(config.out_dir(out)):  # one writer per run folder
+        store = extract(config, out=out, quiet=quiet, say=say)
+        remove_orphan_generations(store.root)
+        say("analyses")
+        with progress_bars(quiet) as progress:
+            run_experiments(RunContext(config, store, progress, say))
+        result = open_run(store.root)
+        say("report")
+        result.notes += write_report(result, png=config.analysis.png)
+    return result
+
+
+def print_headline(result: Run, top_n: int = 10) -> None:
+    """Every experiment's summary tables, the notes, and where the report is, on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    for title, frame in result.summaries(top_n).items():
+        if frame.empty:
+            continue
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for col in frame.columns:
+            table.add_column(col, justify="left" if frame[col].dtype == object else "right")
+        for _, row in frame.iterrows():
+            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"report: {result.report}")

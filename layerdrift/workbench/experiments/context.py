@@ -1,0 +1,85 @@
+"""The run context: the shared mechanics every experiment runner uses, owned once.
+
+Models are loaded one at a time and only when something is not cached (``ctx.model``); token sequences
+are captured into the run store with their manifest record (``ctx.capture_sequences``); a variant's
+identity for cache keys is ``ctx.identity``; progress goes to ``ctx.say`` and ``ctx.progress``; and
+``ctx.results`` runs an experiment or reuses its result set under the runner's fingerprint. The engine
+that runs independent pieces of work is ``ctx.map`` (in-process today).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from layerdrift.core.hashing import fingerprint
+from layerdrift.workbench.config import ExperimentConfig
+from layerdrift.workbench.experiments.protocol import Experiment
+from layerdrift.workbench.models.identity import variant_identity
+from layerdrift.workbench.models.loading import LazyVariant, LoadedVariant
+from layerdrift.workbench.store.extract import ensure_sequence_capture
+from layerdrift.workbench.store.results import ResultSet, cached_result_set, save_result_set
+from layerdrift.workbench.store.runstore import RunStore
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _silent(message: str) -> None:
+    return None
+
+
+@dataclass
+class RunContext:
+    """Everything a runner needs besides its own settings: the config, the store, models, progress, the engine."""
+
+    config: ExperimentConfig
+    store: RunStore
+    progress: Any = None  # a rich Progress, or None when quiet
+    say: Callable[[str], None] = _silent
+    _identities: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def identity(self, variant: str) -> str:
+        """Fingerprint of everything about a variant that changes its activations (weights, loading, device, dtype)."""
+        if variant not in self._identities:
+            self._identities[variant] = fingerprint(variant_identity(self.config, self.config.variant(variant)))
+        return self._identities[variant]
+
+    @contextmanager
+    def model(self, variant: str) -> Iterator[Callable[[], LoadedVariant]]:
+        """A variant loaded on first call inside the block, and freed when the block ends (one model at a time)."""
+        lazy = LazyVariant(self.config.variant(variant), self.config.device, self.config.dtype)
+        try:
+            yield lazy
+        finally:
+            lazy.release()
+
+    def capture_sequences(self, variant: str, prompt_set: str, key: str, **capture: Any) -> None:
+        """Capture token sequences into the store as ``captures/VARIANT/PROMPT_SET`` (skipped when intact)."""
+        ensure_sequence_capture(self.store, variant, prompt_set, key, progress=self.progress, **capture)
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        """A progress bar; returns ``advance(n)``."""
+        if self.progress is None:
+            return lambda n=1: None
+        task = self.progress.add_task(description, total=total)
+        return lambda n=1: self.progress.update(task, advance=n)
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """Apply ``fn`` to independent items, results in item order (the execution engine's seam; local today)."""
+        return [fn(item) for item in items]
+
+    def results(self, experiment: Experiment) -> ResultSet:
+        """The experiment's result set: reused when saved under the same fingerprint and intact, else computed and
+        saved at once."""
+        runner = experiment.runner(self)
+        key = f"{experiment.version}:{runner.key}"
+        cached = cached_result_set(self.store.root, experiment.name, key)
+        if cached is not None and set(experiment.tables) <= set(cached.tables):
+            return cached
+        out = runner.run()
+        result = ResultSet(experiment.name, key, out.tables, out.meta, out.arrays)
+        save_result_set(self.store.root, result)
+        return result
