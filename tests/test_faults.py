@@ -32,7 +32,7 @@ SEEDS = (0, 1)
 # CLI (`layerdrift run`), so its exit code and stderr are the user's.
 ZYGOTE = """
 import json, os, sys
-import layerdrift.workbench.runs
+import layerdrift.workbench.api
 from layerdrift.workbench.cli import main
 for line in sys.stdin:
     request = json.loads(line)

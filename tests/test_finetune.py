@@ -159,7 +159,7 @@ def test_lora_merge_matches_live_adapters(tiny_model):
 def test_killed_finetune_resumes_to_the_same_weights(tiny_model, memo_file, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import layerdrift.workbench.finetune_run as ft
+    import layerdrift.training.finetune as ft
 
     spec_kw = dict(steps=4, checkpoints=[0, 2, 4])
     whole = ft.finetune(spec_for(tiny_model, memo_file, tmp_path / "whole", **spec_kw), quiet=True)
