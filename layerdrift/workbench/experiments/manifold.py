@@ -15,7 +15,6 @@ Flow, per probe set and variant (one model in memory at a time)::
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,6 @@ from layerdrift.workbench.config import ExperimentConfig, ManifoldSpec
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.protocol import Experiment, Output
 from layerdrift.workbench.models.loading import LoadedVariant
-from layerdrift.workbench.store.results import has_result_set, read_result_set
 
 MANIFOLD = "manifold"
 POSITION = "slots"
@@ -286,13 +284,6 @@ class ManifoldRun:
         scores = pd.DataFrame(score_rows)
         scores["reference"] = self.reference
         return {"manifold_scores": scores, "manifold_similarity": pd.DataFrame(sim_rows)}
-
-
-def load_projections(root: Path) -> dict[str, np.ndarray]:
-    """The out-of-fold projections of a run's manifold result set (empty if it has none)."""
-    if not has_result_set(root, "manifold"):
-        return {}
-    return read_result_set(root, "manifold").arrays.get("projections", {})
 
 
 def manifold_summary(scores: pd.DataFrame) -> pd.DataFrame:

@@ -8,8 +8,8 @@ that output as one result set under the runner's fingerprint.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -18,9 +18,9 @@ import pandas as pd
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from layerdrift.workbench.api import Run as RunResults
     from layerdrift.workbench.config import ExperimentConfig
     from layerdrift.workbench.experiments.context import RunContext
-    from layerdrift.workbench.store.results import RunResults
 
 
 @dataclass
@@ -48,6 +48,10 @@ def _no_tabs(results: RunResults) -> list[tuple[str, Any]]:
     return []
 
 
+def _no_summaries(results: RunResults) -> dict[str, pd.DataFrame]:
+    return {}
+
+
 def _no_check(config: ExperimentConfig) -> None:
     return None
 
@@ -72,7 +76,7 @@ class Experiment:
     tables: tuple[str, ...]
     artifacts: tuple[str, ...] = ()
     check: Callable[[ExperimentConfig], None] = _no_check
-    summaries: Callable[[RunResults], dict[str, pd.DataFrame]] = lambda results: {}
+    summaries: Callable[[RunResults], dict[str, pd.DataFrame]] = _no_summaries
     figures: Callable[[RunResults], dict[str, go.Figure]] = _no_figures
     tabs: Callable[[RunResults], list[tuple[str, Any]]] = _no_tabs
 
@@ -81,15 +85,4 @@ class Experiment:
 
     def with_views(self, views: Any) -> Experiment:
         """This experiment with the figures and tabs of a dashboards module (``figures``, ``tabs``)."""
-        from dataclasses import replace
-
         return replace(self, figures=views.figures, tabs=views.tabs)
-
-
-def split_output(produced: Output | Mapping[str, Any]) -> Output:
-    """An ``Output`` from a runner's return value (an Output, or a dict of DataFrames and dicts of arrays)."""
-    if isinstance(produced, Output):
-        return produced
-    tables = {k: v for k, v in produced.items() if isinstance(v, pd.DataFrame)}
-    arrays = {k: v for k, v in produced.items() if isinstance(v, dict)}
-    return Output(tables, arrays)
