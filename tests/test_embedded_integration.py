@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from layerdrift.workbench.config import config_from_dict
+from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.store.extract import extract
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,7 @@ def test_patching_reference_vs_nf4_is_small_and_exact_at_the_last_block(quant_ru
             "both_directions": False,
         },
     )
-    tables = PatchingRun(cfg, quant_run).run()
+    tables = PatchingRun(RunContext(cfg, quant_run)).run().tables
     table, prompts = tables["patching"], tables["patching_prompts"]
     assert len(prompts) == 12 and set(table["direction"]) == {"nf4 into reference"}
     # the typical prompt's target log-probability moves little between the two (a few prompts move by 1-2.5 nats)
@@ -86,7 +87,7 @@ def test_behaviour_vectors_across_quantization(quant_run):
             "steering_layers": [12],
         },
     )
-    tables = BehaviourRun(cfg, quant_run).run()
+    tables = BehaviourRun(RunContext(cfg, quant_run)).run().tables
     cos = tables["behaviour_cosine"]
     blocks = cos[~cos["label"].isin(["embed", "final"])]
     early = blocks[blocks["layer"].between(1, 5)].groupby("pair")["cosine"].mean()

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from layerdrift.training.series import expand_series
 from layerdrift.workbench.config import config_from_dict
 from layerdrift.workbench.store.extract import extract
 
@@ -41,7 +42,7 @@ def test_gemma_lora_checkpoints_load_as_a_series(tmp_path):
             "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
         }
     )
-    store = extract(cfg, quiet=True)
+    store = extract(expand_series(cfg, quiet=True), quiet=True)
     manifest = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert manifest["chat_format"] == "gemma-turns" and [c["step"] for c in manifest["checkpoints"]] == [0, 1, 2]
     assert (

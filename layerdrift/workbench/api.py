@@ -22,11 +22,11 @@ from layerdrift.dashboards.report import REPORT, write_report
 from layerdrift.errors import LayerdriftError
 from layerdrift.training.series import expand_series
 from layerdrift.workbench.config import ExperimentConfig
+from layerdrift.workbench.experiments import registry
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.drift import RESULT_SET as DRIFT
 from layerdrift.workbench.experiments.drift import TABLES as DRIFT_TABLES
 from layerdrift.workbench.experiments.protocol import Experiment
-from layerdrift.workbench.experiments.registry import EXPERIMENTS, check_experiments, run_experiments
 from layerdrift.workbench.store.extract import extract
 from layerdrift.workbench.store.results import StoredResultSet, remove_orphan_generations, stored_result_sets
 from layerdrift.workbench.store.runstore import RunStore
@@ -62,7 +62,7 @@ class Run:
     @cached_property
     def experiments(self) -> list[Experiment]:
         """The registered experiments this run has results of, in run order."""
-        return [e for e in EXPERIMENTS if e.name in self._sets]
+        return [e for e in registry.EXPERIMENTS if e.name in self._sets]
 
     @cached_property
     def tables(self) -> Mapping[str, pd.DataFrame]:
@@ -134,13 +134,13 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
             print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
     config = expand_series(config, quiet, say)
-    check_experiments(config)
+    registry.check_experiments(config)
     with RunLock(config.out_dir(out)):  # one writer per run folder
         store = extract(config, out=out, quiet=quiet, say=say)
         remove_orphan_generations(store.root)
         say("analyses")
         with progress_bars(quiet) as progress:
-            run_experiments(RunContext(config, store, progress, say))
+            registry.run_experiments(RunContext(config, store, progress, say))
         result = open_run(store.root)
         say("report")
         result.notes += write_report(result, png=config.analysis.png)
