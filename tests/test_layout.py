@@ -24,7 +24,6 @@ LONG_FUNCTIONS = {
     "concepts/probes.py:load_probe_set",
     "workbench/models/loading.py:load_variant",
     "workbench/experiments/patching.py:tables",
-    "dashboards/drift.py:figures",
 }
 
 

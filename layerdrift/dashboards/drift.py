@@ -451,68 +451,68 @@ def concept_layer_curves(drift: pd.DataFrame, concept: int, term: str, metric: s
 # ---- behaviour vectors --------------------------------------------------------------------
 
 
-def figures(results: Any) -> dict[str, go.Figure]:
-    """The drift figures of a run, by a key that says what each shows (the report's file stems)."""
-    t, meta = results.tables, results.meta
-    terms, cats, head, head_label = meta["terms"], meta["categories"], meta["headline_layer"], meta["headline_label"]
+def _main_pairs(t: Any, meta: dict) -> list[str]:
+    """Pairs with a row in the pair table, noise floors left out."""
     pairs = [p for p in meta["pairs"] if p["label"] in set(t["pairs"]["pair"])] if len(t["pairs"]) else []
-    main_pairs = [p["label"] for p in pairs if not p["floor"]]
-    figs: dict[str, go.Figure] = {}
-    for pair in main_pairs:
-        figs[f"top_drifters_{pair_key(pair)}"] = top_drifters_bar(t["top_drifters"], pair, cats, head_label)
+    return [p["label"] for p in pairs if not p["floor"]]
+
+
+def headline_figures(t: Any, meta: dict, main_pairs: list[str]) -> dict[str, go.Figure]:
+    """Top drifters per pair and the category comparison at the headline layer."""
+    cats, head, head_label = meta["categories"], meta["headline_layer"], meta["headline_label"]
+    figs = {f"top_drifters_{pair_key(p)}": top_drifters_bar(t["top_drifters"], p, cats, head_label) for p in main_pairs}
     if len(t["categories"]):
         figs["category_comparison"] = category_comparison(t["categories"], head_label)
         figs["category_violins"] = category_violins(t["drift"], main_pairs, head, cats, head_label)
-    layers = t["layers"]
+    return figs
+
+
+def depth_figures(t: Any, meta: dict, main_pairs: list[str]) -> dict[str, go.Figure]:
+    """Drift (overall and by category), Jaccard, CKA and effective rank along depth, and cross-layer CKA maps."""
+    layers, lbc, figs = t["layers"], t["layers_by_category"], {}
+    y_drift = "mean cosine drift (log)"
     if "drift_mean" in layers:
-        figs["drift_by_layer"] = layer_curves(
-            layers,
-            "drift_mean",
-            "Mean cosine drift per layer (95% bootstrap band; dashed = noise floor)",
-            "mean cosine drift (log)",
-            log=True,
-        )
-    lbc = t["layers_by_category"]
-    floor_rows = (
-        layers[layers["floor"]].assign(category=lambda x: "noise floor: " + x["pair"], floor=True)
-        if "drift_mean" in layers
-        else pd.DataFrame()
-    )
-    for pair in main_pairs:
-        curves = pd.concat(
-            [
-                lbc[lbc["pair"] == pair].rename(columns={"ci_low": "drift_ci_low", "ci_high": "drift_ci_high"}),
-                floor_rows,
-            ],
-            ignore_index=True,
-        )
-        figs[f"drift_by_layer_category_{pair_key(pair)}"] = layer_curves(
-            curves,
-            "drift_mean",
-            f"Mean drift per layer by category: {pair} (95% band)",
-            "mean cosine drift (log)",
-            log=True,
-            group="category",
-        )
+        title = "Mean cosine drift per layer (95% bootstrap band; dashed = noise floor)"
+        figs["drift_by_layer"] = layer_curves(layers, "drift_mean", title, y_drift, log=True)
+        floor_rows = layers[layers["floor"]].assign(category=lambda x: "noise floor: " + x["pair"], floor=True)
+        for pair in main_pairs:
+            own = lbc[lbc["pair"] == pair].rename(columns={"ci_low": "drift_ci_low", "ci_high": "drift_ci_high"})
+            curves = pd.concat([own, floor_rows], ignore_index=True)
+            title = f"Mean drift per layer by category: {pair} (95% band)"
+            figs[f"drift_by_layer_category_{pair_key(pair)}"] = layer_curves(
+                curves, "drift_mean", title, y_drift, log=True, group="category"
+            )
     if len(layers):
-        figs["jaccard_by_layer"] = layer_curves(
-            layers,
-            "jaccard_mean",
-            f"k-NN Jaccard overlap per layer (k = {meta['spec']['k']}, 95% band)",
-            "mean Jaccard",
-        )
+        title = f"k-NN Jaccard overlap per layer (k = {meta['spec']['k']}, 95% band)"
+        figs["jaccard_by_layer"] = layer_curves(layers, "jaccard_mean", title, "mean Jaccard")
         figs["cka_by_layer"] = cka_curves(layers)
     for pair in dict.fromkeys(t["cka_cross"]["pair"]) if len(t["cka_cross"]) else []:
         figs[f"cka_cross_{pair_key(pair)}"] = cka_heatmap(t["cka_cross"], pair)
     figs["effective_rank"] = effective_rank_curves(t["effective_rank"])
-    proj = t["projections"]
-    if len(proj) and head in set(proj["layer"]):
-        for p in (x for x in meta["pairs"] if x["a"] == meta["reference"]):
-            figs[f"umap_trajectories_{pair_key(p['label'])}"] = umap_trajectories(
-                proj, t["drift"], p["a"], p["b"], p["label"], head, terms, cats
-            )
-        figs["umap_by_category"] = umap_by_category(proj, head, terms, cats)
     return figs
+
+
+def map_figures(t: Any, meta: dict) -> dict[str, go.Figure]:
+    """The joint map at the headline layer: reference -> variant arrows per pair, and points by category."""
+    proj, head, terms, cats = t["projections"], meta["headline_layer"], meta["terms"], meta["categories"]
+    if not len(proj) or head not in set(proj["layer"]):
+        return {}
+    figs = {
+        f"umap_trajectories_{pair_key(p['label'])}": umap_trajectories(
+            proj, t["drift"], p["a"], p["b"], p["label"], head, terms, cats
+        )
+        for p in meta["pairs"]
+        if p["a"] == meta["reference"]
+    }
+    figs["umap_by_category"] = umap_by_category(proj, head, terms, cats)
+    return figs
+
+
+def figures(results: Any) -> dict[str, go.Figure]:
+    """The drift figures of a run, by a key that says what each shows (the report's file stems)."""
+    t, meta = results.tables, results.meta
+    main_pairs = _main_pairs(t, meta)
+    return {**headline_figures(t, meta, main_pairs), **depth_figures(t, meta, main_pairs), **map_figures(t, meta)}
 
 
 def match_concept(query: str, terms: list[str]) -> int | None:
