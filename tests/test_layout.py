@@ -23,7 +23,6 @@ LONG_FUNCTIONS = {
     "dashboards/drift.py:umap_trajectories",
     "concepts/probes.py:load_probe_set",
     "workbench/models/loading.py:load_variant",
-    "workbench/experiments/patching.py:tables",
 }
 
 

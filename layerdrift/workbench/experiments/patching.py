@@ -27,6 +27,7 @@ from layerdrift.analyses.patching import first_divergence, logit_difference, nor
 from layerdrift.concepts.patch_prompts import load_patch_prompts
 from layerdrift.core.files import read_cached_json, write_json_atomic, write_npz_atomic
 from layerdrift.core.hashing import fingerprint
+from layerdrift.core.naming import pair_label
 from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.interventions import (
     ALL_POSITIONS,
@@ -90,6 +91,19 @@ def patching_variants(config: ExperimentConfig) -> tuple[str, list[str]]:
             f"patching has no variant to compare with '{receiver}'; add another variant or set patching.compare."
         )
     return receiver, others
+
+
+def prompt_table(plan: PairPlan, clean_a: dict[str, Any] | None, clean_b: dict[str, Any] | None) -> pd.DataFrame:
+    """One row per patched prompt of a pair, with each side's clean logit difference and target log-probability."""
+    frame = pd.DataFrame(plan.rows)
+    frame.insert(0, "pair", pair_label(plan.a, plan.b))
+    for side, clean in (("a", clean_a), ("b", clean_b)):
+        if clean is None:
+            continue
+        logits, lse = np.asarray(clean["logits"]), np.asarray(clean["lse"])
+        frame[f"logit_diff_{side}"] = pair_metric("logit_diff", plan, logits, lse)
+        frame[f"logprob_target_{side}"] = pair_metric("logprob", plan, logits, lse)
+    return frame
 
 
 class PatchingRun:
@@ -338,12 +352,12 @@ class PatchingRun:
         sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]],
     ) -> dict[str, pd.DataFrame]:
         """The long effect table (pair, direction, component, layer, position) and the per-prompt table."""
-        rows, prompt_frames = [], []
+        rows = []
         offsets = self.offsets()
         labels = [str(o) if o != ALL_POSITIONS else "all" for o in offsets]
         for (o, src, dst), res in sweeps.items():
             plan = plans[o]
-            pair = f"{plan.a}→{plan.b}"
+            pair = pair_label(plan.a, plan.b)
             metrics = {}
             for name in ("logprob", "logit_diff"):
                 c_dst = pair_metric(
@@ -377,18 +391,9 @@ class PatchingRun:
                             )
                         row[f"normalised_{name}"] = float(norm[h, k])
                     rows.append(row)
-        for o, plan in plans.items():
-            frame = pd.DataFrame(plan.rows)
-            frame.insert(0, "pair", f"{plan.a}→{plan.b}")
-            for v in (plan.a, plan.b):
-                c = clean.get((o, v))
-                if c is None:
-                    continue
-                logits, lse = np.asarray(c["logits"]), np.asarray(c["lse"])
-                side = "a" if v == plan.a else "b"
-                frame[f"logit_diff_{side}"] = pair_metric("logit_diff", plan, logits, lse)
-                frame[f"logprob_target_{side}"] = pair_metric("logprob", plan, logits, lse)
-            prompt_frames.append(frame)
+        prompt_frames = [
+            prompt_table(plan, clean.get((o, plan.a)), clean.get((o, plan.b))) for o, plan in plans.items()
+        ]
         return {
             "patching": pd.DataFrame(rows),
             "patching_prompts": pd.concat(prompt_frames, ignore_index=True) if prompt_frames else pd.DataFrame(),
