@@ -22,7 +22,6 @@ LONG_FUNCTIONS = {
     "concepts/vocabulary.py:load_vocabulary",
     "dashboards/drift.py:umap_trajectories",
     "concepts/probes.py:load_probe_set",
-    "workbench/models/loading.py:load_variant",
 }
 
 

@@ -182,6 +182,29 @@ def quantization_config(spec: VariantSpec) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
+def variant_info(spec: VariantSpec, model: Any, kind: str, hf_name: str, device: str, dtype: Any) -> dict[str, Any]:
+    """What the manifest records of a loaded variant: architecture, size, device, dtype and loading settings."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    architectures = getattr(cfg, "architectures", None) or [type(model).__name__]
+    nf4 = spec.quantization == "nf4"
+    return {
+        "source": spec.source,
+        "source_kind": kind,
+        "hf_name": hf_name,
+        "architecture": architectures[0],
+        "n_layers": int(cfg.num_hidden_layers),
+        "d_model": int(cfg.hidden_size),
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "quantization": spec.quantization,
+        "double_quant": spec.double_quant if nf4 else None,
+        "compute_dtype": spec.compute_dtype if nf4 else None,
+        "attn_implementation": spec.attn_implementation,
+        "chat_template": spec.chat_template,
+        "prepend_bos": spec.prepend_bos,
+    }
+
+
 def load_variant(spec: VariantSpec, default_device: str = "auto", default_dtype: str = "auto") -> LoadedVariant:
     """Load one variant as a TransformerBridge (quantized with bitsandbytes if asked)."""
     from transformer_lens.model_bridge import TransformerBridge
@@ -217,32 +240,11 @@ def load_variant(spec: VariantSpec, default_device: str = "auto", default_dtype:
     bridge = TransformerBridge.boot_transformers(
         hf_name, hf_model=model, tokenizer=tokenizer, device=device, dtype=dtype
     )
-    if spec.attn_implementation != "eager":
-        model.set_attn_implementation(
-            spec.attn_implementation
-        )  # the bridge forces eager; residual hooks fire either way
+    if spec.attn_implementation != "eager":  # the bridge forces eager; residual hooks fire either way
+        model.set_attn_implementation(spec.attn_implementation)
     bridge.eval()
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    info = {
-        "source": spec.source,
-        "source_kind": resolved.kind,
-        "hf_name": hf_name,
-        "architecture": (cfg.architectures or [type(model).__name__])[0]
-        if getattr(cfg, "architectures", None)
-        else type(model).__name__,
-        "n_layers": int(cfg.num_hidden_layers),
-        "d_model": int(cfg.hidden_size),
-        "device": device,
-        "dtype": str(dtype).replace("torch.", ""),
-        "quantization": spec.quantization,
-        "double_quant": spec.double_quant if spec.quantization == "nf4" else None,
-        "compute_dtype": spec.compute_dtype if spec.quantization == "nf4" else None,
-        "attn_implementation": spec.attn_implementation,
-        "chat_template": spec.chat_template,
-        "prepend_bos": spec.prepend_bos,
-        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
-        **provenance,
-    }
+    info = {**variant_info(spec, model, resolved.kind, hf_name, device, dtype), **provenance}
+    info["tokenizer_sha256"] = tokenizer_fingerprint(tokenizer)
     return LoadedVariant(spec.name, bridge, tokenizer, info["n_layers"], info["d_model"], device, dtype, info)
 
 
