@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from layerdrift.core.naming import pair_key, safe_name
-from layerdrift.dashboards.style import CATEGORY_COLOURS, FLOOR_COLOUR, LAYOUT, pair_colours
+from layerdrift.dashboards.style import CATEGORY_COLOURS, FLOOR_COLOUR, LAYOUT, empty_figure, pair_colours
 
 
 def _behaviour_colours(behaviours) -> dict[str, str]:
@@ -201,16 +201,7 @@ class VectorsView(param.Parameterized):
     def steering_figure(self) -> go.Figure:
         steering = self.tables["behaviour_steering"]
         if steering.empty:
-            fig = go.Figure()
-            fig.add_annotation(
-                text="no steering check in this run (behaviour.steering_items = 0)",
-                showarrow=False,
-                x=0.5,
-                y=0.5,
-                xref="paper",
-                yref="paper",
-            )
-            return fig
+            return empty_figure("no steering check in this run (behaviour.steering_items = 0)")
         return steering_curves(steering[steering["behaviour"] == self.behaviour])
 
 

@@ -16,7 +16,15 @@ from plotly.subplots import make_subplots
 from layerdrift.core.naming import pair_key
 from layerdrift.core.spreadsheet import to_csv
 from layerdrift.dashboards.markup import md
-from layerdrift.dashboards.style import FLOOR_COLOUR, LAYOUT, category_colours, layer_ticks, pair_colours, shade_band
+from layerdrift.dashboards.style import (
+    FLOOR_COLOUR,
+    LAYOUT,
+    category_colours,
+    empty_figure,
+    layer_ticks,
+    pair_colours,
+    shade_band,
+)
 
 
 def top_drifters_bar(top: pd.DataFrame, pair: str, categories: list[str], layer_label: str) -> go.Figure:
@@ -606,7 +614,7 @@ class DashboardState(param.Parameterized):
         layer = self.projection_layer()
         proj = self.run.tables["projections"]
         if layer is None:
-            return _empty("no projections in this run (analysis.umap_layers)")
+            return empty_figure(**LAYOUT, height=300, message="no projections in this run (analysis.umap_layers)")
         info = self.pair_info
         if self.colour == "category":
             fig = umap_by_category(proj, layer, self.terms, self.categories, self.method)
@@ -663,7 +671,7 @@ class DashboardState(param.Parameterized):
     def heatmap_figure(self) -> go.Figure:
         cross = self.run.tables["cka_cross"]
         if cross.empty:
-            return _empty("no cross-layer CKA in this run")
+            return empty_figure(**LAYOUT, height=300, message="no cross-layer CKA in this run")
         pairs = list(dict.fromkeys(cross["pair"]))
         pair = self.pair if self.pair in pairs else pairs[0]
         fig = cka_heatmap(cross, pair)
@@ -674,13 +682,6 @@ class DashboardState(param.Parameterized):
         fig = effective_rank_curves(self.run.tables["effective_rank"])
         fig.update_layout(height=360, width=None, autosize=True)
         return fig
-
-
-def _empty(message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(**LAYOUT, height=300)
-    return fig
 
 
 def tabs(run: Any) -> list[tuple[str, Any]]:

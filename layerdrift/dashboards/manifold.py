@@ -12,7 +12,7 @@ import param
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from layerdrift.dashboards.style import LAYOUT
+from layerdrift.dashboards.style import LAYOUT, empty_figure
 
 VALUES = {
     "score": "SMDS score (ridge map, held-out)",
@@ -390,31 +390,15 @@ class ManifoldView(param.Parameterized):
         t = self.scores[self.scores["set"] == self.probe_set]
         if self.view == "difference":
             if self.variant == self.reference:
-                fig = go.Figure()
-                fig.add_annotation(
-                    text=f"{self.variant} is the reference; pick another variant to see its difference",
-                    showarrow=False,
-                    x=0.5,
-                    y=0.5,
-                    xref="paper",
-                    yref="paper",
-                )
-                return fig
+                return empty_figure(f"{self.variant} is the reference; pick another variant to see its difference")
             fig = manifold_difference(
                 t[t["variant"].isin([self.reference, self.variant])], self.probe_set, self.reference
             )
             if fig is None:
-                fig = go.Figure()
-                fig.add_annotation(
-                    text=f"{self.variant} aligns the prompts to other tokens than {self.reference} "
-                    "(another tokenizer): no cell-by-cell difference",
-                    showarrow=False,
-                    x=0.5,
-                    y=0.5,
-                    xref="paper",
-                    yref="paper",
+                return empty_figure(
+                    f"{self.variant} aligns the prompts to other tokens than {self.reference} "
+                    "(another tokenizer): no cell-by-cell difference"
                 )
-                return fig
         else:
             fig = manifold_heatmaps(t[t["variant"] == self.variant], self.probe_set, self.view)
         fig.add_trace(
@@ -439,16 +423,7 @@ class ManifoldView(param.Parameterized):
         row = self.cell()
         key = f"{self.variant}/{self.probe_set}"
         if row is None or key not in self.projections:
-            fig = go.Figure()
-            fig.add_annotation(
-                text="no projection for this cell (the run's manifold/projections.npz is missing)",
-                showarrow=False,
-                x=0.5,
-                y=0.5,
-                xref="paper",
-                yref="paper",
-            )
-            return fig
+            return empty_figure("no projection for this cell (the run has no manifold projections)")
         coords = self.projections[key][self.point, self.slot]
         title = (
             f"{self.variant}: token {row['slot_label']!r} at point {row['label']}<br><sup>score {row['score']:.3f}, "

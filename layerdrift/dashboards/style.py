@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -66,3 +68,12 @@ def shade_band(
         ),
         **kw,
     )
+
+
+def empty_figure(message: str, **layout: Any) -> go.Figure:
+    """A figure that says, in its middle, why there is nothing to draw."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    if layout:
+        fig.update_layout(**layout)
+    return fig

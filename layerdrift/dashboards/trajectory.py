@@ -11,7 +11,7 @@ import param
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from layerdrift.dashboards.style import FLOOR_COLOUR, LAYOUT, PAIR_COLOURS, hex_to_rgba
+from layerdrift.dashboards.style import FLOOR_COLOUR, LAYOUT, PAIR_COLOURS, empty_figure, hex_to_rgba
 
 METRICS = {
     "drift_start": ("Mean cosine drift from step 0", "Viridis", False),
@@ -468,10 +468,7 @@ class TrajectoryView(param.Parameterized):
         fig = go.Figure()
         p = self.proj[self.proj["series"] == self.series] if len(self.proj) else self.proj
         if p is None or p.empty:
-            fig.add_annotation(
-                text="no UMAP across checkpoints in this run", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
-            )
-            return fig
+            return empty_figure("no UMAP across checkpoints in this run")
         here, start = p[p["variant"] == self.variant], p[p["variant"] == self.members()["variant"].iloc[0]]
         fig.add_trace(
             go.Scattergl(
@@ -520,16 +517,7 @@ class TrajectoryView(param.Parameterized):
 
     def diagram(self) -> go.Figure:
         if self.bars.empty:
-            fig = go.Figure()
-            fig.add_annotation(
-                text="no persistence diagrams in this run (trajectory.topology = false)",
-                showarrow=False,
-                x=0.5,
-                y=0.5,
-                xref="paper",
-                yref="paper",
-            )
-            return fig
+            return empty_figure("no persistence diagrams in this run (trajectory.topology = false)")
         first = str(self.members()["variant"].iloc[0])
         fig = persistence_diagrams(self.bars, list(dict.fromkeys([first, self.variant])), self.layer)
         fig.update_layout(width=None, autosize=True, height=420)
