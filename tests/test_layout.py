@@ -19,9 +19,7 @@ LONG_FUNCTIONS = {
     "workbench/experiments/trajectory.py:_topology",
     "hooks/probe_alignment.py:align_probes",
     "workbench/store/extract.py:extract",
-    "concepts/vocabulary.py:load_vocabulary",
     "dashboards/drift.py:umap_trajectories",
-    "concepts/probes.py:load_probe_set",
 }
 
 

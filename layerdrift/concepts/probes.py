@@ -273,6 +273,28 @@ def load_probe_set(name_or_path: str, n: int = 300, seed: int = 0) -> ProbeSet:
             "nor an existing JSON file; check the name or path."
         )
     where = f"probe set {str(path)!r}"
+    data = _read_probe_json(path, where)
+    period = data.get("period")
+    if period is not None and (not isinstance(period, (int, float)) or isinstance(period, bool)):
+        raise LayerdriftError(f"{where}: 'period' must be a number.")
+    name = str(data.get("name") or path.stem)
+    if not name or any(ch not in string.ascii_letters + string.digits + "_.-" for ch in name):
+        raise LayerdriftError(f"{where}: name {name!r} may use only letters, digits, '_', '.' and '-'.")
+    probe_set = ProbeSet(
+        name,
+        str(path),
+        data["template"],
+        data["shape"],
+        float(period) if period is not None else None,
+        {str(k): str(v) for k, v in data["landmarks"].items()},
+        _probe_items(data["items"][:n], where),
+        str(data.get("description", "")),
+    )
+    return _check(probe_set, where)
+
+
+def _read_probe_json(path: Path, where: str) -> dict:
+    """The probe set file's JSON object, with its four required fields of the right types and no unknown field."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -294,34 +316,22 @@ def load_probe_set(name_or_path: str, n: int = 300, seed: int = 0) -> ProbeSet:
             f"{where} has unknown field(s) {', '.join(sorted(unknown))}; allowed: name, "
             "template, shape, period, landmarks, items, description."
         )
+    return data
+
+
+def _probe_items(rows: list, where: str) -> tuple[ProbeItem, ...]:
+    """Each JSON item as a ProbeItem; the first malformed one is refused by its number."""
     items = []
-    for k, row in enumerate(data["items"][:n], start=1):
+    for k, row in enumerate(rows, start=1):
+        label = row.get("label") if isinstance(row, dict) else None
         if not (
             isinstance(row, dict)
             and isinstance(row.get("fields"), dict)
-            and isinstance(row.get("label"), (int, float))
-            and not isinstance(row.get("label"), bool)
+            and isinstance(label, (int, float))
+            and not isinstance(label, bool)
         ):
             raise LayerdriftError(
                 f"{where}, item {k}: expected an object with 'fields' (an object of strings) and a numeric 'label'."
             )
-        items.append(ProbeItem({str(f): str(v) for f, v in row["fields"].items()}, float(row["label"])))
-    period = data.get("period")
-    if period is not None and (not isinstance(period, (int, float)) or isinstance(period, bool)):
-        raise LayerdriftError(f"{where}: 'period' must be a number.")
-    name = str(data.get("name") or path.stem)
-    if not name or any(ch not in string.ascii_letters + string.digits + "_.-" for ch in name):
-        raise LayerdriftError(f"{where}: name {name!r} may use only letters, digits, '_', '.' and '-'.")
-    return _check(
-        ProbeSet(
-            name,
-            str(path),
-            data["template"],
-            data["shape"],
-            float(period) if period is not None else None,
-            {str(k): str(v) for k, v in data["landmarks"].items()},
-            tuple(items),
-            str(data.get("description", "")),
-        ),
-        where,
-    )
+        items.append(ProbeItem({str(f): str(v) for f, v in row["fields"].items()}, float(label)))
+    return tuple(items)

@@ -66,19 +66,33 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
             f"vocabulary {key!r} is neither a built-in ({', '.join(BUILTIN_VOCABULARIES)}) "
             "nor an existing file; check the path."
         )
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
+    rows = _read_rows(path, delimiter)
+    col = _header_columns(path, rows[0])
+    terms, cats, notes = _read_terms(path, rows, col, delimiter)
+    name = key if key in BUILTIN_VOCABULARIES else path.stem
+    return Vocabulary(name=name, source=str(path), terms=terms, categories=cats, notes=notes)
+
+
+def _read_rows(path: Path, delimiter: str) -> list[list[str]]:
+    """The file's rows as UTF-8 text (a BOM allowed); refuses a non-UTF-8 or empty file."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise LayerdriftError(f"{path}:{line}: the file is not UTF-8 text; save it as UTF-8.") from None
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     if not rows:
         raise LayerdriftError(
             f"{path}: the vocabulary is empty; it needs a header line 'term{delimiter}category' and one row per term."
         )
-    header = [h.strip().lower() for h in rows[0]]
+    return rows
+
+
+def _header_columns(path: Path, header_row: list[str]) -> dict[str, int]:
+    """Column name -> index; refuses an unknown column or a missing term/category column."""
+    header = [h.strip().lower() for h in header_row]
     unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
     if unknown:
         raise LayerdriftError(
@@ -87,7 +101,13 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise LayerdriftError(f"{path}:1: the header has no {missing[0]!r} column; columns needed: term, category.")
-    col = {h: i for i, h in enumerate(header)}
+    return {h: i for i, h in enumerate(header)}
+
+
+def _read_terms(
+    path: Path, rows: list[list[str]], col: dict[str, int], delimiter: str
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Terms, categories and notes of the data rows (blank rows skipped); each bad row is refused by its line."""
     terms: list[str] = []
     cats: list[str] = []
     notes: list[str] = []
@@ -96,10 +116,10 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
     for lineno, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) != len(header):
+        if len(row) != len(rows[0]):
             raise LayerdriftError(
                 f"{path}:{lineno}: the row has {len(row)} fields but the header has "
-                f"{len(header)}; check the {'tabs' if delimiter == chr(9) else 'commas'}."
+                f"{len(rows[0])}; check the {'tabs' if delimiter == chr(9) else 'commas'}."
             )
         term = row[col["term"]].strip()
         cat = row[col["category"]].strip()
@@ -117,15 +137,18 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
     if not terms:
         raise LayerdriftError(f"{path}: the vocabulary has a header but no terms.")
     if long_terms:
-        lines = ", ".join(str(n) for n in long_terms[:5]) + (" …" if len(long_terms) > 5 else "")
-        warnings.warn(
-            f"{path}: {len(long_terms)} term(s) are over {LONG_TERM_CHARS} characters (line "
-            f"{lines}); each is captured as many tokens and read at its last one.",
-            LayerdriftWarning,
-            stacklevel=2,
-        )
-    name = key if key in BUILTIN_VOCABULARIES else path.stem
-    return Vocabulary(name=name, source=str(path), terms=tuple(terms), categories=tuple(cats), notes=tuple(notes))
+        _warn_long_terms(path, long_terms)
+    return tuple(terms), tuple(cats), tuple(notes)
+
+
+def _warn_long_terms(path: Path, long_terms: list[int]) -> None:
+    lines = ", ".join(str(n) for n in long_terms[:5]) + (" …" if len(long_terms) > 5 else "")
+    warnings.warn(
+        f"{path}: {len(long_terms)} term(s) are over {LONG_TERM_CHARS} characters (line "
+        f"{lines}); each is captured as many tokens and read at its last one.",
+        LayerdriftWarning,
+        stacklevel=4,
+    )
 
 
 def render_prompts(vocabulary: Vocabulary, template: str) -> list[str]:
