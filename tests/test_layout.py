@@ -18,7 +18,6 @@ LONG_FUNCTIONS = {
     "workbench/experiments/behaviour.py:steer",
     "workbench/experiments/trajectory.py:_topology",
     "hooks/probe_alignment.py:align_probes",
-    "workbench/store/extract.py:extract",
     "dashboards/drift.py:umap_trajectories",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -277,36 +278,15 @@ def extract(
     written to a new folder until the first model loads and the hook names check out. A config with
     checkpoint series must be expanded first (``layerdrift.training.series.expand_series``).
     """
-    if config.series and not config.series_variants():
-        raise LayerdriftError(
-            f"config '{config.name}' has checkpoint series that are not expanded into variants; "
-            "pass it through layerdrift.training.series.expand_series before extracting."
-        )
     say = say or (lambda msg: None if quiet else print(msg, flush=True))
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
-    for p in config.capture.positions:
-        parse_position(p)
-    for spec in config.variants:  # every source must exist before anything is written
-        resolve_source(spec)
-    prompts = {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in config.prompt_sets}
+    vocabularies, prompts = checked_inputs(config)
     root = config.out_dir(out)
-    names = {s.name for s in config.variants}
     with RunLock(root):
-        store: RunStore | None = None
-
-        def open_store() -> RunStore:
-            nonlocal store
-            if store is None:
-                store = RunStore.create_or_update(root, manifest_base(config, vocabularies))
-                store.manifest["captures"] = {
-                    k: v for k, v in store.manifest["captures"].items() if k.split("/")[0] in names
-                }
-            return store
-
+        store = _StoreOnFirstUse(root, config, vocabularies)
         if is_run_folder(root):
-            open_store()
+            store.get()
         with progress_bars(quiet) as progress:
             for spec in config.variants:
                 jobs = {
@@ -319,21 +299,64 @@ def extract(
                     for ps in config.prompt_sets
                 }
                 todo = intact_or_todo(jobs, say)
-                if not todo:
-                    continue
-                loaded = load_variant(spec, config.device, config.dtype)
-                try:
-                    hooks = expand_hook_names(
-                        config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'"
-                    )
-                    open_store().manifest["variants"][spec.name] = loaded.info
-                    for ps in (p for p in config.prompt_sets if p.name in todo):
-                        record = capture_prompt_set(
-                            loaded, spec, ps, vocabularies[ps.name], jobs[ps.name], config, hooks, progress
-                        )
-                        open_store().record_capture(spec.name, ps.name, record)
-                finally:
-                    free(loaded)
-        store = open_store()
-        store.save()
-    return store
+                if todo:
+                    capture_variant(config, spec, {n: jobs[n] for n in todo}, vocabularies, store.get, progress)
+        finished = store.get()
+        finished.save()
+    return finished
+
+
+def checked_inputs(config: ExperimentConfig) -> tuple[dict[str, Vocabulary], dict[str, list[str]]]:
+    """Each prompt set's vocabulary and rendered prompts, once every input is known good (nothing written yet)."""
+    if config.series and not config.series_variants():
+        raise LayerdriftError(
+            f"config '{config.name}' has checkpoint series that are not expanded into variants; "
+            "pass it through layerdrift.training.series.expand_series before extracting."
+        )
+    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
+    for p in config.capture.positions:
+        parse_position(p)
+    for spec in config.variants:  # every source must exist before anything is written
+        resolve_source(spec)
+    prompts = {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in config.prompt_sets}
+    return vocabularies, prompts
+
+
+@dataclass
+class _StoreOnFirstUse:
+    """The run store, created (or updated, dropping captures of variants no longer in the config) on first use."""
+
+    root: Path
+    config: ExperimentConfig
+    vocabularies: dict[str, Vocabulary]
+    store: RunStore | None = None
+
+    def get(self) -> RunStore:
+        if self.store is None:
+            self.store = RunStore.create_or_update(self.root, manifest_base(self.config, self.vocabularies))
+            names = {s.name for s in self.config.variants}
+            captures = self.store.manifest["captures"]
+            self.store.manifest["captures"] = {k: v for k, v in captures.items() if k.split("/")[0] in names}
+        return self.store
+
+
+def capture_variant(
+    config: ExperimentConfig,
+    spec: VariantSpec,
+    jobs: dict[str, CaptureJob],
+    vocabularies: dict[str, Vocabulary],
+    store: Callable[[], RunStore],
+    progress: Any,
+) -> None:
+    """Load one variant, capture the prompt sets of ``jobs`` and record each in the manifest; free the model."""
+    loaded = load_variant(spec, config.device, config.dtype)
+    try:
+        hooks = expand_hook_names(
+            config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'"
+        )
+        store().manifest["variants"][spec.name] = loaded.info
+        for ps in (p for p in config.prompt_sets if p.name in jobs):
+            record = capture_prompt_set(loaded, spec, ps, vocabularies[ps.name], jobs[ps.name], config, hooks, progress)
+            store().record_capture(spec.name, ps.name, record)
+    finally:
+        free(loaded)
