@@ -13,11 +13,7 @@ LONG_FUNCTIONS = {
     "dashboards/drift.py:tabs",  # widget wiring of the drift tab
     "workbench/experiments/drift.py:analyze",
     "training/finetune.py:finetune",
-    "analyses/manifold.py:smds_cells",
-    "workbench/experiments/behaviour.py:tables",
-    "workbench/experiments/behaviour.py:steer",
     "workbench/experiments/trajectory.py:_topology",
-    "hooks/probe_alignment.py:align_probes",
     "dashboards/drift.py:umap_trajectories",
 }
 

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 
 Shape = Literal["circular", "discrete_circular", "linear", "cluster"]
 SHAPES: tuple[str, ...] = ("circular", "discrete_circular", "linear", "cluster")
@@ -157,7 +157,7 @@ def smds_cells(
     held-out rows: is the same subspace read at another token?
     """
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-    c, n, _d = xt.shape
+    n = xt.shape[1]
     labels = np.asarray(labels, dtype=np.float64)
     k = n_components or default_components(shape, labels)
     fold = fold_ids(n, folds, seed)
@@ -169,23 +169,13 @@ def smds_cells(
     y_perm = _targets(labels[perm], shape, period, k, train_np)
     targets = torch.as_tensor(np.concatenate([y_true, y_perm], axis=-1), dtype=torch.float32)  # (F, n, 2k)
     train = torch.as_tensor(train_np, dtype=torch.float32)
-    n_train = train.sum(1)  # (F,)
 
     # centre and scale with all rows' activations (no labels), so that one kernel serves every fold
     xc = xt - xt.mean(1, keepdim=True)  # (c, n, d)
     xs = xc / torch.sqrt(xc.var(1, unbiased=False, keepdim=True) + 1e-6)
     rhs = targets * train[..., None]  # (F, n, 2k): targets on training rows, zero on test rows
 
-    # dual ridge on the training rows: (K_tr + a I) alpha = Y_tr; test rows are decoupled with alpha = 0,
-    # so predictions K alpha and the map X^T alpha only use training rows
-    gram = xs @ xs.transpose(-1, -2)  # (c, n, n)
-    system = gram.unsqueeze(0) * (train[:, None, :, None] * train[:, None, None, :])  # (F, c, n, n)
-    a = (ridge * torch.diagonal(system, dim1=-2, dim2=-1).sum(-1) / n_train[:, None]).clamp_min(1e-6)  # (F, c)
-    system.diagonal(dim1=-2, dim2=-1).add_(a[..., None])
-    alpha = torch.linalg.solve(system, rhs.unsqueeze(1).expand(-1, c, -1, -1))  # (F, c, n, 2k)
-    del system
-    pred = gram.unsqueeze(0) @ alpha  # (F, c, n, 2k)
-    maps = xs.transpose(-1, -2).unsqueeze(0) @ alpha  # (F, c, d, 2k)
+    pred, maps = _dual_ridge(xs, train, rhs, ridge)
 
     # orthonormal map on the centred, unscaled activations (a rigid map acts on the model's own geometry):
     # Procrustes between the training rows and the targets (test rows have zero targets and drop out of X^T Y)
@@ -196,11 +186,7 @@ def smds_cells(
 
     cv = slice(0, folds)  # the real folds
     test = torch.as_tensor(test_np[cv], dtype=torch.float32)
-    m = int(test_np[cv].sum(1).max())
-    rows = torch.as_tensor(
-        np.stack([np.pad(np.flatnonzero(t), (0, m - t.sum())) for t in test_np[cv]])
-    )  # (F, m) held-out rows, padded with row 0
-    valid = torch.as_tensor(np.stack([np.arange(m) < t.sum() for t in test_np[cv]]), dtype=torch.float32)
+    rows, valid = _held_out_rows(test_np[cv])
     d_true = torch.as_tensor(ideal_distances(labels, shape, period), dtype=torch.float32)
     d_perm = torch.as_tensor(ideal_distances(labels[perm], shape, period), dtype=torch.float32)
     score = _stress_score(d_true, pred[cv, ..., :k], rows, valid)
@@ -223,6 +209,33 @@ def smds_cells(
         predicted=held_out.numpy(),
         maps=maps[-1, ..., :k].numpy(),
     )
+
+
+def _dual_ridge(
+    xs: Float[torch.Tensor, "c n d"], train: Float[torch.Tensor, "F n"], rhs: Float[torch.Tensor, "F n t"], ridge: float
+) -> tuple[Float[torch.Tensor, "F c n t"], Float[torch.Tensor, "F c d t"]]:
+    """Dual ridge per (fold, cell) on the training rows: (K_tr + a I) alpha = Y_tr, a = ridge * mean diagonal.
+
+    Test rows are decoupled with alpha = 0, so the predictions K alpha and the map X^T alpha only use training
+    rows. Returns the predictions of every row and the maps.
+    """
+    c = xs.shape[0]
+    gram = xs @ xs.transpose(-1, -2)  # (c, n, n)
+    system = gram.unsqueeze(0) * (train[:, None, :, None] * train[:, None, None, :])  # (F, c, n, n)
+    n_train = train.sum(1)  # (F,)
+    a = (ridge * torch.diagonal(system, dim1=-2, dim2=-1).sum(-1) / n_train[:, None]).clamp_min(1e-6)  # (F, c)
+    system.diagonal(dim1=-2, dim2=-1).add_(a[..., None])
+    alpha = torch.linalg.solve(system, rhs.unsqueeze(1).expand(-1, c, -1, -1))  # (F, c, n, t)
+    del system
+    return gram.unsqueeze(0) @ alpha, xs.transpose(-1, -2).unsqueeze(0) @ alpha
+
+
+def _held_out_rows(test: Bool[np.ndarray, "F n"]) -> tuple[Int[torch.Tensor, "F m"], Float[torch.Tensor, "F m"]]:
+    """Each fold's held-out row indices, padded with row 0 to the largest fold, and the mask of real ones."""
+    m = int(test.sum(1).max())
+    rows = torch.as_tensor(np.stack([np.pad(np.flatnonzero(t), (0, m - t.sum())) for t in test]))
+    valid = torch.as_tensor(np.stack([np.arange(m) < t.sum() for t in test]), dtype=torch.float32)
+    return rows, valid
 
 
 def smds_cell_reference(

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from layerdrift.concepts.probes import ProbeSet
+from layerdrift.concepts.probes import ProbeItem, ProbeSet, Segment
 from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.prompts import encode_prompt
 
@@ -61,54 +61,32 @@ def align_probes(
     tokenizer: Any, probes: ProbeSet, prepend_bos: Literal["auto", "yes", "no"] = "auto", variant: str = "this variant"
 ) -> ProbeAlignment:
     """Slots, per-prompt token indices and landmark slots of ``probes`` in ``tokenizer`` (no chat template: raw
-    text)."""
+    text).
+
+    Each template segment (-1: the start) gets the modal number of tokens it takes over the prompts; a slot is
+    one of those tokens. A prompt where a segment has no token of its own is rejected (more than
+    ``MAX_REJECTED`` of them refuse the set); a segment with more tokens than modal is read at its last ones.
+    """
     segments = probes.segments()
-    per_prompt = []
-    for item in probes.items:
-        text, spans = probes.render(item)
-        enc = encode_prompt(tokenizer, text, False, prepend_bos)
-        seg = _token_segments(enc.offsets, spans)
-        groups: dict[int, list[int]] = {}
-        for t, s in enumerate(seg):
-            groups.setdefault(s, []).append(t)
-        per_prompt.append((text, enc.ids, groups))
+    per_prompt = [_tokenized(tokenizer, probes, item, prepend_bos) for item in probes.items]
     keys = [-1, *range(len(segments))]
     modal = {s: Counter(len(g.get(s, [])) for _, _, g in per_prompt).most_common(1)[0][0] for s in keys}
     for name, where in probes.landmarks.items():
-        s = next(i for i, seg in enumerate(segments) if seg.landmark == name)
-        if modal[s] == 0:
+        if modal[_landmark_segment(segments, name)] == 0:
             raise LayerdriftError(
                 f"probe set '{probes.name}': in {variant} the landmark {name!r} ({where}) has no "
                 "token of its own (it merges into a neighbour); rewrite the template so it is a "
                 "separate word."
             )
-    slots, slot_segment, slot_offset = [], [], []
-    example = next((g for _, _, g in per_prompt if all(len(g.get(s, [])) == modal[s] for s in keys)), per_prompt[0][2])
-    example_ids = per_prompt[[g for _, _, g in per_prompt].index(example)][1]
-    for s in keys:
-        m = modal[s]
-        for j in range(m):
-            if s >= 0 and segments[s].kind == "field":
-                slots.append(f"{{{segments[s].key}}}" + (f"#{j + 1}" if m > 1 else ""))
-            else:
-                slots.append(tokenizer.decode([example_ids[example[s][j]]]))
-            slot_segment.append(s)
-            slot_offset.append(j)
+    slots, slot_segment, slot_offset = _slots(tokenizer, segments, per_prompt, modal)
     index, ids, kept, rejected = [], [], [], []
     exact = np.zeros(len(slots))
     for i, (text, tok_ids, groups) in enumerate(per_prompt):
         empty = [s for s in keys if modal[s] > 0 and not groups.get(s)]
         if empty:
-            what = (
-                "the start"
-                if empty[0] == -1
-                else (
-                    f"{{{segments[empty[0]].key}}}"
-                    if segments[empty[0]].kind == "field"
-                    else repr(segments[empty[0]].key)
-                )
+            rejected.append(
+                {"index": i, "prompt": text, "reason": f"{_segment_label(segments, empty[0])} has no token of its own"}
             )
-            rejected.append({"index": i, "prompt": text, "reason": f"{what} has no token of its own"})
             continue
         row = []
         for k, (s, j) in enumerate(zip(slot_segment, slot_offset)):
@@ -126,8 +104,52 @@ def align_probes(
             f"(first: prompt {first['index'] + 1}, {first['prompt']!r}: {first['reason']}); "
             "change the template or the field values so each part gets its own tokens."
         )
-    landmarks = {}
-    for name in probes.landmarks:
-        s = next(i for i, seg in enumerate(segments) if seg.landmark == name)
-        landmarks[name] = max(k for k, seg in enumerate(slot_segment) if seg == s)
+    landmarks = {
+        name: max(k for k, seg in enumerate(slot_segment) if seg == _landmark_segment(segments, name))
+        for name in probes.landmarks
+    }
     return ProbeAlignment(slots, index, ids, kept, (exact / max(len(kept), 1)).tolist(), landmarks, rejected)
+
+
+def _tokenized(
+    tokenizer: Any, probes: ProbeSet, item: ProbeItem, prepend_bos: Literal["auto", "yes", "no"]
+) -> tuple[str, list[int], dict[int, list[int]]]:
+    """One prompt's text, token ids and the token indices of each template segment."""
+    text, spans = probes.render(item)
+    enc = encode_prompt(tokenizer, text, False, prepend_bos)
+    groups: dict[int, list[int]] = {}
+    for t, s in enumerate(_token_segments(enc.offsets, spans)):
+        groups.setdefault(s, []).append(t)
+    return text, enc.ids, groups
+
+
+def _landmark_segment(segments: list[Segment], name: str) -> int:
+    return next(i for i, seg in enumerate(segments) if seg.landmark == name)
+
+
+def _segment_label(segments: list[Segment], s: int) -> str:
+    """How a segment is named to a user: the start, a {field} or the template's text."""
+    if s == -1:
+        return "the start"
+    return f"{{{segments[s].key}}}" if segments[s].kind == "field" else repr(segments[s].key)
+
+
+def _slots(
+    tokenizer: Any, segments: list[Segment], per_prompt: list[tuple[str, list[int], dict]], modal: dict[int, int]
+) -> tuple[list[str], list[int], list[int]]:
+    """Slot names (a field's ``{name}#j`` or the decoded text token of a prompt with the modal structure), with
+    each slot's segment and its offset in the segment."""
+    keys = list(modal)
+    example = next((g for _, _, g in per_prompt if all(len(g.get(s, [])) == modal[s] for s in keys)), per_prompt[0][2])
+    example_ids = per_prompt[[g for _, _, g in per_prompt].index(example)][1]
+    slots, slot_segment, slot_offset = [], [], []
+    for s in keys:
+        m = modal[s]
+        for j in range(m):
+            if s >= 0 and segments[s].kind == "field":
+                slots.append(f"{{{segments[s].key}}}" + (f"#{j + 1}" if m > 1 else ""))
+            else:
+                slots.append(tokenizer.decode([example_ids[example[s][j]]]))
+            slot_segment.append(s)
+            slot_offset.append(j)
+    return slots, slot_segment, slot_offset

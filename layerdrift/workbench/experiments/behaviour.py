@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float, Int
 
 from layerdrift.analyses.vectors import contrast_vectors, cross_layer_cosine, layerwise_cosine, vector_pca
 from layerdrift.concepts.behaviours import BehaviourSet, load_behaviour_set, render_question
@@ -204,40 +205,13 @@ class BehaviourRun:
         if cached is not None:
             return cached["rows"]
         loaded = model()
-        matching, other = self.encode(loaded, s)
-        seqs, reads = [], []
-        for m, o in zip([matching[i] for i in held_out], [other[i] for i in held_out]):
-            j = next(k for k, (x, y) in enumerate(zip(m, o)) if x != y)
-            seqs.append(m[:j])
-            reads.append([m[j], o[j]])
-        read_ids = np.asarray(reads, dtype=np.int64)
+        seqs, read_ids = self.answer_readout(loaded, s, held_out)
         c = self.spec.steering_scale
-        pid = pad_id(loaded.tokenizer)
-        base = p_matching(
-            steered_readout(
-                loaded.bridge,
-                seqs,
-                pid,
-                component_hook("resid", layers[0]),
-                np.zeros((1, vectors.shape[1])),
-                read_ids,
-                self.spec.batch_size,
-            )
-        ).mean(axis=1)[0]
+        base = self.steered_p(loaded, seqs, read_ids, layers[0], np.zeros((1, vectors.shape[1])))[0]
         rows = []
         for layer in layers:
             v = vectors[layer + 1]  # residual point layer+1 is block `layer`'s output
-            p = p_matching(
-                steered_readout(
-                    loaded.bridge,
-                    seqs,
-                    pid,
-                    component_hook("resid", layer),
-                    np.stack([c * v, -c * v]),
-                    read_ids,
-                    self.spec.batch_size,
-                )
-            ).mean(axis=1)
+            p = self.steered_p(loaded, seqs, read_ids, layer, np.stack([c * v, -c * v]))
             for scale, value in ((0.0, base), (c, p[0]), (-c, p[1])):
                 rows.append(
                     {
@@ -252,6 +226,38 @@ class BehaviourRun:
                 )
         write_json_atomic(path, {"fingerprint": key, "rows": rows})
         return rows
+
+    def answer_readout(
+        self, loaded: LoadedVariant, s: BehaviourSet, held_out: list[int]
+    ) -> tuple[list[list[int]], Int[np.ndarray, "n 2"]]:
+        """The held-out items cut before their answer letter, and the (matching, other) letter ids read there."""
+        matching, other = self.encode(loaded, s)
+        seqs, reads = [], []
+        for m, o in zip([matching[i] for i in held_out], [other[i] for i in held_out]):
+            j = next(k for k, (x, y) in enumerate(zip(m, o)) if x != y)
+            seqs.append(m[:j])
+            reads.append([m[j], o[j]])
+        return seqs, np.asarray(reads, dtype=np.int64)
+
+    def steered_p(
+        self,
+        loaded: LoadedVariant,
+        seqs: list[list[int]],
+        read_ids: Int[np.ndarray, "n 2"],
+        block: int,
+        additions: Float[np.ndarray, "s d"],
+    ) -> Float[np.ndarray, " s"]:
+        """Mean P(matching letter) over the items with each addition made to block ``block``'s output."""
+        logits = steered_readout(
+            loaded.bridge,
+            seqs,
+            pad_id(loaded.tokenizer),
+            component_hook("resid", block),
+            additions,
+            read_ids,
+            self.spec.batch_size,
+        )
+        return p_matching(logits).mean(axis=1)
 
     def run(self) -> Output:
         """Capture, vectors, steering, and the comparison tables."""
@@ -276,66 +282,15 @@ class BehaviourRun:
     ) -> dict[str, pd.DataFrame]:
         norms, cos_rows, cross_rows, pca_rows = [], [], [], []
         for s in self.sets:
-            b = s.name
-            for v in self.variants:
-                vec = vectors[v][b]
-                norms += [
-                    {
-                        "behaviour": b,
-                        "variant": v,
-                        "layer": i,
-                        "label": labels[v][i],
-                        "norm": float(np.linalg.norm(vec[i])),
-                    }
-                    for i in range(vec.shape[0])
-                ]
-                cross = cross_layer_cosine(vec)
-                cross_rows += [
-                    {
-                        "behaviour": b,
-                        "variant": v,
-                        "layer_a": i,
-                        "layer_b": j,
-                        "label_a": labels[v][i],
-                        "label_b": labels[v][j],
-                        "cosine": float(cross[i, j]),
-                    }
-                    for i in range(cross.shape[0])
-                    for j in range(cross.shape[1])
-                ]
+            per_variant = {v: vectors[v][s.name] for v in self.variants}
+            for v, vec in per_variant.items():
+                norms += norm_rows(s.name, v, vec, labels[v])
+                cross_rows += cross_rows_of(s.name, v, vec, labels[v])
             for a, c in combinations(self.variants, 2):
-                if vectors[a][b].shape != vectors[c][b].shape:
-                    continue  # other depth or width: only the within-variant maps apply
-                cos = layerwise_cosine(vectors[a][b], vectors[c][b])
-                cos_rows += [
-                    {
-                        "behaviour": b,
-                        "pair": f"{a}→{c}",
-                        "a": a,
-                        "b": c,
-                        "layer": i,
-                        "label": labels[a][i],
-                        "cosine": float(cos[i]),
-                    }
-                    for i in range(len(cos))
-                ]
-            same_width = {vectors[v][b].shape[1] for v in self.variants}
-            if len(same_width) == 1:
-                coords, ratio = vector_pca({v: vectors[v][b] for v in self.variants})
-                for v, xy in coords.items():
-                    pca_rows += [
-                        {
-                            "behaviour": b,
-                            "variant": v,
-                            "layer": i,
-                            "label": labels[v][i],
-                            "pc1": float(xy[i, 0]),
-                            "pc2": float(xy[i, 1]),
-                            "explained_pc1": float(ratio[0]),
-                            "explained_pc2": float(ratio[1]),
-                        }
-                        for i in range(xy.shape[0])
-                    ]
+                if per_variant[a].shape == per_variant[c].shape:  # else other depth or width: within-variant only
+                    cos_rows += cosine_rows(s.name, a, c, per_variant[a], per_variant[c], labels[a])
+            if len({vec.shape[1] for vec in per_variant.values()}) == 1:
+                pca_rows += pca_rows_of(s.name, per_variant, labels)
         return {
             "behaviour_vectors": pd.DataFrame(norms),
             "behaviour_cosine": pd.DataFrame(
@@ -347,6 +302,62 @@ class BehaviourRun:
                 steering, columns=["behaviour", "variant", "layer", "scale", "p_matching", "shift", "n_items"]
             ),
         }
+
+
+def norm_rows(behaviour: str, variant: str, vec: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+    """The vector's norm at each residual point."""
+    return [
+        {"behaviour": behaviour, "variant": variant, "layer": i, "label": labels[i], "norm": float(np.linalg.norm(v))}
+        for i, v in enumerate(vec)
+    ]
+
+
+def cross_rows_of(behaviour: str, variant: str, vec: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+    """Cosine between the vector at every two residual points of one variant."""
+    cross = cross_layer_cosine(vec)
+    return [
+        {
+            "behaviour": behaviour,
+            "variant": variant,
+            "layer_a": i,
+            "layer_b": j,
+            "label_a": labels[i],
+            "label_b": labels[j],
+            "cosine": float(cross[i, j]),
+        }
+        for i in range(cross.shape[0])
+        for j in range(cross.shape[1])
+    ]
+
+
+def cosine_rows(
+    behaviour: str, a: str, b: str, vec_a: np.ndarray, vec_b: np.ndarray, labels: list[str]
+) -> list[dict[str, Any]]:
+    """Cosine between two variants' vectors at each residual point."""
+    cos = layerwise_cosine(vec_a, vec_b)
+    return [
+        {"behaviour": behaviour, "pair": f"{a}→{b}", "a": a, "b": b, "layer": i, "label": labels[i], "cosine": float(c)}
+        for i, c in enumerate(cos)
+    ]
+
+
+def pca_rows_of(behaviour: str, vectors: dict[str, np.ndarray], labels: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Every variant's vectors at every residual point in one shared 2-D PCA."""
+    coords, ratio = vector_pca(vectors)
+    return [
+        {
+            "behaviour": behaviour,
+            "variant": v,
+            "layer": i,
+            "label": labels[v][i],
+            "pc1": float(xy[i, 0]),
+            "pc2": float(xy[i, 1]),
+            "explained_pc1": float(ratio[0]),
+            "explained_pc2": float(ratio[1]),
+        }
+        for v, xy in coords.items()
+        for i in range(xy.shape[0])
+    ]
 
 
 def cosine_summary(cosine: pd.DataFrame) -> pd.DataFrame:
