@@ -157,17 +157,10 @@ def smds_cells(
     held-out rows: is the same subspace read at another token?
     """
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-    n = xt.shape[1]
     labels = np.asarray(labels, dtype=np.float64)
     k = n_components or default_components(shape, labels)
-    fold = fold_ids(n, folds, seed)
-    # fold f < folds: train on the other rows, test on fold f; the extra last "fold" trains on every row
-    train_np = np.stack([fold != f for f in range(folds)] + [np.ones(n, dtype=bool)])
+    train_np, perm, targets = _fold_targets(labels, shape, period, k, folds, seed)
     test_np = ~train_np
-    perm = np.random.default_rng(seed + 1).permutation(n)
-    y_true = _targets(labels, shape, period, k, train_np)
-    y_perm = _targets(labels[perm], shape, period, k, train_np)
-    targets = torch.as_tensor(np.concatenate([y_true, y_perm], axis=-1), dtype=torch.float32)  # (F, n, 2k)
     train = torch.as_tensor(train_np, dtype=torch.float32)
 
     # centre and scale with all rows' activations (no labels), so that one kernel serves every fold
@@ -177,12 +170,7 @@ def smds_cells(
 
     pred, maps = _dual_ridge(xs, train, rhs, ridge)
 
-    # orthonormal map on the centred, unscaled activations (a rigid map acts on the model's own geometry):
-    # Procrustes between the training rows and the targets (test rows have zero targets and drop out of X^T Y)
-    u, _, vt = torch.linalg.svd(
-        xc.transpose(-1, -2).unsqueeze(0) @ rhs[:, None, :, :k], full_matrices=False
-    )  # (F, c, d, k)
-    pred_ortho = xc.unsqueeze(0) @ (u @ vt)
+    pred_ortho = _orthonormal_predictions(xc, rhs[..., :k])
 
     cv = slice(0, folds)  # the real folds
     test = torch.as_tensor(test_np[cv], dtype=torch.float32)
@@ -209,6 +197,33 @@ def smds_cells(
         predicted=held_out.numpy(),
         maps=maps[-1, ..., :k].numpy(),
     )
+
+
+def _orthonormal_predictions(
+    xc: Float[torch.Tensor, "c n d"], rhs: Float[torch.Tensor, "F n k"]
+) -> Float[torch.Tensor, "F c n k"]:
+    """Predictions of an orthonormal map on the centred, unscaled activations (a rigid map acts on the model's
+    own geometry): Procrustes between the training rows and the targets (test rows have zero targets and drop
+    out of X^T Y)."""
+    u, _, vt = torch.linalg.svd(xc.transpose(-1, -2).unsqueeze(0) @ rhs[:, None], full_matrices=False)
+    return xc.unsqueeze(0) @ (u @ vt)
+
+
+def _fold_targets(
+    labels: Float[np.ndarray, " n"], shape: Shape, period: float | None, k: int, folds: int, seed: int
+) -> tuple[Bool[np.ndarray, "F n"], Int[np.ndarray, " n"], Float[torch.Tensor, "F n 2k"]]:
+    """Training rows per fold, the label permutation of the chance baseline, and per fold the k ideal
+    coordinates of the true labels next to those of the permuted labels.
+
+    Fold f < folds trains on the other rows and tests on fold f; the extra last "fold" trains on every row.
+    """
+    n = len(labels)
+    fold = fold_ids(n, folds, seed)
+    train = np.stack([fold != f for f in range(folds)] + [np.ones(n, dtype=bool)])
+    perm = np.random.default_rng(seed + 1).permutation(n)
+    y_true = _targets(labels, shape, period, k, train)
+    y_perm = _targets(labels[perm], shape, period, k, train)
+    return train, perm, torch.as_tensor(np.concatenate([y_true, y_perm], axis=-1), dtype=torch.float32)
 
 
 def _dual_ridge(
