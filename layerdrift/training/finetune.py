@@ -198,8 +198,6 @@ def finetune(
     spec: FinetuneSpec, out: str | Path | None = None, quiet: bool = False, say: Callable[[str], None] | None = None
 ) -> Path:
     """Fine-tune (or reuse a finished run with the same fingerprint); returns the checkpoint folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     folder = spec.out_dir(out)
     data = load_instruction_set(spec.data)
     key = finetune_fingerprint(spec, data)
@@ -214,136 +212,166 @@ def finetune(
     if old is not None and old.get("fingerprint") != key:  # our own folder, another recipe: start afresh
         for child in folder.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    steps = checkpoint_steps(spec.steps, spec.checkpoints)
-    torch.manual_seed(spec.seed)
-    device = pick_device(spec.device)
-    dtype = pick_dtype(spec.dtype, device)
-    base_spec = VariantSpec(name="finetune-base", source=spec.base, revision=spec.base_revision)
-    resolved = resolve_source(base_spec)
-    weights, provenance = _weights_folder(resolved)
-    revision = spec.base_revision if resolved.kind == "hub" else None
-    tokenizer = AutoTokenizer.from_pretrained(weights, revision=revision)
-    fmt = ensure_chat_template(tokenizer)
-    encoded, dropped = _encode_all(tokenizer, fmt, data, spec.max_length)
-    if len(encoded) <= spec.eval_examples:
-        raise LayerdriftError(
-            f"instruction data set {data.source!r} has {len(encoded)} usable examples, not "
-            f"more than eval_examples = {spec.eval_examples}; lower eval_examples or "
-            "add examples."
-        )
-    split = np.random.default_rng(spec.seed).permutation(len(encoded))
-    eval_set = [encoded[i] for i in sorted(split[: spec.eval_examples])]
-    train_set = [encoded[i] for i in sorted(split[spec.eval_examples :])]
-    model = AutoModelForCausalLM.from_pretrained(
-        weights, revision=revision, dtype=dtype, attn_implementation="eager"
-    ).to(device)
-    model.train()
-    if spec.method == "lora":
-        wrapped = attach_lora(model, spec.lora_targets, spec.lora_rank, spec.lora_alpha, spec.seed)
-        params, trained = adapter_parameters(model), set(wrapped)
-    else:
-        params, trained = dict(model.named_parameters()), {n.rsplit(".", 1)[0] for n, _ in model.named_parameters()}
-    optimiser = torch.optim.AdamW(params.values(), lr=spec.lr, weight_decay=0.0)
-    order = batch_order(len(train_set), min(spec.batch_size, len(train_set)), spec.steps, spec.seed)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    resume = _Resume(folder)
-    start, losses = resume.load(key, params, optimiser)
-    manifest = old if (old is not None and old.get("fingerprint") == key) else None
-    # finished checkpoints up to the resume point, read from their own folders (the manifest may lag behind them)
-    checkpoints = {}
-    for s in steps:
-        info_path = checkpoint_folder(folder, s) / "layerdrift-checkpoint.json"
-        if s <= start and info_path.is_file():
-            checkpoints[s] = {**read_json(info_path, "checkpoint record"), "folder": checkpoint_folder(folder, s).name}
-    manifest = {
-        "fingerprint": key,
-        "complete": False,
-        "spec": spec.model_dump(mode="json"),
-        "objective": data.name,
-        "data": {
-            "name": data.name,
-            "source": data.source,
-            "sha256": data.sha256,
-            "n_examples": len(data.examples),
-            "n_train": len(train_set),
-            "n_eval": len(eval_set),
-            "dropped_too_long": dropped,
-        },
-        "base": {"source": spec.base, "revision": spec.base_revision, "weights": weights, **provenance},
-        "chat_format": fmt.name,
-        "method": spec.method,
-        "learning_rate": spec.lr,
-        "schedule": steps,
-        "seed": spec.seed,
-        "device": device,
-        "dtype": str(dtype).replace("torch.", ""),
-        "packages": package_versions(),
-        "started": (manifest or {}).get("started", now()),
-    }
+    started = old.get("started") if old is not None and old.get("fingerprint") == key else None
+    trainer = _Trainer(spec, data, folder, key)
+    trainer.train(quiet, started or now())
+    if say:
+        say(f"fine-tune {spec.run_name}: {len(trainer.steps)} checkpoints in {folder}")
+    return folder
 
-    def save(step: int, train_loss: float | None) -> None:
+
+class _Trainer:
+    """One fine-tune: the base model with its trainable parameters, the data split, and the checkpoints so far.
+
+    The set-up order (seed, data split, model, adapters, optimiser, resume) is part of the recipe: a killed run
+    resumes bit-for-bit only if it is the same every time.
+    """
+
+    def __init__(self, spec: FinetuneSpec, data: InstructionSet, folder: Path, key: str):
+        from transformers import AutoTokenizer
+
+        self.spec, self.data, self.folder, self.key = spec, data, folder, key
+        self.steps = checkpoint_steps(spec.steps, spec.checkpoints)
+        torch.manual_seed(spec.seed)
+        self.device = pick_device(spec.device)
+        self.dtype = pick_dtype(spec.dtype, self.device)
+        resolved = resolve_source(VariantSpec(name="finetune-base", source=spec.base, revision=spec.base_revision))
+        self.weights, self.provenance = _weights_folder(resolved)
+        self.revision = spec.base_revision if resolved.kind == "hub" else None
+        self.tokenizer = AutoTokenizer.from_pretrained(self.weights, revision=self.revision)
+        self.fmt = ensure_chat_template(self.tokenizer)
+        self.train_set, self.eval_set, self.dropped = self._split_examples()
+        self.model, self.params, self.trained = self._trainable_model()
+        self.optimiser = torch.optim.AdamW(self.params.values(), lr=spec.lr, weight_decay=0.0)
+        self.order = batch_order(len(self.train_set), min(spec.batch_size, len(self.train_set)), spec.steps, spec.seed)
+        pad_token = self.tokenizer.pad_token_id
+        self.pad = pad_token if pad_token is not None else (self.tokenizer.eos_token_id or 0)
+        self.resume = _Resume(folder)
+        self.start, self.losses = self.resume.load(key, self.params, self.optimiser)
+        self.checkpoints = self._finished_checkpoints()
+
+    def _split_examples(self) -> tuple[list[EncodedExample], list[EncodedExample], int]:
+        """(training examples, held-out evaluation examples, examples dropped as too long), split by the seed."""
+        spec = self.spec
+        encoded, dropped = _encode_all(self.tokenizer, self.fmt, self.data, spec.max_length)
+        if len(encoded) <= spec.eval_examples:
+            raise LayerdriftError(
+                f"instruction data set {self.data.source!r} has {len(encoded)} usable examples, not "
+                f"more than eval_examples = {spec.eval_examples}; lower eval_examples or "
+                "add examples."
+            )
+        split = np.random.default_rng(spec.seed).permutation(len(encoded))
+        eval_set = [encoded[i] for i in sorted(split[: spec.eval_examples])]
+        return [encoded[i] for i in sorted(split[spec.eval_examples :])], eval_set, dropped
+
+    def _trainable_model(self) -> tuple[Any, dict[str, torch.nn.Parameter], set[str]]:
+        """The base model in training mode, the parameters to train, and the modules they belong to."""
+        from transformers import AutoModelForCausalLM
+
+        spec = self.spec
+        model = AutoModelForCausalLM.from_pretrained(
+            self.weights, revision=self.revision, dtype=self.dtype, attn_implementation="eager"
+        ).to(self.device)
+        model.train()
+        if spec.method == "lora":
+            wrapped = attach_lora(model, spec.lora_targets, spec.lora_rank, spec.lora_alpha, spec.seed)
+            return model, adapter_parameters(model), set(wrapped)
+        params = dict(model.named_parameters())
+        return model, params, {n.rsplit(".", 1)[0] for n in params}
+
+    def _finished_checkpoints(self) -> dict[int, dict[str, Any]]:
+        """Checkpoints up to the resume point, read from their own folders (the manifest may lag behind them)."""
+        found = {}
+        for s in self.steps:
+            info_path = checkpoint_folder(self.folder, s) / "layerdrift-checkpoint.json"
+            if s <= self.start and info_path.is_file():
+                found[s] = {
+                    **read_json(info_path, "checkpoint record"),
+                    "folder": checkpoint_folder(self.folder, s).name,
+                }
+        return found
+
+    def manifest(self, started: str) -> dict[str, Any]:
+        spec, data = self.spec, self.data
+        return {
+            "fingerprint": self.key,
+            "complete": False,
+            "spec": spec.model_dump(mode="json"),
+            "objective": data.name,
+            "data": {
+                "name": data.name,
+                "source": data.source,
+                "sha256": data.sha256,
+                "n_examples": len(data.examples),
+                "n_train": len(self.train_set),
+                "n_eval": len(self.eval_set),
+                "dropped_too_long": self.dropped,
+            },
+            "base": {"source": spec.base, "revision": spec.base_revision, "weights": self.weights, **self.provenance},
+            "chat_format": self.fmt.name,
+            "method": spec.method,
+            "learning_rate": spec.lr,
+            "schedule": self.steps,
+            "seed": spec.seed,
+            "device": self.device,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "packages": package_versions(),
+            "started": started,
+        }
+
+    def save(self, step: int, train_loss: float | None, manifest: dict[str, Any]) -> None:
+        """Write checkpoint ``step``, the resume state and the manifest (in that order: the manifest never names a
+        checkpoint that is not on disk)."""
+        spec = self.spec
         info = {
             "step": step,
-            "objective": data.name,
-            "data_sha256": data.sha256,
+            "objective": self.data.name,
+            "data_sha256": self.data.sha256,
             "seed": spec.seed,
             "method": spec.method,
             "train_loss": train_loss,
-            "eval_loss": _eval_loss(model, eval_set, spec.batch_size, pad, device),
+            "eval_loss": _eval_loss(self.model, self.eval_set, spec.batch_size, self.pad, self.device),
             "examples_seen": step * spec.batch_size,
         }
-        _save_checkpoint(
-            model,
-            tokenizer,
-            checkpoint_folder(folder, step),
-            trained,
-            checkpoint_folder(folder, 0) if step else None,
-            info,
-        )
-        resume.save(step, key, params, optimiser, losses)
-        checkpoints[step] = {**info, "folder": checkpoint_folder(folder, step).name}
-        write_json_atomic(
-            folder / MANIFEST,
-            {**manifest, "losses": losses, "checkpoints": [checkpoints[s] for s in sorted(checkpoints)]},
-        )
+        previous = checkpoint_folder(self.folder, 0) if step else None
+        _save_checkpoint(self.model, self.tokenizer, checkpoint_folder(self.folder, step), self.trained, previous, info)
+        self.resume.save(step, self.key, self.params, self.optimiser, self.losses)
+        self.checkpoints[step] = {**info, "folder": checkpoint_folder(self.folder, step).name}
+        write_json_atomic(self.folder / MANIFEST, {**manifest, **self.progress()})
 
-    folder.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    if 0 in steps and 0 not in checkpoints:
-        save(0, None)
-    with _loss_bar(quiet) as progress:
-        task = (
-            progress.add_task(f"fine-tune {spec.run_name}", total=spec.steps, completed=start, loss=float("nan"))
-            if progress
-            else None
-        )
-        for step in range(start + 1, spec.steps + 1):
-            batch = [train_set[i] for i in order[step - 1]]
-            ids, mask, pos, scored = (t.to(device) for t in collate(batch, pad))
-            loss = response_loss(model, ids, mask, pos, scored)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
-            optimiser.step()
-            optimiser.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            if progress:
-                progress.update(task, advance=1, loss=losses[-1])
-            if step in steps:
-                save(step, losses[-1])
-    write_json_atomic(
-        folder / MANIFEST,
-        {
-            **manifest,
-            "losses": losses,
-            "checkpoints": [checkpoints[s] for s in sorted(checkpoints)],
-            "complete": True,
-            "finished": now(),
-            "train_seconds": round(time.perf_counter() - t0, 1),
-        },
-    )
-    if say:
-        say(f"fine-tune {spec.run_name}: {len(steps)} checkpoints in {folder}")
-    return folder
+    def progress(self) -> dict[str, Any]:
+        return {"losses": self.losses, "checkpoints": [self.checkpoints[s] for s in sorted(self.checkpoints)]}
+
+    def train(self, quiet: bool, started: str) -> None:
+        """Train from the resume point to the last step, saving each scheduled checkpoint; mark the run complete."""
+        spec, manifest = self.spec, self.manifest(started)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        if 0 in self.steps and 0 not in self.checkpoints:
+            self.save(0, None, manifest)
+        with _loss_bar(quiet) as progress:
+            task = (
+                progress.add_task(
+                    f"fine-tune {spec.run_name}", total=spec.steps, completed=self.start, loss=float("nan")
+                )
+                if progress
+                else None
+            )
+            for step in range(self.start + 1, spec.steps + 1):
+                batch = [self.train_set[i] for i in self.order[step - 1]]
+                ids, mask, pos, scored = (t.to(self.device) for t in collate(batch, self.pad))
+                loss = response_loss(self.model, ids, mask, pos, scored)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(list(self.params.values()), 1.0)
+                self.optimiser.step()
+                self.optimiser.zero_grad(set_to_none=True)
+                self.losses.append(float(loss.detach()))
+                if progress:
+                    progress.update(task, advance=1, loss=self.losses[-1])
+                if step in self.steps:
+                    self.save(step, self.losses[-1], manifest)
+        finished = {"complete": True, "finished": now(), "train_seconds": round(time.perf_counter() - t0, 1)}
+        write_json_atomic(self.folder / MANIFEST, {**manifest, **self.progress(), **finished})
 
 
 def _loss_bar(quiet: bool):
