@@ -298,6 +298,50 @@ def effective_rank_curves(ranks: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def _trajectory_lines(r: pd.DataFrame, v: pd.DataFrame) -> go.Scatter:
+    """Grey segments from each reference point to the same concept in the variant (None breaks between them)."""
+    xs, ys = [], []
+    for (x0, y0), (x1, y1) in zip(r[["x", "y"]].to_numpy(), v[["x", "y"]].to_numpy()):
+        xs += [x0, x1, None]
+        ys += [y0, y1, None]
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines",
+        line=dict(color="rgba(80,80,80,0.35)", width=1),
+        hoverinfo="skip",
+        showlegend=False,
+    )
+
+
+def _reference_markers(r: pd.DataFrame, reference: str, hover: list[str]) -> go.Scatter:
+    """The reference variant's points: hollow circles."""
+    return go.Scatter(
+        x=r["x"],
+        y=r["y"],
+        mode="markers",
+        name=reference,
+        marker=dict(size=6, color="white", line=dict(color="#333", width=1)),
+        text=hover,
+        customdata=r["concept"],
+        hovertemplate="%{text}<extra>" + reference + "</extra>",
+    )
+
+
+def _variant_markers(v: pd.DataFrame, variant: str, hover: list[str], dv: np.ndarray) -> go.Scatter:
+    """The variant's points: triangles coloured by each concept's drift."""
+    return go.Scatter(
+        x=v["x"],
+        y=v["y"],
+        mode="markers",
+        name=variant,
+        text=hover,
+        customdata=v["concept"],
+        hovertemplate="%{text}<extra>" + variant + "</extra>",
+        marker=dict(size=8, color=dv, colorscale="Inferno", colorbar=dict(title="drift"), symbol="triangle-up"),
+    )
+
+
 def umap_trajectories(
     proj: pd.DataFrame,
     drift: pd.DataFrame,
@@ -316,45 +360,10 @@ def umap_trajectories(
     d = drift[(drift["pair"] == pair) & (drift["layer"] == layer)].sort_values("concept")
     dv = d["drift"].to_numpy() if len(d) else np.zeros(len(r))
     fig = go.Figure()
-    xs, ys = [], []
-    for (x0, y0), (x1, y1) in zip(r[["x", "y"]].to_numpy(), v[["x", "y"]].to_numpy()):
-        xs += [x0, x1, None]
-        ys += [y0, y1, None]
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="lines",
-            line=dict(color="rgba(80,80,80,0.35)", width=1),
-            hoverinfo="skip",
-            showlegend=False,
-        )
-    )
+    fig.add_trace(_trajectory_lines(r, v))
     hover = [f"{t}<br>{c}<br>drift {x:.4f}" for t, c, x in zip(terms, categories, dv)]
-    fig.add_trace(
-        go.Scatter(
-            x=r["x"],
-            y=r["y"],
-            mode="markers",
-            name=reference,
-            marker=dict(size=6, color="white", line=dict(color="#333", width=1)),
-            text=hover,
-            customdata=r["concept"],
-            hovertemplate="%{text}<extra>" + reference + "</extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=v["x"],
-            y=v["y"],
-            mode="markers",
-            name=variant,
-            text=hover,
-            customdata=v["concept"],
-            hovertemplate="%{text}<extra>" + variant + "</extra>",
-            marker=dict(size=8, color=dv, colorscale="Inferno", colorbar=dict(title="drift"), symbol="triangle-up"),
-        )
-    )
+    fig.add_trace(_reference_markers(r, reference, hover))
+    fig.add_trace(_variant_markers(v, variant, hover, dv))
     fig.update_layout(
         **LAYOUT,
         title=f"Joint {method.upper()}: {reference} → {variant} (layer {layer_label_of(p)})",
@@ -684,200 +693,261 @@ class DashboardState(param.Parameterized):
         return fig
 
 
-def tabs(run: Any) -> list[tuple[str, Any]]:
-    """The drift tab: layer player, pair, map and concept search above a map & concept view and an overview."""
-    state = DashboardState(run)
-    labels = state.labels
+class DriftTab:
+    """The drift tab's widgets, views and callbacks around one DashboardState."""
 
-    layer = pn.widgets.Player(
-        label="layer",
-        start=0,
-        end=len(labels) - 1,
-        value=state.layer,
-        step=1,
-        interval=900,
-        loop_policy="once",
-        width=380,
-        show_value=False,
-    )
-    layer_text = pn.pane.Markdown(width=320, css_classes=["layer-label"], margin=(22, 10, 0, 10))
-    pair = pn.widgets.Select(label="variant pair", options=state.param.pair.objects, value=state.pair, width=240)
-    method = pn.widgets.RadioButtonGroup(label="map", options=["umap", "pca"], value=state.method, width=140)
-    colour = pn.widgets.RadioButtonGroup(label="colour", options=["drift", "category"], value=state.colour, width=170)
-    search = pn.widgets.AutocompleteInput(
-        label="concept",
-        options=state.terms,
-        case_sensitive=False,
-        search_strategy="includes",
-        placeholder="type a concept…",
-        width=240,
-        restrict=False,
-    )
-    found = pn.pane.Markdown(css_classes=["found"], width=320, margin=(22, 10, 0, 10))
+    def __init__(self, run: Any) -> None:
+        self.state = DashboardState(run)
+        self.labels = self.state.labels
+        self._controls()
+        self._views(run.meta["variants"])
+        self._wire()
 
-    map_pane = pn.pane.Plotly(state.map_figure(), sizing_mode="stretch_width", css_classes=["map-pane"])
-    drift_pane = pn.pane.Plotly(state.concept_drift_figure(), sizing_mode="stretch_width")
-    jaccard_pane = pn.pane.Plotly(state.concept_jaccard_figure(), sizing_mode="stretch_width")
-    violin_pane = pn.pane.Plotly(state.violin_figure(), sizing_mode="stretch_width")
-    cka_pane = pn.pane.Plotly(state.cka_figure(), sizing_mode="stretch_width")
-    heat_pane = pn.pane.Plotly(state.heatmap_figure(), sizing_mode="stretch_width")
-    rank_pane = pn.pane.Plotly(state.rank_figure(), sizing_mode="stretch_width")
-    top = pn.widgets.Tabulator(
-        state.top_table(),
-        disabled=True,
-        height=420,
-        layout="fit_data_stretch",
-        show_index=False,
-        pagination=None,
-        css_classes=["top-table"],
-        formatters={
-            "drift": {"type": "money", "precision": 5},
-            "percentile": {"type": "money", "precision": 1},
-            "jaccard": {"type": "money", "precision": 3},
-        },
-    )
-    variants = run.meta["variants"]
-    neighbour_tables = {
-        v: pn.widgets.Tabulator(
-            state.neighbours(v),
-            disabled=True,
-            show_index=False,
-            hidden_columns=["rank"],
-            formatters={"similarity": {"type": "money", "precision": 3}},
-            titles={"similarity": "cos"},
-            layout="fit_data_stretch",
-            height=300,
-            css_classes=[f"nb-{v}"],
+    # ---- widgets and views ---------------------------------------------------------------
+    def _controls(self) -> None:
+        """The layer player and its label, the pair, map and colour choices, and the concept search."""
+        state, labels = self.state, self.labels
+        self.layer = pn.widgets.Player(
+            label="layer",
+            start=0,
+            end=len(labels) - 1,
+            value=state.layer,
+            step=1,
+            interval=900,
+            loop_policy="once",
+            width=380,
+            show_value=False,
         )
-        for v in variants
-    }
+        self.layer_text = pn.pane.Markdown(width=320, css_classes=["layer-label"], margin=(22, 10, 0, 10))
+        self.pair = pn.widgets.Select(
+            label="variant pair", options=state.param.pair.objects, value=state.pair, width=240
+        )
+        self.method = pn.widgets.RadioButtonGroup(label="map", options=["umap", "pca"], value=state.method, width=140)
+        self.colour = pn.widgets.RadioButtonGroup(
+            label="colour", options=["drift", "category"], value=state.colour, width=170
+        )
+        self.search = pn.widgets.AutocompleteInput(
+            label="concept",
+            options=state.terms,
+            case_sensitive=False,
+            search_strategy="includes",
+            placeholder="type a concept…",
+            width=240,
+            restrict=False,
+        )
+        self.found = pn.pane.Markdown(css_classes=["found"], width=320, margin=(22, 10, 0, 10))
 
-    def selected_text() -> str:
+    def _views(self, variants: list[str]) -> None:
+        """The figure panes, the top-drifters table and one neighbour table per variant."""
+        state = self.state
+        self.map_pane = pn.pane.Plotly(state.map_figure(), sizing_mode="stretch_width", css_classes=["map-pane"])
+        self.drift_pane = pn.pane.Plotly(state.concept_drift_figure(), sizing_mode="stretch_width")
+        self.jaccard_pane = pn.pane.Plotly(state.concept_jaccard_figure(), sizing_mode="stretch_width")
+        self.violin_pane = pn.pane.Plotly(state.violin_figure(), sizing_mode="stretch_width")
+        self.cka_pane = pn.pane.Plotly(state.cka_figure(), sizing_mode="stretch_width")
+        self.heat_pane = pn.pane.Plotly(state.heatmap_figure(), sizing_mode="stretch_width")
+        self.rank_pane = pn.pane.Plotly(state.rank_figure(), sizing_mode="stretch_width")
+        self.top = pn.widgets.Tabulator(
+            state.top_table(),
+            disabled=True,
+            height=420,
+            layout="fit_data_stretch",
+            show_index=False,
+            pagination=None,
+            css_classes=["top-table"],
+            formatters={
+                "drift": {"type": "money", "precision": 5},
+                "percentile": {"type": "money", "precision": 1},
+                "jaccard": {"type": "money", "precision": 3},
+            },
+        )
+        self.neighbour_tables = {
+            v: pn.widgets.Tabulator(
+                state.neighbours(v),
+                disabled=True,
+                show_index=False,
+                hidden_columns=["rank"],
+                formatters={"similarity": {"type": "money", "precision": 3}},
+                titles={"similarity": "cos"},
+                layout="fit_data_stretch",
+                height=300,
+                css_classes=[f"nb-{v}"],
+            )
+            for v in variants
+        }
+
+    # ---- redraws ---------------------------------------------------------------------------
+    def selected_text(self) -> str:
+        """The selected concept and its category, for the 'found' pane."""
+        state = self.state
         return md(
             "selected: **{term}** ({category})",
             term=state.terms[state.concept],
             category=state.categories[state.concept],
         )
 
-    def update_layer_text() -> None:
-        layer_text.object = md(
-            "**layer {label}** (residual point {i} of {n})", label=labels[state.layer], i=state.layer, n=len(labels) - 1
+    def update_layer_text(self) -> None:
+        """Name the selected layer beside the player."""
+        labels, layer = self.labels, self.state.layer
+        self.layer_text.object = md(
+            "**layer {label}** (residual point {i} of {n})", label=labels[layer], i=layer, n=len(labels) - 1
         )
 
-    def redraw_layer(*_):
+    def _redraw_neighbours(self) -> None:
+        """Refill every neighbour table for the selected concept and layer."""
+        for v, table in self.neighbour_tables.items():
+            table.value = self.state.neighbours(v)
+
+    def redraw_layer(self, *_: Any) -> None:
+        """A new layer: its label, the map, the violins, the top table and the neighbours."""
+        state = self.state
         with pn.io.hold():  # one message to the browser for all views
-            update_layer_text()
-            map_pane.object = state.map_figure()
-            violin_pane.object = state.violin_figure()
-            top.value = state.top_table()
-            for v, table in neighbour_tables.items():
-                table.value = state.neighbours(v)
+            self.update_layer_text()
+            self.map_pane.object = state.map_figure()
+            self.violin_pane.object = state.violin_figure()
+            self.top.value = state.top_table()
+            self._redraw_neighbours()
 
-    def redraw_concept(*_):
+    def redraw_concept(self, *_: Any) -> None:
+        """A new concept: its name, the map's highlight, the neighbours and its curves across layers."""
+        state = self.state
         with pn.io.hold():
-            found.object = selected_text()
-            map_pane.object = state.map_figure()
-            for v, table in neighbour_tables.items():
-                table.value = state.neighbours(v)
-            drift_pane.object = state.concept_drift_figure()
-            jaccard_pane.object = state.concept_jaccard_figure()
+            self.found.object = self.selected_text()
+            self.map_pane.object = state.map_figure()
+            self._redraw_neighbours()
+            self.drift_pane.object = state.concept_drift_figure()
+            self.jaccard_pane.object = state.concept_jaccard_figure()
 
-    def redraw_pair(*_):
+    def redraw_pair(self, *_: Any) -> None:
+        """A new pair: the map, the violins, the top table and the cross-layer CKA map."""
+        state = self.state
         with pn.io.hold():
-            map_pane.object = state.map_figure()
-            violin_pane.object = state.violin_figure()
-            top.value = state.top_table()
-            heat_pane.object = state.heatmap_figure()
+            self.map_pane.object = state.map_figure()
+            self.violin_pane.object = state.violin_figure()
+            self.top.value = state.top_table()
+            self.heat_pane.object = state.heatmap_figure()
 
-    # widgets -> state
-    layer.param.watch(lambda e: setattr(state, "layer", int(e.new)), "value")
-    pair.param.watch(lambda e: setattr(state, "pair", e.new), "value")
-    method.param.watch(lambda e: setattr(state, "method", e.new), "value")
-    colour.param.watch(lambda e: setattr(state, "colour", e.new), "value")
-
-    def on_search(event):
-        idx = match_concept(event.new or "", state.terms)
+    # ---- callbacks -------------------------------------------------------------------------
+    def on_search(self, event: Any) -> None:
+        """Select the concept that best matches the typed query, or say that none does."""
+        idx = match_concept(event.new or "", self.state.terms)
         if idx is None:
-            found.object = md("no concept matches *{query}*", query=event.new)
+            self.found.object = md("no concept matches *{query}*", query=event.new)
         else:
-            state.concept = idx
+            self.state.concept = idx
 
-    search.param.watch(on_search, "value")
-
-    def on_map_click(event):
+    def on_map_click(self, event: Any) -> None:
+        """Select the clicked point's concept."""
         points = (event.new or {}).get("points") or []
         if points and points[0].get("customdata") is not None:
             c = points[0]["customdata"]
             c = c[0] if isinstance(c, list) else c
             if isinstance(c, (int, float)) and c >= 0:
-                state.concept = int(c)
+                self.state.concept = int(c)
 
-    map_pane.param.watch(on_map_click, "click_data")
-
-    def on_heat_click(event):
+    def on_heat_click(self, event: Any) -> None:
+        """Move the player to the clicked row's reference layer."""
         points = (event.new or {}).get("points") or []
         if points:
             label = str(points[0].get("y"))
-            if label in labels:
-                layer.value = labels.index(label)
+            if label in self.labels:
+                self.layer.value = self.labels.index(label)
 
-    heat_pane.param.watch(on_heat_click, "click_data")
-    # state -> views (also when the URL sets the state)
-    state.param.watch(redraw_layer, "layer")
-    state.param.watch(redraw_concept, "concept")
-    state.param.watch(redraw_pair, "pair")
-    state.param.watch(lambda e: setattr(map_pane, "object", state.map_figure()), ["method", "colour"])
-    state.param.watch(lambda e: setattr(layer, "value", e.new), "layer")
-    state.param.watch(lambda e: setattr(pair, "value", e.new), "pair")
-    if pn.state.location is not None:
-        pn.state.location.sync(state, {"layer": "layer", "pair": "pair", "concept": "concept"})
+    def _wire(self) -> None:
+        """Widgets -> state, clicks -> state, state -> views and widgets, and the URL <-> state."""
+        state = self.state
+        # widgets -> state
+        self.layer.param.watch(lambda e: setattr(state, "layer", int(e.new)), "value")
+        self.pair.param.watch(lambda e: setattr(state, "pair", e.new), "value")
+        self.method.param.watch(lambda e: setattr(state, "method", e.new), "value")
+        self.colour.param.watch(lambda e: setattr(state, "colour", e.new), "value")
+        self.search.param.watch(self.on_search, "value")
+        self.map_pane.param.watch(self.on_map_click, "click_data")
+        self.heat_pane.param.watch(self.on_heat_click, "click_data")
+        # state -> views (also when the URL sets the state)
+        state.param.watch(self.redraw_layer, "layer")
+        state.param.watch(self.redraw_concept, "concept")
+        state.param.watch(self.redraw_pair, "pair")
+        state.param.watch(lambda e: setattr(self.map_pane, "object", state.map_figure()), ["method", "colour"])
+        state.param.watch(lambda e: setattr(self.layer, "value", e.new), "layer")
+        state.param.watch(lambda e: setattr(self.pair, "value", e.new), "pair")
+        if pn.state.location is not None:
+            pn.state.location.sync(state, {"layer": "layer", "pair": "pair", "concept": "concept"})
 
-    def csv_download():
+    # ---- downloads and layout --------------------------------------------------------------
+    def csv_download(self) -> io.StringIO:
+        """The selected pair's per-concept drift at the selected layer, as CSV."""
         buf = io.StringIO()
-        to_csv(state.layer_drift(), buf)
+        to_csv(self.state.layer_drift(), buf)
         buf.seek(0)
         return buf
 
-    def html_download():
-        return io.StringIO(state.map_figure().to_html(include_plotlyjs="cdn"))
+    def html_download(self) -> io.StringIO:
+        """The map as a stand-alone HTML page (plotly.js from the CDN)."""
+        return io.StringIO(self.state.map_figure().to_html(include_plotlyjs="cdn"))
 
-    export = pn.Column(
-        pn.Row(
-            pn.widgets.FileDownload(
-                callback=csv_download, filename="layer_drift.csv", label="layer table as CSV", color="light", width=170
+    def _export(self) -> pn.Column:
+        """The CSV and HTML download buttons, and where PNGs come from."""
+        return pn.Column(
+            pn.Row(
+                pn.widgets.FileDownload(
+                    callback=self.csv_download,
+                    filename="layer_drift.csv",
+                    label="layer table as CSV",
+                    color="light",
+                    width=170,
+                ),
+                pn.widgets.FileDownload(
+                    callback=self.html_download, filename="map.html", label="map as HTML", color="light", width=150
+                ),
             ),
-            pn.widgets.FileDownload(
-                callback=html_download, filename="map.html", label="map as HTML", color="light", width=150
+            pn.pane.Markdown("PNG: the camera icon on any figure", margin=(0, 10)),
+        )
+
+    def _control_rows(self, export: pn.Column) -> pn.Column:
+        """The player row (with the downloads) above the pair, map, colour and search row."""
+        return pn.Column(
+            pn.Row(self.layer, self.layer_text, export),
+            pn.Row(
+                self.pair,
+                pn.Column(pn.pane.Markdown("map", margin=(0, 10)), self.method),
+                pn.Column(pn.pane.Markdown("colour", margin=(0, 10)), self.colour),
+                self.search,
+                self.found,
             ),
-        ),
-        pn.pane.Markdown("PNG: the camera icon on any figure", margin=(0, 10)),
-    )
-    update_layer_text()
-    found.object = selected_text()
-    controls = pn.Column(
-        pn.Row(layer, layer_text, export),
-        pn.Row(
-            pair,
-            pn.Column(pn.pane.Markdown("map", margin=(0, 10)), method),
-            pn.Column(pn.pane.Markdown("colour", margin=(0, 10)), colour),
-            search,
-            found,
-        ),
-    )
-    concept_panel = pn.Column(
-        pn.pane.Markdown("### Concept"),
-        drift_pane,
-        pn.Row(*[pn.Column(pn.pane.Markdown(md("**{v}** neighbours", v=v)), t) for v, t in neighbour_tables.items()]),
-        jaccard_pane,
-    )
-    overview = pn.Column(
-        pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), top), violin_pane),
-        pn.Row(cka_pane, rank_pane),
-        heat_pane,
-    )
-    views = pn.Tabs(
-        ("Map & concept", pn.Row(pn.Column(map_pane, sizing_mode="stretch_width"), concept_panel)),
-        ("Overview", overview),
-        dynamic=False,
-    )
-    return [("Drift", pn.Column(controls, views, sizing_mode="stretch_width"))]
+        )
+
+    def _concept_panel(self) -> pn.Column:
+        """The selected concept's drift curve, its neighbours in every variant and its Jaccard curve."""
+        neighbours = [
+            pn.Column(pn.pane.Markdown(md("**{v}** neighbours", v=v)), t) for v, t in self.neighbour_tables.items()
+        ]
+        return pn.Column(pn.pane.Markdown("### Concept"), self.drift_pane, pn.Row(*neighbours), self.jaccard_pane)
+
+    def _overview(self) -> pn.Column:
+        """The top drifters and violins, the CKA and rank curves, and the cross-layer CKA map."""
+        return pn.Column(
+            pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), self.top), self.violin_pane),
+            pn.Row(self.cka_pane, self.rank_pane),
+            self.heat_pane,
+        )
+
+    def view(self) -> pn.Column:
+        """The controls above two sub-tabs: the map & concept view and the overview."""
+        export = self._export()
+        self.update_layer_text()
+        self.found.object = self.selected_text()
+        controls = self._control_rows(export)
+        concept_panel = self._concept_panel()
+        overview = self._overview()
+        views = pn.Tabs(
+            ("Map & concept", pn.Row(pn.Column(self.map_pane, sizing_mode="stretch_width"), concept_panel)),
+            ("Overview", overview),
+            dynamic=False,
+        )
+        return pn.Column(controls, views, sizing_mode="stretch_width")
+
+
+def tabs(run: Any) -> list[tuple[str, Any]]:
+    """The drift tab: layer player, pair, map and concept search above a map & concept view and an overview."""
+    return [("Drift", DriftTab(run).view())]
