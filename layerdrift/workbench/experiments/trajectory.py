@@ -80,6 +80,35 @@ def subsample_indices(n: int, size: int, count: int, seed: int) -> np.ndarray:
     return np.stack([np.sort(rng.choice(n, size=size, replace=False)) for _ in range(count)])
 
 
+def diagram_rows(
+    variant: str, point: int, label: str, per_sub: list[list[np.ndarray]]
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """Per homology dimension: each diagram statistic's mean and sd over the subsamples, and the first
+    subsample's bars."""
+    rows, bars = [], []
+    for dim in DIMS:
+        stats = pd.DataFrame([diagram_summary(d[dim]) for d in per_sub])
+        for stat in stats.columns:
+            rows.append(
+                {
+                    "variant": variant,
+                    "layer": point,
+                    "label": label,
+                    "dim": dim,
+                    "stat": stat,
+                    "mean": float(stats[stat].mean()),
+                    "sd": float(stats[stat].std(ddof=1)) if len(stats) > 1 else 0.0,
+                }
+            )
+        d0 = per_sub[0][dim]
+        bars.append(
+            pd.DataFrame(
+                {"variant": variant, "layer": point, "label": label, "dim": dim, "birth": d0[:, 0], "death": d0[:, 1]}
+            )
+        )
+    return rows, bars
+
+
 class TrajectoryRun:
     """Trajectory and topology analyses of one run store."""
 
@@ -232,38 +261,31 @@ class TrajectoryRun:
             for p in points:
                 per_sub = [rips_diagrams(pairwise_euclidean(stacks[v][p][idx]), 1, self.spec.engine) for idx in subs]
                 diagrams[(v, p)] = per_sub
-                for dim in DIMS:
-                    stats = pd.DataFrame([diagram_summary(d[dim]) for d in per_sub])
-                    for stat in stats.columns:
-                        summary_rows.append(
-                            {
-                                "variant": v,
-                                "layer": p,
-                                "label": labels[p],
-                                "dim": dim,
-                                "stat": stat,
-                                "mean": float(stats[stat].mean()),
-                                "sd": float(stats[stat].std(ddof=1)) if len(stats) > 1 else 0.0,
-                            }
-                        )
-                    d0 = per_sub[0][dim]
-                    bar_rows.append(
-                        pd.DataFrame(
-                            {
-                                "variant": v,
-                                "layer": p,
-                                "label": labels[p],
-                                "dim": dim,
-                                "birth": d0[:, 0],
-                                "death": d0[:, 1],
-                            }
-                        )
-                    )
+                rows, bars = diagram_rows(v, p, labels[p], per_sub)
+                summary_rows += rows
+                bar_rows += bars
                 if progress:
                     progress.update(task, advance=1)
         say("distances between persistence diagrams")
-        dist_rows, conc, band = [], [], []
         paired = PairedDistances(diagrams, self.spec.distance_subsamples)
+        dist_rows, conc, band = self._series_distances(paired, points, labels)
+        for a, b in combinations(self.headline, 2):
+            dist_rows += self._distance_rows("pair", "", a, b, paired, points, labels)
+        for floor in self.floors:
+            dist_rows += self._distance_rows("floor", "", self.store.reference, floor, paired, points, labels)
+        tables = {
+            "topology": pd.DataFrame(summary_rows),
+            "topology_distances": pd.DataFrame(dist_rows),
+            "persistence_diagrams": pd.concat(bar_rows, ignore_index=True) if bar_rows else pd.DataFrame(),
+        }
+        return tables, conc, band
+
+    def _series_distances(
+        self, paired: PairedDistances, points: list[int], labels: list[str]
+    ) -> tuple[list[dict], list[dict], list[dict]]:
+        """Along each series: Wasserstein concentration of every two checkpoints, and the consecutive and
+        from-start distance rows."""
+        dist_rows, conc, band = [], [], []
         for name, members in self.series.items():
             steps = [series_step(v) for v in members]
             for dim in DIMS:
@@ -281,16 +303,7 @@ class TrajectoryRun:
                     if kind == "from_start" and c == 1:
                         continue  # the same pair as consecutive
                     dist_rows += self._distance_rows(kind, name, a, members[c], paired, points, labels)
-        for a, b in combinations(self.headline, 2):
-            dist_rows += self._distance_rows("pair", "", a, b, paired, points, labels)
-        for floor in self.floors:
-            dist_rows += self._distance_rows("floor", "", self.store.reference, floor, paired, points, labels)
-        tables = {
-            "topology": pd.DataFrame(summary_rows),
-            "topology_distances": pd.DataFrame(dist_rows),
-            "persistence_diagrams": pd.concat(bar_rows, ignore_index=True) if bar_rows else pd.DataFrame(),
-        }
-        return tables, conc, band
+        return dist_rows, conc, band
 
     @staticmethod
     def _distance_rows(
