@@ -13,6 +13,7 @@ import param
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from layerdrift.analyses.pair_metrics import DRIFT, PAIR_METRICS, PairMetric
 from layerdrift.core.naming import pair_key
 from layerdrift.core.spreadsheet import to_csv
 from layerdrift.dashboards.markup import md
@@ -177,49 +178,30 @@ def layer_curves(
     return fig
 
 
-def cka_curves(layers: pd.DataFrame) -> go.Figure:
-    """Same-layer CKA per pair: biased (solid) and debiased (dotted)."""
-    fig = go.Figure()
+def metric_curves(layers: pd.DataFrame, metric: PairMetric, settings: dict[str, Any]) -> go.Figure:
+    """A registered pair metric along depth for every pair (band where it has one), with the metrics drawn with it
+    as dotted lines of the same colour."""
+    fig = layer_curves(layers, metric.column, metric.title.format(**settings), metric.axis, log=metric.log)
     colours = pair_colours(list(dict.fromkeys(layers["pair"])))
-    for pair, t in layers.groupby("pair", sort=False):
-        colour = FLOOR_COLOUR if t["floor"].iloc[0] else colours[pair]
-        fig.add_trace(
-            go.Scatter(
-                x=t["layer"],
-                y=t["cka"],
-                mode="lines+markers",
-                name=f"{pair}",
-                line=dict(color=colour),
-                marker=dict(size=5),
-                legendgroup=pair,
-                customdata=t["label"],
-                hovertemplate="layer %{customdata}<br>CKA %{y:.4f}<extra>" + pair + "</extra>",
+    for companion in (m for m in PAIR_METRICS if m.drawn_with == metric.name and m.column in layers):
+        for pair, t in layers.groupby("pair", sort=False):
+            fig.add_trace(
+                go.Scatter(
+                    x=t["layer"],
+                    y=t[companion.column],
+                    mode="lines",
+                    name=f"{pair} ({companion.axis})",
+                    line=dict(color=FLOOR_COLOUR if t["floor"].iloc[0] else colours[pair], dash="dot"),
+                    legendgroup=pair,
+                    customdata=t["label"],
+                    hovertemplate="layer %{customdata}<br>%{y:.4f}<extra>" + f"{pair} ({companion.axis})</extra>",
+                )
             )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=t["layer"],
-                y=t["cka_debiased"],
-                mode="lines",
-                name=f"{pair} (debiased)",
-                line=dict(color=colour, dash="dot"),
-                legendgroup=pair,
-                customdata=t["label"],
-                hovertemplate="layer %{customdata}<br>debiased CKA %{y:.4f}<extra>" + pair + "</extra>",
-            )
-        )
-    fig.update_layout(
-        **LAYOUT,
-        title="Same-layer linear CKA between variants",
-        yaxis_title="CKA",
-        height=460,
-        xaxis=dict(title="residual point", **layer_ticks(layers)),
-    )
     return fig
 
 
 def cka_heatmap(cross: pd.DataFrame, pair: str, debiased: bool = False) -> go.Figure:
-    """Cross-layer CKA between the reference (rows) and a variant (columns)."""
+    """Cross-layer CKA between the first variant of a pair (rows) and the second (columns)."""
     t = cross[cross["pair"] == pair]
     col = "cka_debiased" if debiased else "cka"
     m = t.pivot(index="layer_a", columns="layer_b", values=col)
@@ -487,22 +469,18 @@ def headline_figures(t: Any, meta: dict, main_pairs: list[str]) -> dict[str, go.
 def depth_figures(t: Any, meta: dict, main_pairs: list[str]) -> dict[str, go.Figure]:
     """Drift (overall and by category), Jaccard, CKA and effective rank along depth, and cross-layer CKA maps."""
     layers, lbc, figs = t["layers"], t["layers_by_category"], {}
-    y_drift = "mean cosine drift (log)"
+    for metric in PAIR_METRICS:
+        if metric.drawn_with is None and metric.column in layers and layers[metric.column].notna().any():
+            figs[f"{metric.name}_by_layer"] = metric_curves(layers, metric, meta["spec"])
     if "drift_mean" in layers:
-        title = "Mean cosine drift per layer (95% bootstrap band; dashed = noise floor)"
-        figs["drift_by_layer"] = layer_curves(layers, "drift_mean", title, y_drift, log=True)
         floor_rows = layers[layers["floor"]].assign(category=lambda x: "noise floor: " + x["pair"], floor=True)
         for pair in main_pairs:
             own = lbc[lbc["pair"] == pair].rename(columns={"ci_low": "drift_ci_low", "ci_high": "drift_ci_high"})
             curves = pd.concat([own, floor_rows], ignore_index=True)
             title = f"Mean drift per layer by category: {pair} (95% band)"
             figs[f"drift_by_layer_category_{pair_key(pair)}"] = layer_curves(
-                curves, "drift_mean", title, y_drift, log=True, group="category"
+                curves, DRIFT.column, title, DRIFT.axis, log=True, group="category"
             )
-    if len(layers):
-        title = f"k-NN Jaccard overlap per layer (k = {meta['spec']['k']}, 95% band)"
-        figs["jaccard_by_layer"] = layer_curves(layers, "jaccard_mean", title, "mean Jaccard")
-        figs["cka_by_layer"] = cka_curves(layers)
     for pair in dict.fromkeys(t["cka_cross"]["pair"]) if len(t["cka_cross"]) else []:
         figs[f"cka_cross_{pair_key(pair)}"] = cka_heatmap(t["cka_cross"], pair)
     figs["effective_rank"] = effective_rank_curves(t["effective_rank"])
@@ -672,10 +650,15 @@ class DashboardState(param.Parameterized):
         fig.update_layout(width=None, autosize=True, height=380)
         return fig
 
-    def cka_figure(self) -> go.Figure:
-        fig = cka_curves(self.run.tables["layers"])
-        fig.update_layout(height=360, legend=dict(orientation="h", y=-0.35))
-        return fig
+    def metric_figures(self) -> list[go.Figure]:
+        """The depth curve of every registered pair metric that has a figure of its own and values in this run."""
+        layers, figs = self.run.tables["layers"], []
+        for metric in PAIR_METRICS:
+            if metric.drawn_with is None and metric.column in layers and layers[metric.column].notna().any():
+                fig = metric_curves(layers, metric, self.run.meta["spec"])
+                fig.update_layout(height=360, legend=dict(orientation="h", y=-0.35))
+                figs.append(fig)
+        return figs
 
     def heatmap_figure(self) -> go.Figure:
         cross = self.run.tables["cka_cross"]
@@ -744,7 +727,7 @@ class DriftTab:
         self.drift_pane = pn.pane.Plotly(state.concept_drift_figure(), sizing_mode="stretch_width")
         self.jaccard_pane = pn.pane.Plotly(state.concept_jaccard_figure(), sizing_mode="stretch_width")
         self.violin_pane = pn.pane.Plotly(state.violin_figure(), sizing_mode="stretch_width")
-        self.cka_pane = pn.pane.Plotly(state.cka_figure(), sizing_mode="stretch_width")
+        self.metric_panes = [pn.pane.Plotly(f, sizing_mode="stretch_width") for f in state.metric_figures()]
         self.heat_pane = pn.pane.Plotly(state.heatmap_figure(), sizing_mode="stretch_width")
         self.rank_pane = pn.pane.Plotly(state.rank_figure(), sizing_mode="stretch_width")
         self.top = pn.widgets.Tabulator(
@@ -925,10 +908,11 @@ class DriftTab:
         return pn.Column(pn.pane.Markdown("### Concept"), self.drift_pane, pn.Row(*neighbours), self.jaccard_pane)
 
     def _overview(self) -> pn.Column:
-        """The top drifters and violins, the CKA and rank curves, and the cross-layer CKA map."""
+        """The top drifters and violins, every pair metric's depth curve and the rank curves, and the cross-layer
+        CKA map."""
         return pn.Column(
             pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), self.top), self.violin_pane),
-            pn.Row(self.cka_pane, self.rank_pane),
+            pn.GridBox(*self.metric_panes, self.rank_pane, ncols=2, sizing_mode="stretch_width"),
             self.heat_pane,
         )
 

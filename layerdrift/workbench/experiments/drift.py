@@ -8,18 +8,19 @@ API all read these tables, so a number is computed in exactly one place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from layerdrift.analyses.drift import drift_by_layer, percentile_rank, procrustes_align
+from layerdrift.analyses.drift import percentile_rank
 from layerdrift.analyses.headline import category_rows, pair_row, top_drifters
-from layerdrift.analyses.neighbours import cosine_similarity_matrix, knn_indices, knn_jaccard
+from layerdrift.analyses.neighbours import cosine_similarity_matrix, knn_indices
+from layerdrift.analyses.pair_metrics import PAIR_METRICS, PairStacks
 from layerdrift.analyses.projection import joint_pca, joint_umap
-from layerdrift.analyses.similarity import cka_from_stacks, cka_rowwise, gram_stack
+from layerdrift.analyses.similarity import cka_from_stacks, gram_stack
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 from layerdrift.core.files import atomic_path
@@ -162,30 +163,167 @@ def headline_index(spec: AnalysisSpec, n_points: int) -> int:
     return spec.headline_layer
 
 
-def _pair_drift(stacks: Stacks, pair: Pair, align: str) -> tuple[np.ndarray | None, bool, str | None]:
-    """Per-layer drift (points, n) of a pair, aligned by Procrustes if widths differ and asked to."""
-    a, b = stacks.arrays[pair.a], stacks.arrays[pair.b]
+def depth_note(pair: Pair, a: np.ndarray, b: np.ndarray, align: str) -> str | None:
+    """Why a pair's per-layer curves (or its drift) are skipped, or None."""
     if a.shape[0] != b.shape[0]:
         return (
-            None,
-            False,
             f"{pair.label}: the variants have {a.shape[0]} and {b.shape[0]} residual points, "
-            "so per-layer curves are skipped; compare the cross-layer CKA map.",
+            "so per-layer curves are skipped; compare the cross-layer CKA map."
         )
-    if a.shape[2] != b.shape[2]:
-        if align != "procrustes":
-            return (
-                None,
-                False,
-                (
-                    f"{pair.label}: cosine drift needs one width, but the variants have {a.shape[2]} "
-                    f"and {b.shape[2]} dimensions; "
-                    "CKA and Jaccard are reported, and analysis.align = 'procrustes' adds aligned drift."
-                ),
+    if a.shape[2] != b.shape[2] and align != "procrustes":
+        return (
+            f"{pair.label}: cosine drift needs one width, but the variants have {a.shape[2]} "
+            f"and {b.shape[2]} dimensions; "
+            "CKA and Jaccard are reported, and analysis.align = 'procrustes' adds aligned drift."
+        )
+    return None
+
+
+@dataclass
+class PairTables:
+    """One pair's rows of the drift tables (the headline ones only at the headline layer)."""
+
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[pd.DataFrame] = field(default_factory=list)
+    layers_by_category: list[dict[str, Any]] = field(default_factory=list)
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+    categories: list[dict[str, Any]] = field(default_factory=list)
+    top_drifters: list[pd.DataFrame] = field(default_factory=list)
+
+
+def pair_tables(
+    pair: Pair, stacks: Stacks, grams: dict[str, Any], spec: AnalysisSpec, seed: int, head: int, concepts: Concepts
+) -> PairTables:
+    """Every registered pair metric at every point of one pair, its per-concept drift and its headline rows."""
+    out = PairTables()
+    a, b = stacks.arrays[pair.a], stacks.arrays[pair.b]
+    if a.shape[0] != b.shape[0]:
+        return out
+    data = PairStacks(a, b, grams[pair.a], grams[pair.b], spec.k, align=spec.align == "procrustes")
+    values = {m.name: m.values(data) for m in PAIR_METRICS}
+    columns: dict[str, list[float]] = {}
+    for m in PAIR_METRICS:
+        if values[m.name] is not None:
+            columns.update(m.summary(values[m.name], spec.n_boot, seed))
+    drift, jac = values["drift"], values["jaccard"]
+    aligned = drift is not None and not data.same_width
+    labels = stacks.labels[pair.a]
+    for i, label in enumerate(labels):
+        row = {"pair": pair.label, "a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned}
+        out.layers.append({**row, "layer": i, "label": label, **{c: v[i] for c, v in columns.items()}})
+    if drift is None:
+        return out
+    for i, label in enumerate(labels):
+        out.drift.append(concept_drift_rows(pair, i, label, drift[i], jac[i], concepts))
+        out.layers_by_category += category_layer_rows(pair, i, label, drift[i], concepts, spec.n_boot, seed)
+    dh = drift[head]
+    fields = {"a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned, "layer": head}
+    out.pairs.append({**pair_row(pair.label, dh, spec.n_boot, seed), **fields, "jaccard_mean": float(jac[head].mean())})
+    out.categories = [
+        dict(r, floor=pair.floor)
+        for r in category_rows(pair.label, dh, concepts.categories, spec.n_boot, spec.n_perm, seed)
+    ]
+    out.top_drifters.append(
+        top_drifters(pair.label, dh, concepts.terms, concepts.categories, spec.top_n).assign(floor=pair.floor)
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class Concepts:
+    """The prompt set's terms and their categories, in capture order."""
+
+    terms: list[str]
+    categories: list[str]
+
+
+def concept_drift_rows(
+    pair: Pair, i: int, label: str, drift: np.ndarray, jaccard: np.ndarray, concepts: Concepts
+) -> pd.DataFrame:
+    """Every concept's drift, its percentile and its Jaccard overlap at one point."""
+    return pd.DataFrame(
+        {
+            "pair": pair.label,
+            "layer": i,
+            "label": label,
+            "concept": np.arange(len(concepts.terms)),
+            "term": concepts.terms,
+            "category": concepts.categories,
+            "drift": drift,
+            "percentile": percentile_rank(drift),
+            "jaccard": jaccard,
+        }
+    )
+
+
+def category_layer_rows(
+    pair: Pair, i: int, label: str, drift: np.ndarray, concepts: Concepts, n_boot: int, seed: int
+) -> list[dict[str, Any]]:
+    """Mean drift of each category at one point, with its bootstrap CI."""
+    cats = np.asarray(concepts.categories)
+    rows = []
+    for cat in dict.fromkeys(concepts.categories):
+        sel = drift[cats == cat]
+        low, high = bootstrap_mean_ci(sel, n_boot=n_boot, seed=seed)
+        rows.append(
+            {
+                "pair": pair.label,
+                "floor": pair.floor,
+                "layer": i,
+                "label": label,
+                "category": cat,
+                "drift_mean": float(sel.mean()),
+                "ci_low": float(low),
+                "ci_high": float(high),
+            }
+        )
+    return rows
+
+
+def cross_cka_rows(pairs: list[Pair], stacks: Stacks, grams: dict[str, Any]) -> list[dict[str, Any]]:
+    """CKA (and debiased CKA) between every point of a and every point of b, for every pair (any depths)."""
+    rows = []
+    for pair in pairs:
+        biased = cka_from_stacks(grams[pair.a][0], grams[pair.b][0])
+        debiased = cka_from_stacks(grams[pair.a][1], grams[pair.b][1])
+        rows += [
+            {
+                "pair": pair.label,
+                "layer_a": i,
+                "layer_b": j,
+                "label_a": stacks.labels[pair.a][i],
+                "label_b": stacks.labels[pair.b][j],
+                "cka": biased[i, j],
+                "cka_debiased": debiased[i, j],
+            }
+            for i in range(biased.shape[0])
+            for j in range(biased.shape[1])
+        ]
+    return rows
+
+
+def variant_rows(stacks: Stacks, k: int, terms: list[str]) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """Per variant and point: the effective ranks, and each concept's k nearest neighbours."""
+    rank_rows, neighbour_frames = [], []
+    for v, arr in stacks.arrays.items():
+        for i in range(arr.shape[0]):
+            rank_rows.append({"variant": v, "layer": i, "label": stacks.labels[v][i], **effective_ranks(arr[i])})
+            nb = knn_indices(arr[i], k)
+            sims = np.take_along_axis(cosine_similarity_matrix(arr[i]), nb, axis=1)
+            neighbour_frames.append(
+                pd.DataFrame(
+                    {
+                        "variant": v,
+                        "layer": i,
+                        "concept": np.repeat(np.arange(arr.shape[1]), k),
+                        "rank": np.tile(np.arange(1, k + 1), arr.shape[1]),
+                        "neighbour": nb.ravel(),
+                        "neighbour_term": np.asarray(terms)[nb.ravel()],
+                        "similarity": sims.ravel(),
+                    }
+                )
             )
-        aligned = np.stack([procrustes_align(a[i], b[i]) for i in range(a.shape[0])])
-        return drift_by_layer(aligned, b), True, None
-    return drift_by_layer(a, b), False, None
+    return rank_rows, neighbour_frames
 
 
 def analyze(
@@ -196,160 +334,36 @@ def analyze(
     say = progress or (lambda msg: None)
     ps = spec.prompt_set or store.prompt_sets[0]
     info = store.manifest["prompt_sets"][ps]
-    terms, cats = info["terms"], info["categories"]
+    concepts = Concepts(info["terms"], info["categories"])
     stacks = Stacks.read(store, ps)
     pairs = variant_pairs(store)
-    warnings: list[str] = []
-    n_points = {v: a.shape[0] for v, a in stacks.arrays.items()}
-    ref_points = n_points[store.reference]
-    head = headline_index(spec, ref_points)
+    head = headline_index(spec, stacks.arrays[store.reference].shape[0])
+    notes = [depth_note(p, stacks.arrays[p.a], stacks.arrays[p.b], spec.align) for p in pairs]
 
     say("centred Grams")
     grams = {v: (gram_stack(list(arr)), gram_stack(list(arr), debiased=True)) for v, arr in stacks.arrays.items()}
     say("drift and neighbourhoods")
-    drift_rows, layer_rows, cat_layer_rows = [], [], []
-    pair_rows, category_table, tops = [], [], []
-    cats_arr = np.asarray(cats)
-    for pair in pairs:
-        drift, aligned, note = _pair_drift(stacks, pair, spec.align)
-        if note:
-            warnings.append(note)
-        a, b = stacks.arrays[pair.a], stacks.arrays[pair.b]
-        same_depth = a.shape[0] == b.shape[0]
-        layers = range(a.shape[0]) if same_depth else []
-        jac = np.stack([knn_jaccard(a[i], b[i], spec.k) for i in layers]) if same_depth else None
-        cka_b = cka_rowwise(grams[pair.a][0], grams[pair.b][0]) if same_depth else []
-        cka_d = cka_rowwise(grams[pair.a][1], grams[pair.b][1]) if same_depth else []
-        if drift is not None:
-            lo, hi = bootstrap_mean_ci(drift.T, n_boot=spec.n_boot, seed=seed)
-        if jac is not None:
-            jlo, jhi = bootstrap_mean_ci(jac.T, n_boot=spec.n_boot, seed=seed)
-        for i in layers:
-            label = stacks.labels[pair.a][i]
-            row = {
-                "pair": pair.label,
-                "a": pair.a,
-                "b": pair.b,
-                "floor": pair.floor,
-                "aligned": aligned,
-                "layer": i,
-                "label": label,
-                "jaccard_mean": float(jac[i].mean()),
-                "jaccard_ci_low": float(jlo[i]),
-                "jaccard_ci_high": float(jhi[i]),
-                "cka": cka_b[i],
-                "cka_debiased": cka_d[i],
-            }
-            if drift is not None:
-                d = drift[i]
-                row.update(
-                    drift_mean=float(d.mean()),
-                    drift_std=float(d.std(ddof=1)),
-                    drift_median=float(np.median(d)),
-                    drift_ci_low=float(lo[i]),
-                    drift_ci_high=float(hi[i]),
-                )
-                drift_rows.append(
-                    pd.DataFrame(
-                        {
-                            "pair": pair.label,
-                            "layer": i,
-                            "label": label,
-                            "concept": np.arange(len(terms)),
-                            "term": terms,
-                            "category": cats,
-                            "drift": d,
-                            "percentile": percentile_rank(d),
-                            "jaccard": jac[i],
-                        }
-                    )
-                )
-                for cat in dict.fromkeys(cats):
-                    sel = d[cats_arr == cat]
-                    clo, chi = bootstrap_mean_ci(sel, n_boot=spec.n_boot, seed=seed)
-                    cat_layer_rows.append(
-                        {
-                            "pair": pair.label,
-                            "floor": pair.floor,
-                            "layer": i,
-                            "label": label,
-                            "category": cat,
-                            "drift_mean": float(sel.mean()),
-                            "ci_low": float(clo),
-                            "ci_high": float(chi),
-                        }
-                    )
-            layer_rows.append(row)
-        if drift is not None and same_depth:
-            dh = drift[head]
-            pair_rows.append(
-                {
-                    **pair_row(pair.label, dh, spec.n_boot, seed),
-                    "a": pair.a,
-                    "b": pair.b,
-                    "floor": pair.floor,
-                    "aligned": aligned,
-                    "layer": head,
-                    "jaccard_mean": float(jac[head].mean()),
-                }
-            )
-            category_table += [
-                dict(r, floor=pair.floor) for r in category_rows(pair.label, dh, cats, spec.n_boot, spec.n_perm, seed)
-            ]
-            tops.append(top_drifters(pair.label, dh, terms, cats, spec.top_n).assign(floor=pair.floor))
-
+    per_pair = [pair_tables(pair, stacks, grams, spec, seed, head, concepts) for pair in pairs]
     say("cross-layer CKA")
-    cross_rows = []
-    for v in store.main_variants:
-        if v == store.reference:
-            continue
-        mb = cka_from_stacks(grams[store.reference][0], grams[v][0])
-        md = cka_from_stacks(grams[store.reference][1], grams[v][1])
-        for i in range(mb.shape[0]):
-            for j in range(mb.shape[1]):
-                cross_rows.append(
-                    {
-                        "pair": f"{store.reference}→{v}",
-                        "layer_a": i,
-                        "layer_b": j,
-                        "label_a": stacks.labels[store.reference][i],
-                        "label_b": stacks.labels[v][j],
-                        "cka": mb[i, j],
-                        "cka_debiased": md[i, j],
-                    }
-                )
-
+    cross_rows = cross_cka_rows(pairs, stacks, grams)
     say("effective rank and neighbour lists")
-    rank_rows, neighbour_frames = [], []
-    for v, arr in stacks.arrays.items():
-        for i in range(arr.shape[0]):
-            rank_rows.append({"variant": v, "layer": i, "label": stacks.labels[v][i], **effective_ranks(arr[i])})
-            nb = knn_indices(arr[i], spec.k)
-            sims = np.take_along_axis(cosine_similarity_matrix(arr[i]), nb, axis=1)
-            neighbour_frames.append(
-                pd.DataFrame(
-                    {
-                        "variant": v,
-                        "layer": i,
-                        "concept": np.repeat(np.arange(arr.shape[1]), spec.k),
-                        "rank": np.tile(np.arange(1, spec.k + 1), arr.shape[1]),
-                        "neighbour": nb.ravel(),
-                        "neighbour_term": np.asarray(terms)[nb.ravel()],
-                        "similarity": sims.ravel(),
-                    }
-                )
-            )
-
+    rank_rows, neighbour_frames = variant_rows(stacks, spec.k, concepts.terms)
     say("projections (UMAP, PCA)")
     projection = project_layers(store, stacks, spec, seed, ps, head, say)
 
+    def rows(name: str) -> list:
+        return [r for t in per_pair for r in getattr(t, name)]
+
+    def frames(name: str) -> pd.DataFrame:
+        return pd.concat(rows(name), ignore_index=True) if rows(name) else pd.DataFrame()
+
     tables = {
-        "pairs": pd.DataFrame(pair_rows),
-        "categories": pd.DataFrame(category_table),
-        "top_drifters": pd.concat(tops, ignore_index=True) if tops else pd.DataFrame(),
-        "drift": pd.concat(drift_rows, ignore_index=True) if drift_rows else pd.DataFrame(),
-        "layers": pd.DataFrame(layer_rows),
-        "layers_by_category": pd.DataFrame(cat_layer_rows),
+        "pairs": pd.DataFrame(rows("pairs")),
+        "categories": pd.DataFrame(rows("categories")),
+        "top_drifters": frames("top_drifters"),
+        "drift": frames("drift"),
+        "layers": pd.DataFrame(rows("layers")),
+        "layers_by_category": pd.DataFrame(rows("layers_by_category")),
         "cka_cross": pd.DataFrame(cross_rows),
         "effective_rank": pd.DataFrame(rank_rows),
         "neighbours": pd.concat(neighbour_frames, ignore_index=True),
@@ -364,9 +378,9 @@ def analyze(
         "headline_layer": head,
         "headline_label": stacks.labels[store.reference][head],
         "labels": stacks.labels[store.reference],
-        "terms": terms,
-        "categories": cats,
-        "warnings": warnings,
+        "terms": concepts.terms,
+        "categories": concepts.categories,
+        "warnings": [n for n in notes if n],
         "spec": spec.model_dump(mode="json"),
         "seed": seed,
     }
