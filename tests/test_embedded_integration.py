@@ -65,11 +65,11 @@ def test_patching_reference_vs_nf4_is_small_and_exact_at_the_last_block(quant_ru
     # the typical prompt's target log-probability moves little between the two (a few prompts move by 1-2.5 nats)
     gap = (prompts["logprob_target_b"] - prompts["logprob_target_a"]).abs()
     assert gap.median() < 0.5, gap.describe()
-    last = table[(table["layer"] == 29) & (table["position"] == "all")].iloc[0]
+    last = table[(table["block"] == 29) & (table["position"] == "all")].iloc[0]
     assert last["normalised_logprob"] == pytest.approx(
         1.0, abs=1e-3
     )  # NF4's last block output carries all of NF4's behaviour
-    first = table[(table["layer"] == 0) & (table["position"] == "all")].iloc[0]
+    first = table[(table["block"] == 0) & (table["position"] == "all")].iloc[0]
     assert abs(first["normalised_logprob"]) < 0.5  # one early block's quantization error carries a small part of it
 
 

@@ -1,8 +1,19 @@
-"""Names shared by every room: hook points, residual-point labels, file-safe slugs."""
+"""Names shared by every room: hook points, residual-point labels, file-safe slugs.
+
+Two indices name places in a model, each with one meaning in every table:
+
+- ``layer``: the residual-point index, 0 = the embedding, i + 1 = the output of block i, the last = the
+  final norm's output; its ``label`` is ``embed``, ``0`` ... ``N-1``, ``final`` (an ordered categorical, so
+  sorting by label sorts by depth).
+- ``block``: the transformer block index, where something is done to a block (patching, steering); block i's
+  output is residual point i + 1, labelled ``i``.
+"""
 
 from __future__ import annotations
 
 import re
+
+import pandas as pd
 
 RESIDUAL = "residual"  # the hook spec that expands to every residual point
 EMBED_HOOK = "hook_embed"
@@ -21,6 +32,30 @@ def point_label(hook: str) -> str:
     if hook.startswith("ln_final"):
         return "final"
     return hook.split(".")[1]
+
+
+def point_depth(label: str) -> float:
+    """Where a point label sits along depth: embed < 0 < 1 < ... < final."""
+    return -1.0 if label == "embed" else float("inf") if label == "final" else float(label)
+
+
+LABEL_COLUMNS = ("label", "label_a", "label_b")
+_POINT_LABEL = re.compile(r"embed|final|\d+")
+
+
+def with_ordered_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with each point-label column (``label``, ``label_a``, ``label_b``) as an ordered categorical in
+    depth order; a column holding anything else (e.g. ``all``) is left as it is."""
+    out = table
+    for col in LABEL_COLUMNS:
+        if col not in table or isinstance(table[col].dtype, pd.CategoricalDtype):
+            continue
+        values = table[col].dropna().astype(str).unique().tolist()
+        if values and all(_POINT_LABEL.fullmatch(v) for v in values):
+            order = sorted(values, key=point_depth)
+            out = out if out is not table else table.copy()
+            out[col] = pd.Categorical(table[col], categories=order, ordered=True)
+    return out
 
 
 def safe_name(text: str) -> str:

@@ -133,10 +133,10 @@ def steering_curves(steering: pd.DataFrame) -> go.Figure:
         r, c = divmod(k, cols)
         for v, g in steering[(steering["behaviour"] == b) & (steering["scale"] != 0)].groupby("variant", sort=False):
             for sign, dash in ((1, "solid"), (-1, "dash")):
-                h = g[np.sign(g["scale"]) == sign].sort_values("layer")
+                h = g[np.sign(g["scale"]) == sign].sort_values("block")
                 fig.add_trace(
                     go.Scatter(
-                        x=h["layer"],
+                        x=h["block"],
                         y=h["shift"],
                         mode="lines+markers",
                         name=f"{v} {'+' if sign > 0 else '−'}c",

@@ -32,7 +32,7 @@ def patching_heatmap(
     """Layer x position map of one patching direction and component (0 = receiver unchanged, 1 = source's behaviour)."""
     t = patching[(patching["direction"] == direction) & (patching["component"] == component)]
     order = _position_order(t["position"])
-    grid = t.pivot_table(index="layer", columns="position", values=metric, aggfunc="first").reindex(columns=order)
+    grid = t.pivot_table(index="block", columns="position", values=metric, aggfunc="first").reindex(columns=order)
     normalised = metric.startswith("normalised")
     fig = go.Figure(
         go.Heatmap(
@@ -67,10 +67,10 @@ def patching_curves(patching: pd.DataFrame, metric: str = "normalised_logit_diff
     colours = pair_colours(list(dict.fromkeys(t["direction"])))
     dashes = {"resid": "solid", "attn": "dot", "mlp": "dash"}
     for (direction, component), g in t.groupby(["direction", "component"], sort=False):
-        g = g.sort_values("layer")
+        g = g.sort_values("block")
         fig.add_trace(
             go.Scatter(
-                x=g["layer"],
+                x=g["block"],
                 y=g[metric],
                 mode="lines+markers",
                 name=f"{direction} ({component})",

@@ -82,12 +82,12 @@ def velocity_curves(band: pd.DataFrame, concentration: pd.DataFrame, layer: str 
     )
     colours = series_colours(list(band["series"]))
     for col, metric in enumerate(metrics, start=1):
-        b = band[(band["metric"] == metric) & (band["layer"] == layer)]
+        b = band[(band["metric"] == metric) & (band["label"] == layer)]
         for s, t in b.groupby("series", sort=False):
             t = t.sort_values("interval")
             x = [f"{a}→{c}" for a, c in zip(t["step_from"], t["step_to"])]
             c = concentration[
-                (concentration["series"] == s) & (concentration["metric"] == metric) & (concentration["layer"] == layer)
+                (concentration["series"] == s) & (concentration["metric"] == metric) & (concentration["label"] == layer)
             ]
             label = f"{s} (C = {c['c'].iloc[0]:.2f}, p = {c['p'].iloc[0]:.3f})" if len(c) else s
             fig.add_trace(
@@ -134,7 +134,7 @@ def velocity_curves(band: pd.DataFrame, concentration: pd.DataFrame, layer: str 
 
 def concentration_by_layer(concentration: pd.DataFrame) -> go.Figure:
     """Early-concentration C per residual point for every series (filled markers: p < 0.05), one panel per metric."""
-    c = concentration[concentration["layer"] != "all"].dropna(subset=["c"])
+    c = concentration[concentration["label"] != "all"].dropna(subset=["c"])
     metrics = [m for m in VELOCITY_METRICS if m in set(c["metric"])]
     fig = make_subplots(
         rows=1,
@@ -149,7 +149,7 @@ def concentration_by_layer(concentration: pd.DataFrame) -> go.Figure:
             sig = t["p"] < 0.05
             fig.add_trace(
                 go.Scatter(
-                    x=t["layer"],
+                    x=t["label"],
                     y=t["c"],
                     mode="lines+markers",
                     name=s,

@@ -217,7 +217,7 @@ class BehaviourRun:
                     {
                         "behaviour": s.name,
                         "variant": name,
-                        "layer": layer,
+                        "block": layer,
                         "scale": scale,
                         "p_matching": float(value),
                         "shift": float(value - base),
@@ -299,7 +299,7 @@ class BehaviourRun:
             "behaviour_cross": pd.DataFrame(cross_rows),
             "behaviour_pca": pd.DataFrame(pca_rows),
             "behaviour_steering": pd.DataFrame(
-                steering, columns=["behaviour", "variant", "layer", "scale", "p_matching", "shift", "n_items"]
+                steering, columns=["behaviour", "variant", "block", "scale", "p_matching", "shift", "n_items"]
             ),
         }
 
@@ -386,8 +386,8 @@ def steering_summary(steering: pd.DataFrame) -> pd.DataFrame:
     """Per behaviour and variant: P(matching) unsteered, the largest shifts, and how many blocks move as expected."""
     rows = []
     for (b, v), g in steering.groupby(["behaviour", "variant"], sort=False):
-        plus = g[g["scale"] > 0].set_index("layer")["shift"]
-        minus = g[g["scale"] < 0].set_index("layer")["shift"]
+        plus = g[g["scale"] > 0].set_index("block")["shift"]
+        minus = g[g["scale"] < 0].set_index("block")["shift"]
         rows.append(
             {
                 "behaviour": b,

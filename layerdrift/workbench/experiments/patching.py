@@ -377,7 +377,7 @@ class PatchingRun:
                         "receiver": dst,
                         "direction": f"{src} into {dst}",
                         "component": component,
-                        "layer": layer,
+                        "block": layer,
                         "position": label,
                         "offset": offsets[k],
                         "n_prompts": int(res["valid"][k].sum()),
@@ -414,11 +414,11 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
         return {}
     rows = []
     for (direction, component), g in patching.groupby(["direction", "component"], sort=False):
-        every = g[g["position"] == "all"].sort_values("layer")
-        last = g[g["position"] == "-1"].sort_values("layer")
+        every = g[g["position"] == "all"].sort_values("block")
+        last = g[g["position"] == "-1"].sort_values("block")
         others = g[~g["position"].isin(["all", "-1"])]["normalised_logit_diff"].dropna()
-        half_all = every[every["normalised_logit_diff"] >= 0.5]["layer"]
-        half_last = last[last["normalised_logit_diff"] >= 0.5]["layer"]
+        half_all = every[every["normalised_logit_diff"] >= 0.5]["block"]
+        half_last = last[last["normalised_logit_diff"] >= 0.5]["block"]
         rows.append(
             {
                 "direction": direction,

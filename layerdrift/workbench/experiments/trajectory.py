@@ -183,7 +183,7 @@ class TrajectoryRun:
             {
                 "series": series,
                 "metric": metric,
-                "layer": name,
+                "label": name,
                 "c": float(test.c[i]),
                 "p": float(test.p[i]),
                 "null_mean": float(test.null_mean[i]),
@@ -199,7 +199,7 @@ class TrajectoryRun:
             {
                 "series": series,
                 "metric": metric,
-                "layer": name,
+                "label": name,
                 "interval": t,
                 "step_from": steps[t],
                 "step_to": steps[t + 1],
@@ -412,11 +412,11 @@ def trajectory_summary(concentration: pd.DataFrame, traj: pd.DataFrame) -> pd.Da
     for s, t in traj.groupby("series", sort=False):
         last = t[t["checkpoint"] == t["checkpoint"].max()]
         peak = last.loc[last["drift_start"].idxmax()]
-        c = concentration[(concentration["series"] == s) & (concentration["layer"] == "all")].set_index("metric")
+        c = concentration[(concentration["series"] == s) & (concentration["label"] == "all")].set_index("metric")
         final = concentration[
             (concentration["series"] == s)
             & (concentration["metric"] == "drift")
-            & (concentration["layer"] == peak["label"])
+            & (concentration["label"] == peak["label"])
         ]
         row = {
             "series": s,

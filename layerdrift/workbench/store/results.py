@@ -25,9 +25,24 @@ import pandas as pd
 
 from layerdrift.core.files import fault_point, read_json_or_none, remove_path, storage_errors, write_json_atomic
 from layerdrift.core.hashing import bytes_sha256
+from layerdrift.core.naming import with_ordered_labels
 from layerdrift.errors import LayerdriftError
 
 RESULTS = "results"
+# Columns renamed since run folders were first written, applied when an older table is read:
+# (result set, table) -> {old name: new name}. See docs/python-api.md.
+RENAMED_COLUMNS: dict[tuple[str, str], dict[str, str]] = {
+    ("patching", "patching"): {"layer": "block"},
+    ("behaviour", "behaviour_steering"): {"layer": "block"},
+    ("trajectory", "concentration"): {"layer": "label"},
+    ("trajectory", "velocity_band"): {"layer": "label"},
+}
+
+
+def current_table(result_set: str, stem: str, table: pd.DataFrame) -> pd.DataFrame:
+    """A table as this version writes it: renamed columns under their new names, point labels ordered."""
+    renames = {old: new for old, new in RENAMED_COLUMNS.get((result_set, stem), {}).items() if new not in table}
+    return with_ordered_labels(table.rename(columns=renames) if renames else table)
 
 
 @dataclass
@@ -39,6 +54,9 @@ class ResultSet:
     tables: dict[str, pd.DataFrame]
     meta: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # file stem -> named arrays
+
+    def __post_init__(self) -> None:
+        self.tables = {stem: current_table(self.name, stem, t) for stem, t in self.tables.items()}
 
 
 def results_dir(root: Path) -> Path:
@@ -124,7 +142,8 @@ class StoredResultSet:
 
     def table(self, stem: str) -> pd.DataFrame:
         if stem not in self._loaded:
-            self._loaded[stem] = pd.read_parquet(io.BytesIO(self._bytes(f"{stem}.parquet")))
+            table = pd.read_parquet(io.BytesIO(self._bytes(f"{stem}.parquet")))
+            self._loaded[stem] = current_table(self.name, stem, table)
         return self._loaded[stem]
 
     def arrays(self, stem: str) -> dict[str, np.ndarray]:

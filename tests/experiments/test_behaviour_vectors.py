@@ -11,7 +11,7 @@ from layerdrift.analyses.vectors import contrast_vectors, cross_layer_cosine, la
 from layerdrift.concepts.behaviour_vectors import load_behaviour_vectors
 from layerdrift.errors import LayerdriftError
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "caa-llama2-7b-base-vs-chat.npz"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "caa-llama2-7b-base-vs-chat.npz"
 AB = ["myopic", "powerseeking", "selfawareness", "survivalinstinct", "sycophancy"]
 PERSONA = ["agreeableness", "conscientiousness", "extraversion"]
 

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import planted_direction
 
 from layerdrift.analyses.vectors import layerwise_cosine
 from layerdrift.concepts.behaviours import BUILTIN_BEHAVIOURS, load_behaviour_set
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import config_from_dict
 from layerdrift.workbench.experiments.behaviour import auto_steering_layers, balanced_split, p_matching
-from tests.conftest import planted_direction
 
 SHIPPED = ["corrigibility", "myopic-reward", "power-seeking", "self-awareness", "survival-instinct", "sycophancy"]
 
@@ -134,10 +134,10 @@ def test_planted_direction_is_recovered_and_steering_moves_the_answer(tiny_model
     same = tables["behaviour_cosine"]
     np.testing.assert_allclose(same["cosine"], 1.0, atol=1e-6)  # a variant and its copy agree at every layer
     steer = tables["behaviour_steering"].query("variant == 'planted'")
-    assert set(steer["layer"]) == {0, 1, 2} and (steer["n_items"] == 4).all()
-    for layer, group in steer.groupby("layer"):
+    assert set(steer["block"]) == {0, 1, 2} and (steer["n_items"] == 4).all()
+    for block, group in steer.groupby("block"):
         p = group.set_index("scale")["p_matching"]
-        assert p[2.0] > p[0.0] > p[-2.0], (layer, p.to_dict())
+        assert p[2.0] > p[0.0] > p[-2.0], (block, p.to_dict())
     cross = tables["behaviour_cross"].query("variant == 'planted' and layer_a == layer_b")
     np.testing.assert_allclose(cross["cosine"], 1.0, atol=1e-9)
     pca = tables["behaviour_pca"]

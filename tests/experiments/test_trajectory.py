@@ -168,14 +168,14 @@ def test_series_run_tables(series_run):
     # headline analyses compare the base with the series' last checkpoint only
     assert set(series_run.meta["variants"]) == {"base", "floor", "memo.step4"}
     conc = t["concentration"]
-    half = conc[(conc.metric == "drift") & (conc.layer == "final")]["half_distance_step"].iloc[0]
+    half = conc[(conc.metric == "drift") & (conc.label == "final")]["half_distance_step"].iloc[0]
     assert 0 < half <= 4
     assert set(conc.metric) == {"drift", "wasserstein_h0", "wasserstein_h1"} and "all" in set(conc.layer)
     moved = conc[conc.layer != "embed"]
     assert moved.p.between(0, 1).all() and moved.c.between(0, 1).all()
-    assert conc[conc.layer == "embed"].c.isna().all()  # nothing moved there: C is undefined, not 0
+    assert conc[conc.label == "embed"].c.isna().all()  # nothing moved there: C is undefined, not 0
     band = t["velocity_band"]
-    assert len(band[(band.metric == "drift") & (band.layer == "all")]) == 3
+    assert len(band[(band.metric == "drift") & (band.label == "all")]) == 3
     topo = t["topology"]
     assert set(topo.dim) == {0, 1} and topo.layer.nunique() == 3
     h0 = topo[(topo.dim == 0) & (topo.stat == "bars")]
@@ -218,7 +218,7 @@ def test_series_run_figures_and_report(series_run):
     velocity = figs["trajectory_velocity"]
     drift_line = next(tr for tr in velocity.data if tr.name and tr.name.startswith("memo") and tr.xaxis == "x")
     band = series_run.tables["velocity_band"]
-    expected = band[(band.metric == "drift") & (band.layer == "all")].sort_values("interval")["velocity"].to_numpy()
+    expected = band[(band.metric == "drift") & (band.label == "all")].sort_values("interval")["velocity"].to_numpy()
     assert np.allclose(np.asarray(drift_line.y, dtype=float), expected)  # the figure draws the table's numbers
     heat = figs["trajectory_drift_start"].data[0]
     assert list(heat.x) == ["0", "1", "2", "4"]

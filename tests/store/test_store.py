@@ -82,7 +82,9 @@ extract(tiny_config(Path({model!r}), Path({vocab!r}), Path({out!r}), batch_size=
 
 def run_extract_subprocess(tiny_model, vocab_file, out, kill_at=None):
     env = {**os.environ, files.FAULT_AT_ENV: kill_at} if kill_at else dict(os.environ)
-    code = SCRIPT.format(tests=os.path.dirname(__file__), model=str(tiny_model), vocab=str(vocab_file), out=str(out))
+    code = SCRIPT.format(
+        tests=os.path.dirname(os.path.dirname(__file__)), model=str(tiny_model), vocab=str(vocab_file), out=str(out)
+    )
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
 
 

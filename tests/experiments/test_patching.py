@@ -145,7 +145,7 @@ def test_pipeline_self_patch_is_zero_and_last_layer_is_one(
     assert prompts["flip"].all() and len(prompts) >= 1
     assert (prompts["id_a"] != prompts["id_b"]).all()  # the two variants part at these tokens
     assert set(table["direction"]) == {"other into base", "base into other"}
-    last = table[(table.layer == 2) & (table.component == "resid")]
+    last = table[(table.block == 2) & (table.component == "resid")]
     np.testing.assert_allclose(last.query("position == 'all'")["normalised_logit_diff"], 1.0, atol=1e-5)
     np.testing.assert_allclose(last.query("position == '-2'")["normalised_logit_diff"], 0.0, atol=1e-5)
     # A second run reuses everything: no model is loaded again.
