@@ -74,7 +74,7 @@ def test_experiment_views_follow_their_tables(tiny_run):
     view.component = "attn"
     heat = view.heatmap()
     sel = t["patching"].query(
-        "direction == 'tuned into base' and component == 'attn' and layer == 1 and position == '-1'"
+        "direction == 'tuned into base' and component == 'attn' and block == 1 and position == '-1'"
     )
     assert heat.data[0].z[1][1] == pytest.approx(
         sel["normalised_logit_diff"].iloc[0], nan_ok=True

@@ -170,8 +170,8 @@ def test_series_run_tables(series_run):
     conc = t["concentration"]
     half = conc[(conc.metric == "drift") & (conc.label == "final")]["half_distance_step"].iloc[0]
     assert 0 < half <= 4
-    assert set(conc.metric) == {"drift", "wasserstein_h0", "wasserstein_h1"} and "all" in set(conc.layer)
-    moved = conc[conc.layer != "embed"]
+    assert set(conc.metric) == {"drift", "wasserstein_h0", "wasserstein_h1"} and "all" in set(conc.label)
+    moved = conc[conc.label != "embed"]
     assert moved.p.between(0, 1).all() and moved.c.between(0, 1).all()
     assert conc[conc.label == "embed"].c.isna().all()  # nothing moved there: C is undefined, not 0
     band = t["velocity_band"]
