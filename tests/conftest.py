@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; unknown ids fail at once
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+# analysis settings that keep a tiny run fast (few bootstrap draws, one UMAP, no PNGs); tests add to them
+FAST_ANALYSIS = {"k": 3, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 4, "png": False}
 
 VOCAB_TEXT = """term\tcategory
 love\tabstract
@@ -280,15 +290,41 @@ def series_run(tiny_model, tmp_path_factory):
             ],
             "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
             "capture": {"batch_size": 4},
-            "analysis": {
-                "png": False,
-                "n_boot": 100,
-                "n_perm": 100,
-                "umap_layers": "headline",
-                "umap_neighbors": 5,
-                "k": 3,
-            },
+            "analysis": {**FAST_ANALYSIS, "umap_neighbors": 5},
             "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
         }
     )
     return run(cfg, quiet=True)
+
+
+# a real browser on a served dashboard (the dashboards' and the trajectory tab's tests)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextlib.contextmanager
+def served_dashboard(run_root):
+    """`layerdrift dashboard RUN` on a free port, ready to answer; yields its URL and stops it afterwards."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(run_root), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import VOCAB_TEXT, tiny_config
+from conftest import FAST_ANALYSIS, VOCAB_TEXT, tiny_config
 
 from layerdrift import open_run, run
 from layerdrift.core.files import RunLock
@@ -44,16 +44,7 @@ def run_config(model, other, vocab, out, capture=None, **analysis):
             ],
             "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
             "capture": {"batch_size": 4, **(capture or {})},
-            "analysis": {
-                "k": 3,
-                "top_n": 5,
-                "n_boot": 100,
-                "n_perm": 100,
-                "umap_layers": "headline",
-                "umap_neighbors": 4,
-                "png": False,
-                **analysis,
-            },
+            "analysis": {**FAST_ANALYSIS, "top_n": 5, **analysis},
         }
     )
 

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import build_tiny_llama
+from conftest import FAST_ANALYSIS, build_tiny_llama
 
 from layerdrift import open_run, run
 from layerdrift.analyses.drift import cosine_drift
@@ -114,7 +114,7 @@ def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tm
             {"name": "wide", "source": str(wide)},
         ],
         prompt_sets=[{"name": "concepts", "vocabulary": str(vocab_file)}],
-        analysis={"k": 3, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 4, "png": False},
+        analysis=dict(FAST_ANALYSIS),
     )
     result = run(config_from_dict(cfg), quiet=True)
     assert any("32 and 48 dimensions" in n for n in result.notes)

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CHROMIUM, served_dashboard
 
 from layerdrift.dashboards.app import build_app
 from layerdrift.dashboards.drift import DashboardState, match_concept
@@ -128,43 +122,11 @@ def test_build_app_makes_a_layout(tiny_run):
     assert "reference base" in title.object and tabs._names == ["Drift", "Patching", "Behaviour vectors", "Manifolds"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_dashboard_cli_errors_clearly(tmp_path, capsys):
     from layerdrift.workbench.cli import main
 
     assert main(["dashboard", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
-
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@contextlib.contextmanager
-def served_dashboard(run_root):
-    """`layerdrift dashboard RUN` on a free port, ready to answer; yields its URL and stops it afterwards."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "layerdrift.workbench.cli", "dashboard", str(run_root), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.mark.skipif(

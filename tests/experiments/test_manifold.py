@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import FAST_ANALYSIS
 
 from layerdrift.analyses.manifold import (
     classical_mds,
@@ -282,14 +283,7 @@ def manifold_config(out, base, other, vocab, **manifold):
                 {"name": "other", "source": str(other)},
             ],
             "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-            "analysis": {
-                "k": 3,
-                "n_boot": 100,
-                "n_perm": 100,
-                "umap_neighbors": 4,
-                "png": False,
-                "umap_layers": "headline",
-            },
+            "analysis": dict(FAST_ANALYSIS),
             "manifold": {"sets": ["birthday", "numbers"], "n_prompts": 48, "folds": 4, **manifold},
         }
     )

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import CHROMIUM, FAST_ANALYSIS, served_dashboard
 
 from layerdrift.analyses.topology import (
     bottleneck_distance,
@@ -261,8 +262,6 @@ def test_trajectory_view_follows_the_checkpoint_slider(series_run):
 
 
 def test_trajectory_tab_in_headless_chromium(series_run, tmp_path):
-    from test_dashboard import CHROMIUM, served_dashboard
-
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed")
     from playwright.sync_api import sync_playwright
@@ -329,14 +328,7 @@ def test_topology_between_variants_of_different_depth_is_one_clear_error(tiny_mo
             "out": str(tmp_path / "run"),
             "variants": [{"name": "deep", "source": str(tiny_model)}, {"name": "shallow", "source": str(shallow)}],
             "prompt_sets": [{"name": "concepts", "vocabulary": str(tmp_path / "vocab.tsv")}],
-            "analysis": {
-                "png": False,
-                "n_boot": 100,
-                "n_perm": 100,
-                "umap_layers": "headline",
-                "umap_neighbors": 5,
-                "k": 3,
-            },
+            "analysis": {**FAST_ANALYSIS, "umap_neighbors": 5},
             "trajectory": {"subsamples": 2, "subsample_size": 8, "n_perm": 100},
         }
     )
