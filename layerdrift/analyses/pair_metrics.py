@@ -132,5 +132,5 @@ CKA_DEBIASED = PairMetric(
     drawn_with="cka",
 )
 
-# in the order of the layers table's columns
-PAIR_METRICS: tuple[PairMetric, ...] = (JACCARD, CKA, CKA_DEBIASED, DRIFT)
+# in the order of the layers table's columns and of the depth figures: the main measure first
+PAIR_METRICS: tuple[PairMetric, ...] = (DRIFT, JACCARD, CKA, CKA_DEBIASED)
