@@ -113,21 +113,55 @@ def vocab_file(tmp_path) -> Path:
     return path
 
 
-def tiny_config(model: Path, vocab: Path, out: Path, **capture):
+def config_dict(
+    out: Path,
+    variants: dict[str, Path | dict],
+    vocab: Path | None = None,
+    *,
+    name: str = "tiny",
+    capture: dict | None = None,
+    analysis: dict | None = None,
+    **sections,
+) -> dict:
+    """The tests' one config builder, as the dict a TOML file would hold.
+
+    ``variants`` maps a name to a model folder or to a variant table (the first is the reference unless one says
+    otherwise); ``vocab`` becomes the ``concepts`` prompt set; ``capture`` defaults to batches of 4 and ``analysis``
+    is FAST_ANALYSIS with the given keys on top; other keyword arguments are further sections (``patching=...``).
+    """
+    rows = [
+        {"name": key, **(spec if isinstance(spec, dict) else {"source": str(spec)})} for key, spec in variants.items()
+    ]
+    if not any("reference" in row for row in rows):
+        rows[0]["reference"] = True
+    config = {
+        "name": name,
+        "out": str(out),
+        "variants": rows,
+        "capture": {"batch_size": 4} if capture is None else capture,
+        "analysis": {**FAST_ANALYSIS, **(analysis or {})},
+        **sections,
+    }
+    if vocab is not None:
+        config["prompt_sets"] = [{"name": "concepts", "vocabulary": str(vocab)}]
+    return config
+
+
+def make_config(*args, **kwargs):
+    """`config_dict` validated into a Config."""
     from layerdrift.workbench.config import config_from_dict
 
-    return config_from_dict(
-        {
-            "name": "tiny",
-            "out": str(out),
-            "variants": [
-                {"name": "ref", "source": str(model), "reference": True},
-                {"name": "copy", "source": str(model)},
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-            "capture": {"batch_size": 3, **capture},
-        }
-    )
+    return config_from_dict(config_dict(*args, **kwargs))
+
+
+def floor_of(model: Path) -> dict:
+    """A bfloat16 noise-floor variant of ``model``."""
+    return {"source": str(model), "dtype": "bfloat16", "noise_floor": True}
+
+
+def tiny_config(model: Path, vocab: Path, out: Path, **capture):
+    """A capture-only config: the tiny model twice (``ref`` and ``copy``), batches of 3."""
+    return make_config(out, {"ref": model, "copy": model}, vocab, capture={"batch_size": 3, **capture})
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +170,6 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
     import json
 
     from layerdrift import run
-    from layerdrift.workbench.config import config_from_dict
 
     folder = tmp_path_factory.mktemp("tiny-vocab")
     vocab = folder / "vocab.tsv"
@@ -162,27 +195,22 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
             for i, t in enumerate(terms)
         )
     )
-    cfg = config_from_dict(
-        {
-            "name": "tiny-dash",
-            "out": str(tmp_path_factory.mktemp("tiny-run")),
-            "variants": [
-                {"name": "base", "source": str(tiny_model), "reference": True},
-                {"name": "tuned", "source": str(tiny_model_b)},
-                {"name": "floor", "source": str(tiny_model), "dtype": "bfloat16", "noise_floor": True},
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-            "analysis": {"k": 3, "n_boot": 100, "n_perm": 100, "umap_neighbors": 4, "png": False},
-            "patching": {
-                "prompts": str(folder / "patch.jsonl"),
-                "positions": 2,
-                "select": "all",
-                "max_prompts": 6,
-                "components": ["resid", "attn"],
-            },
-            "behaviour": {"sets": [str(folder / "behaviour.jsonl")], "steering_items": 3, "steering_layers": [0, 2]},
-            "manifold": {"sets": ["birthday"], "n_prompts": 40, "folds": 4},
-        }
+    cfg = make_config(
+        tmp_path_factory.mktemp("tiny-run"),
+        {"base": tiny_model, "tuned": tiny_model_b, "floor": floor_of(tiny_model)},
+        vocab,
+        name="tiny-dash",
+        capture={},
+        analysis={"umap_layers": "all"},
+        patching={
+            "prompts": str(folder / "patch.jsonl"),
+            "positions": 2,
+            "select": "all",
+            "max_prompts": 6,
+            "components": ["resid", "attn"],
+        },
+        behaviour={"sets": [str(folder / "behaviour.jsonl")], "steering_items": 3, "steering_layers": [0, 2]},
+        manifold={"sets": ["birthday"], "n_prompts": 40, "folds": 4},
     )
     return run(cfg, quiet=True)
 
@@ -254,7 +282,6 @@ def tiny_model_planted(tiny_model, tmp_path_factory) -> Path:
 def series_run(tiny_model, tmp_path_factory):
     """A run with a plain base variant and a LoRA fine-tune series of the tiny model (trained in the run)."""
     from layerdrift import run
-    from layerdrift.workbench.config import config_from_dict
 
     folder = tmp_path_factory.mktemp("series")
     (folder / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
@@ -264,35 +291,25 @@ def series_run(tiny_model, tmp_path_factory):
             for t in ["love", "France", "nurse", "entropy", "Paris", "justice"]
         )
     )
-    cfg = config_from_dict(
-        {
-            "name": "series",
-            "out": str(folder / "run"),
-            "variants": [
-                {"name": "base", "source": str(tiny_model), "reference": True},
-                {"name": "floor", "source": str(tiny_model), "dtype": "bfloat16", "noise_floor": True},
-            ],
-            "series": [
-                {
-                    "name": "memo",
-                    "finetune": {
-                        "base": str(tiny_model),
-                        "data": str(folder / "memo.jsonl"),
-                        "out": str(folder / "ft"),
-                        "steps": 4,
-                        "batch_size": 4,
-                        "eval_examples": 1,
-                        "learning_rate": 0.05,
-                        "max_length": 96,
-                        "device": "cpu",
-                    },
-                }
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(folder / "vocab.tsv")}],
-            "capture": {"batch_size": 4},
-            "analysis": {**FAST_ANALYSIS, "umap_neighbors": 5},
-            "trajectory": {"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
-        }
+    finetune = {
+        "base": str(tiny_model),
+        "data": str(folder / "memo.jsonl"),
+        "out": str(folder / "ft"),
+        "steps": 4,
+        "batch_size": 4,
+        "eval_examples": 1,
+        "learning_rate": 0.05,
+        "max_length": 96,
+        "device": "cpu",
+    }
+    cfg = make_config(
+        folder / "run",
+        {"base": tiny_model, "floor": floor_of(tiny_model)},
+        folder / "vocab.tsv",
+        name="series",
+        analysis={"umap_neighbors": 5},
+        series=[{"name": "memo", "finetune": finetune}],
+        trajectory={"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
     )
     return run(cfg, quiet=True)
 

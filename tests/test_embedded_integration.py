@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_config
 
-from layerdrift.workbench.config import config_from_dict
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.store.extract import extract
 
@@ -101,34 +101,26 @@ def test_behaviour_vectors_across_quantization(quant_run):
 
 
 def quant_config(root, **extra):
-    return config_from_dict(
-        {
-            "name": "smol",
-            "out": str(root),
-            "variants": [
-                {"name": "reference", "source": "smollm2-135m-instruct", "reference": True},
-                {"name": "nf4", "source": "smollm2-135m-instruct", "quantization": "nf4"},
-                {"name": "int8", "source": "smollm2-135m-instruct", "quantization": "int8"},
-            ],
-            "capture": {"batch_size": 47},
-            **extra,
-        }
-    )
+    """The embedded SmolLM2 with its NF4 and INT8 copies, on the default prompt sets."""
+    variants = {
+        "reference": "smollm2-135m-instruct",
+        "nf4": {"source": "smollm2-135m-instruct", "quantization": "nf4"},
+        "int8": {"source": "smollm2-135m-instruct", "quantization": "int8"},
+    }
+    return make_config(root, variants, name="smol", capture={"batch_size": 47}, **extra)
 
 
 def test_birthday_manifold_on_the_embedded_model(tmp_path):
     """The date sits on a circle at the month token of SmolLM2 and reaches the word 'birthday'."""
     from layerdrift import run
 
-    cfg = config_from_dict(
-        {
-            "name": "birthday",
-            "out": str(tmp_path / "run"),
-            "variants": [{"name": "reference", "source": "smollm2-135m-instruct", "reference": True}],
-            "prompt_sets": [{"name": "concepts", "vocabulary": "embeddingdrift-235"}],
-            "analysis": {"png": False, "umap_layers": "headline", "n_boot": 100, "n_perm": 100},
-            "manifold": {"sets": ["birthday"], "n_prompts": 120, "folds": 4},
-        }
+    cfg = make_config(
+        tmp_path / "run",
+        {"reference": "smollm2-135m-instruct"},
+        "embeddingdrift-235",
+        name="birthday",
+        capture={},
+        manifold={"sets": ["birthday"], "n_prompts": 120, "folds": 4},
     )
     scores = run(cfg, quiet=True).tables["manifold_scores"]
     by = {lm: g.sort_values("point") for lm, g in scores.groupby("landmark")}

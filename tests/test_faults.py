@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import VOCAB_TEXT
+from conftest import VOCAB_TEXT, config_dict
 from test_hardening import assert_same_run
 
 from layerdrift.core import files
@@ -104,18 +104,14 @@ def fault_config(root: Path, model: Path, other: Path, out: Path) -> Path:
     patch.write_text(
         "".join(json.dumps({"prompt": f"The concept of {t} is", "target": " love"}) + "\n" for t in terms[:2])
     )
-    config = {
-        "name": "faults",
-        "out": str(out),
-        "variants": [
-            {"name": "base", "source": str(model), "reference": True},
-            {"name": "tuned", "source": str(other)},
-        ],
-        "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-        "capture": {"batch_size": 4},
-        "analysis": {"k": 3, "top_n": 5, "n_boot": 100, "n_perm": 100, "umap_layers": [], "png": False},
-        "patching": {"prompts": str(patch), "select": "all", "positions": 1, "max_prompts": 2, "batch_size": 2},
-    }
+    config = config_dict(
+        out,
+        {"base": model, "tuned": other},
+        vocab,
+        name="faults",
+        analysis={"top_n": 5, "umap_layers": []},
+        patching={"prompts": str(patch), "select": "all", "positions": 1, "max_prompts": 2, "batch_size": 2},
+    )
     path = root / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

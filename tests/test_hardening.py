@@ -20,32 +20,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST_ANALYSIS, VOCAB_TEXT, tiny_config
+from conftest import VOCAB_TEXT, make_config, tiny_config
 
 from layerdrift import open_run, run
 from layerdrift.core.files import RunLock
 from layerdrift.core.spreadsheet import spreadsheet_safe, to_csv
 from layerdrift.errors import LayerdriftError, LayerdriftWarning
 from layerdrift.workbench.cli import COMMANDS, main
-from layerdrift.workbench.config import config_from_dict
 from layerdrift.workbench.store.extract import extract
 from layerdrift.workbench.store.results import ResultSet, cached_result_set, read_result_set, save_result_set
 from layerdrift.workbench.store.runstore import CaptureJob, RunStore
 
 
 def run_config(model, other, vocab, out, capture=None, **analysis):
-    return config_from_dict(
-        {
-            "name": "hard",
-            "out": str(out),
-            "variants": [
-                {"name": "base", "source": str(model), "reference": True},
-                {"name": "tuned", "source": str(other)},
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-            "capture": {"batch_size": 4, **(capture or {})},
-            "analysis": {**FAST_ANALYSIS, "top_n": 5, **analysis},
-        }
+    """Base and tuned, top 5 neighbours listed."""
+    return make_config(
+        out,
+        {"base": model, "tuned": other},
+        vocab,
+        name="hard",
+        capture={"batch_size": 4, **(capture or {})},
+        analysis={"top_n": 5, **analysis},
     )
 
 

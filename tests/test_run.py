@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FAST_ANALYSIS, build_tiny_llama
+from conftest import build_tiny_llama, config_dict, floor_of, make_config
 
 from layerdrift import open_run, run
 from layerdrift.analyses.drift import cosine_drift
@@ -14,28 +14,9 @@ from layerdrift.workbench.config import config_from_dict
 
 
 def tiny_run_config(out, model, other, vocab, **analysis):
-    return config_from_dict(
-        {
-            "name": "tiny",
-            "out": str(out),
-            "variants": [
-                {"name": "base", "source": str(model), "reference": True},
-                {"name": "tuned", "source": str(other)},
-                {"name": "floor", "source": str(model), "dtype": "bfloat16", "noise_floor": True},
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-            "capture": {"batch_size": 4},
-            "analysis": {
-                "k": 3,
-                "top_n": 5,
-                "n_boot": 200,
-                "n_perm": 200,
-                "umap_layers": "headline",
-                "umap_neighbors": 4,
-                **analysis,
-            },
-        }
-    )
+    """Base, tuned and a bfloat16 floor of base, with 200 bootstrap and permutation draws."""
+    variants = {"base": model, "tuned": other, "floor": floor_of(model)}
+    return make_config(out, variants, vocab, analysis={"top_n": 5, "n_boot": 200, "n_perm": 200, **analysis})
 
 
 def test_run_writes_report_and_tables_agree(tiny_model, tiny_model_b, vocab_file, tmp_path):
@@ -106,16 +87,7 @@ def test_second_run_reuses_captures_and_analyses(tiny_model, tiny_model_b, vocab
 
 def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tmp_path_factory):
     wide = build_tiny_llama(tmp_path_factory.mktemp("wide"), seed=2, hidden=48)
-    cfg = dict(
-        name="w",
-        out=str(tmp_path_factory.mktemp("runw")),
-        variants=[
-            {"name": "base", "source": str(tiny_model), "reference": True},
-            {"name": "wide", "source": str(wide)},
-        ],
-        prompt_sets=[{"name": "concepts", "vocabulary": str(vocab_file)}],
-        analysis=dict(FAST_ANALYSIS),
-    )
+    cfg = config_dict(tmp_path_factory.mktemp("runw"), {"base": tiny_model, "wide": wide}, vocab_file, name="w")
     result = run(config_from_dict(cfg), quiet=True)
     assert any("32 and 48 dimensions" in n for n in result.notes)
     assert result.tables["pairs"].empty and result.tables["layers"]["cka"].notna().sum() >= 4

@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import planted_direction
+from conftest import make_config, planted_direction
 
 from layerdrift.analyses.vectors import layerwise_cosine
 from layerdrift.concepts.behaviours import BUILTIN_BEHAVIOURS, load_behaviour_set
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.config import config_from_dict
 from layerdrift.workbench.experiments.behaviour import auto_steering_layers, balanced_split, p_matching
 
 SHIPPED = ["corrigibility", "myopic-reward", "power-seeking", "self-awareness", "survival-instinct", "sycophancy"]
@@ -72,26 +71,17 @@ def test_steering_helpers():
 
 
 def planted_config(tmp_path, model, vocab_file, items_path, **behaviour):
-    return config_from_dict(
-        {
-            "name": "planted",
-            "out": str(tmp_path / "run"),
-            "variants": [
-                {"name": "planted", "source": str(model), "reference": True},
-                {"name": "copy", "source": str(model)},
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab_file)}],
-            "analysis": {"n_boot": 100, "n_perm": 100, "umap_layers": "headline", "png": False, "k": 3},
-            "behaviour": {
-                "sets": [str(items_path)],
-                "steering_items": 4,
-                "steering_layers": [0, 1, 2],
-                "steering_scale": 2.0,
-                "batch_size": 5,
-                **behaviour,
-            },
-        }
-    )
+    """The planted model and its copy, steered at every block with 4 items."""
+    behaviour = {
+        "sets": [str(items_path)],
+        "steering_items": 4,
+        "steering_layers": [0, 1, 2],
+        "steering_scale": 2.0,
+        "batch_size": 5,
+        **behaviour,
+    }
+    variants = {"planted": model, "copy": model}
+    return make_config(tmp_path / "run", variants, vocab_file, name="planted", capture={}, behaviour=behaviour)
 
 
 def test_planted_direction_is_recovered_and_steering_moves_the_answer(tiny_model_planted, vocab_file, tmp_path):

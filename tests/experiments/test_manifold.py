@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FAST_ANALYSIS
+from conftest import make_config
 
 from layerdrift.analyses.manifold import (
     classical_mds,
@@ -271,21 +271,14 @@ def test_alignment_lines_up_landmarks_in_each_prompt(tiny_model):
 
 
 def manifold_config(out, base, other, vocab, **manifold):
-    from layerdrift.workbench.config import config_from_dict
-
-    return config_from_dict(
-        {
-            "name": "tiny-manifold",
-            "out": str(out),
-            "variants": [
-                {"name": "base", "source": str(base), "reference": True},
-                {"name": "same", "source": str(base)},
-                {"name": "other", "source": str(other)},
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-            "analysis": dict(FAST_ANALYSIS),
-            "manifold": {"sets": ["birthday", "numbers"], "n_prompts": 48, "folds": 4, **manifold},
-        }
+    """Base, an identical copy and another model; birthday and numbers probes, 48 prompts, 4 folds."""
+    return make_config(
+        out,
+        {"base": base, "same": base, "other": other},
+        vocab,
+        name="tiny-manifold",
+        capture={},
+        manifold={"sets": ["birthday", "numbers"], "n_prompts": 48, "folds": 4, **manifold},
     )
 
 

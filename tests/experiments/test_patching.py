@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import build_tiny_llama, make_config
 
 from layerdrift.analyses.patching import first_divergence, normalised_effect
 from layerdrift.concepts.patch_prompts import BUILTIN_PATCH_SETS, load_patch_prompts
 from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.interventions import ALL_POSITIONS, clean_readout, component_hook, left_pad, patch_sweep
-from layerdrift.workbench.config import VariantSpec, config_from_dict
+from layerdrift.workbench.config import VariantSpec
 from layerdrift.workbench.models.loading import free, load_variant
 
 PROMPTS = [
@@ -100,18 +101,14 @@ def test_normalised_effect_known_cases():
 
 
 def patch_config(tmp_path, base, other, prompts, **patching):
-    return config_from_dict(
-        {
-            "name": "patch",
-            "out": str(tmp_path / "run"),
-            "variants": [
-                {"name": "base", "source": str(base), "reference": True},
-                {"name": "other", "source": str(other)},
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(prompts.parent / "vocab.tsv")}],
-            "analysis": {"n_boot": 100, "n_perm": 100, "umap_layers": "headline", "png": False, "k": 3},
-            "patching": {"prompts": str(prompts), "positions": 2, "batch_size": 7, **patching},
-        }
+    """Base patched into other and back, two positions, batches of 7."""
+    return make_config(
+        tmp_path / "run",
+        {"base": base, "other": other},
+        prompts.parent / "vocab.tsv",
+        name="patch",
+        capture={},
+        patching={"prompts": str(prompts), "positions": 2, "batch_size": 7, **patching},
     )
 
 
@@ -178,7 +175,6 @@ def test_patch_prompt_files_are_validated(tmp_path):
 
 def test_patching_refuses_different_tokenizers(tiny_model, patch_files, tmp_path, vocab_file):
     from layerdrift import run
-    from tests.conftest import build_tiny_llama
 
     other = tmp_path / "other-tok"
     other.mkdir()

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, FAST_ANALYSIS, served_dashboard
+from conftest import CHROMIUM, served_dashboard
 
 from layerdrift.analyses.topology import (
     bottleneck_distance,
@@ -315,22 +315,20 @@ def test_half_distance_step_interpolates_and_ignores_spacing():
 
 
 def test_topology_between_variants_of_different_depth_is_one_clear_error(tiny_model, tmp_path):
-    from conftest import VOCAB_TEXT, build_tiny_llama
+    from conftest import VOCAB_TEXT, build_tiny_llama, make_config
 
     from layerdrift import run
-    from layerdrift.workbench.config import config_from_dict
 
     shallow = build_tiny_llama(tmp_path / "shallow", layers=2)
     (tmp_path / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
-    cfg = config_from_dict(
-        {
-            "name": "depths",
-            "out": str(tmp_path / "run"),
-            "variants": [{"name": "deep", "source": str(tiny_model)}, {"name": "shallow", "source": str(shallow)}],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(tmp_path / "vocab.tsv")}],
-            "analysis": {**FAST_ANALYSIS, "umap_neighbors": 5},
-            "trajectory": {"subsamples": 2, "subsample_size": 8, "n_perm": 100},
-        }
+    cfg = make_config(
+        tmp_path / "run",
+        {"deep": {"source": str(tiny_model)}, "shallow": shallow},
+        tmp_path / "vocab.tsv",
+        name="depths",
+        capture={},
+        analysis={"umap_neighbors": 5},
+        trajectory={"subsamples": 2, "subsample_size": 8, "n_perm": 100},
     )
     with pytest.raises(LayerdriftError, match="'deep' has 5 residual points and 'shallow' has 4"):
         run(cfg, quiet=True)

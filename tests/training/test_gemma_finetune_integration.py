@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import make_config
 
 from layerdrift.training.series import expand_series
-from layerdrift.workbench.config import config_from_dict
 from layerdrift.workbench.store.extract import extract
 
 pytestmark = pytest.mark.integration
@@ -21,26 +21,21 @@ def test_gemma_lora_checkpoints_load_as_a_series(tmp_path):
         + "".join(f"{t}\tc\n" for t in ["love", "justice", "France", "electron", "nurse", "entropy", "Paris", "river"]),
         encoding="utf-8",
     )
-    cfg = config_from_dict(
-        {
-            "name": "gemma-series",
-            "out": str(tmp_path / "run"),
-            "variants": [{"name": "base", "source": "gemma3-270m", "reference": True}],
-            "series": [
-                {
-                    "name": "helpful",
-                    "finetune": {
-                        "data": "helpful",
-                        "steps": 2,
-                        "batch_size": 2,
-                        "eval_examples": 2,
-                        "max_length": 64,
-                        "out": str(tmp_path / "ft"),
-                    },
-                }
-            ],
-            "prompt_sets": [{"name": "concepts", "vocabulary": str(vocab)}],
-        }
+    finetune = {
+        "data": "helpful",
+        "steps": 2,
+        "batch_size": 2,
+        "eval_examples": 2,
+        "max_length": 64,
+        "out": str(tmp_path / "ft"),
+    }
+    cfg = make_config(
+        tmp_path / "run",
+        {"base": "gemma3-270m"},
+        vocab,
+        name="gemma-series",
+        capture={},
+        series=[{"name": "helpful", "finetune": finetune}],
     )
     store = extract(expand_series(cfg, quiet=True), quiet=True)
     manifest = json.loads((tmp_path / "ft" / "finetune.json").read_text())
