@@ -293,6 +293,26 @@ def test_report_csv_is_inert_and_parquet_exact(tiny_run):
     assert formula in set(pd.read_parquet(tables / "drift.parquet")["term"])
 
 
+def test_terminal_summary_prints_markup_in_user_data_literally(capsys):
+    from types import SimpleNamespace
+
+    from conftest import HOSTILE_ROWS
+
+    from layerdrift.workbench.api import print_headline
+
+    bold = HOSTILE_ROWS[3][0]  # "**bold** [link](javascript:alert(4))": rich would take [link] for a style tag
+    result = SimpleNamespace(
+        findings=lambda: [f"[red]{bold}[/red] drifts most"],
+        summaries=lambda top_n: {"[b]title[/b]": pd.DataFrame({"term": [bold], "[x]": [0.5]})},
+        notes=[f"variant [bold]v[/bold]: {bold}"],
+        report="report/index.html",
+    )
+    print_headline(result)
+    out = capsys.readouterr().out
+    assert f"[red]{bold}[/red] drifts most" in out and f"variant [bold]v[/bold]: {bold}" in out
+    assert "[link](javascript:alert(4))" in out and "[x]" in out
+
+
 # ---- 8. a full or read-only disk ------------------------------------------------------------
 @pytest.fixture()
 def small_disk(tmp_path):

@@ -38,7 +38,11 @@ def test_run_writes_report_and_tables_agree(tiny_model, tiny_model_b, vocab_file
     top = t["top_drifters"][t["top_drifters"]["pair"] == "base→tuned"]
     assert top.iloc[0]["term"] == final.sort_values("drift").iloc[-1]["term"] and list(top["rank"]) == [1, 2, 3, 4, 5]
     layers = t["layers"][t["layers"]["pair"] == "base→tuned"]
-    assert len(layers) == 5 and (layers["drift_ci_low"] <= layers["drift_mean"] + 1e-12).all()
+    # every prompt ends in " is": at the embedding they share one vector, so nothing is measured there
+    embed, rest = layers[layers["label"] == "embed"], layers[layers["label"] != "embed"]
+    assert embed[["drift_mean", "jaccard_mean", "cka", "cka_debiased"]].isna().all(axis=None)
+    assert any("at embed every prompt ends in the token ' is'" in n for n in result.notes), result.notes
+    assert len(rest) == 4 and (rest["drift_ci_low"] <= rest["drift_mean"] + 1e-12).all()
     assert len(t["cka_cross"]) == 2 * 5 * 5 and set(t["effective_rank"]["variant"]) == {"base", "tuned", "floor"}
     report = tmp_path / "run/report"
     assert (
@@ -91,7 +95,7 @@ def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tm
     result = run(config_from_dict(cfg), quiet=True)
     assert any("32 and 48 dimensions" in n for n in result.notes)
     assert result.tables["pairs"].empty and result.tables["layers"]["cka"].notna().sum() >= 4
-    assert result.tables["layers"]["jaccard_mean"].between(0, 1).all()
+    assert result.tables["layers"]["jaccard_mean"].dropna().between(0, 1).all()  # NaN at the shared embedding
     cfg["analysis"]["align"] = "procrustes"
     aligned = run(config_from_dict(cfg), quiet=True)
     assert bool(aligned.tables["pairs"]["aligned"].iloc[0]) and 0 < aligned.tables["pairs"]["mean"].iloc[0] < 1
@@ -106,3 +110,24 @@ def test_open_run_without_analyses_is_a_clear_error(tiny_model, vocab_file, tmp_
     extract(tiny_config(tiny_model, vocab_file, tmp_path / "run"), quiet=True)
     with pytest.raises(LayerdriftError, match="has no analysis results yet.*`layerdrift run`"):
         open_run(tmp_path / "run")
+
+
+def test_findings_read_each_pair_against_the_floor(tiny_run):
+    import html
+
+    t = tiny_run.tables
+    pairs = t["pairs"].set_index("pair")
+    tuned, floor = pairs.loc["base→tuned"], pairs.loc["base→floor"]
+    findings = tiny_run.findings()
+    assert len(findings) == 2  # one pair besides the floor: its drift, then its category ordering
+    times = tuned["mean"] / floor["mean"]
+    assert findings[0] == (
+        f"base→tuned drifts {tuned['mean']:.4g} [{tuned['ci_low']:.4g}, {tuned['ci_high']:.4g}] at final, "
+        f"{times:.3g}x the noise floor base→floor ({floor['mean']:.4g}): above the floor."
+    )
+    cats = t["categories"][t["categories"]["pair"] == "base→tuned"]
+    top = cats.loc[cats["mean"].idxmax()]
+    assert findings[1].startswith(f"base→tuned moves {top['category']} concepts most ({top['mean']:.4g} vs ")
+    assert findings[1].endswith(f": {top['verdict']}.") and "the noise floor base→floor" in findings[1]
+    page = (tiny_run.store.root / "report/index.html").read_text(encoding="utf-8")
+    assert f"<li>{html.escape(findings[1])}</li>" in page and "<svg onload" not in page

@@ -44,7 +44,8 @@ def procrustes_align(a: Float[np.ndarray, "n da"], b: Float[np.ndarray, "n db"])
 
 
 def percentile_rank(values: Float[np.ndarray, " n"]) -> Float[np.ndarray, " n"]:
-    """Percent of values <= each value (ties share the upper rank), in (0, 100]."""
-    values = np.asarray(values)
-    sorted_vals = np.sort(values)
-    return 100.0 * np.searchsorted(sorted_vals, values, side="right") / len(values)
+    """Percent of the finite values <= each value (ties share the upper rank), in (0, 100]; NaN stays NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.sort(values[np.isfinite(values)])
+    ranks = 100.0 * np.searchsorted(finite, values, side="right") / max(len(finite), 1)
+    return np.where(np.isfinite(values), ranks, np.nan)

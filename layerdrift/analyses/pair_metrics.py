@@ -64,6 +64,7 @@ class PairMetric:
     stats: tuple[str, ...] = ("mean", "ci")  # per-concept summaries, each a column or two (ci_low, ci_high)
     log: bool = False  # drawn on a log axis
     drawn_with: str | None = None  # drawn dotted in that metric's figure instead of a figure of its own
+    needs_spread: bool = True  # undefined (NaN) where the prompts' vectors do not vary (see analyses.degenerate)
 
     @property
     def column(self) -> str:

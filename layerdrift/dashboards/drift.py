@@ -590,18 +590,25 @@ class DashboardState(param.Parameterized):
             }
         )
 
-    def projection_layer(self) -> int | None:
-        """The selected layer if it has a projection, else the nearest one that has."""
-        if not self._projection_layers:
+    def no_map_reason(self) -> str | None:
+        """Why the selected layer has no map (a degenerate point, or not among analysis.umap_layers), or None."""
+        if self.layer in self._projection_layers:
             return None
-        return min(self._projection_layers, key=lambda layer: abs(layer - self.layer))
+        label = self.labels[self.layer]
+        degenerate = self.run.meta.get("degenerate", {}).get(label)
+        if degenerate:
+            return degenerate
+        mapped = ", ".join(self.labels[i] for i in self._projection_layers) or "none"
+        return (
+            f"no map at layer {label}: this run mapped {mapped} only (set analysis.umap_layers = 'all' for every layer)"
+        )
 
     # ---- figures -----------------------------------------------------------------------
     def map_figure(self) -> go.Figure:
-        layer = self.projection_layer()
-        proj = self.run.tables["projections"]
-        if layer is None:
-            return empty_figure(**LAYOUT, height=300, message="no projections in this run (analysis.umap_layers)")
+        layer, proj = self.layer, self.run.tables["projections"]
+        reason = self.no_map_reason()
+        if reason is not None:
+            return empty_figure(**LAYOUT, height=300, message=reason)
         info = self.pair_info
         if self.colour == "category":
             fig = umap_by_category(proj, layer, self.terms, self.categories, self.method)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -34,6 +35,7 @@ def patching_heatmap(
     order = _position_order(t["position"])
     grid = t.pivot_table(index="block", columns="position", values=metric, aggfunc="first").reindex(columns=order)
     normalised = metric.startswith("normalised")
+    reach = max(1.0, float(np.nanmax(np.abs(grid.values)))) if normalised and np.isfinite(grid.values).any() else 1.0
     fig = go.Figure(
         go.Heatmap(
             z=grid.values,
@@ -41,8 +43,8 @@ def patching_heatmap(
             y=grid.index,
             colorscale="RdBu_r",
             zmid=0,
-            zmin=-1 if normalised else None,
-            zmax=1 if normalised else None,
+            zmin=-reach if normalised else None,  # the whole range of the data, never clipped
+            zmax=reach if normalised else None,
             colorbar=dict(title="effect"),
             hovertemplate="block %{y}<br>%{x}<br>" + metric + " %{z:.3f}<extra></extra>",
         )
@@ -68,10 +70,21 @@ def patching_curves(patching: pd.DataFrame, metric: str = "normalised_logit_diff
     dashes = {"resid": "solid", "attn": "dot", "mlp": "dash"}
     for (direction, component), g in t.groupby(["direction", "component"], sort=False):
         g = g.sort_values("block")
+        ci = f"{metric}_ci_low" in g and f"{metric}_ci_high" in g
         fig.add_trace(
             go.Scatter(
                 x=g["block"],
                 y=g[metric],
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=g[f"{metric}_ci_high"] - g[metric],
+                    arrayminus=g[metric] - g[f"{metric}_ci_low"],
+                    thickness=1,
+                    width=3,
+                )
+                if ci
+                else None,
                 mode="lines+markers",
                 name=f"{direction} ({component})",
                 line=dict(color=colours[direction], dash=dashes.get(component, "solid")),
@@ -85,7 +98,12 @@ def patching_curves(patching: pd.DataFrame, metric: str = "normalised_logit_diff
         fig.add_hline(y=1, line=dict(color=FLOOR_COLOUR, width=1, dash="dash"))
     fig.update_layout(
         **LAYOUT,
-        title=f"Patching per block ({where}): {PATCH_METRICS[metric]}",
+        title=f"Patching per block ({where}): {PATCH_METRICS[metric]}"
+        + (
+            "<br><sup>bars: 95% bootstrap CI over prompts; near-ties left out</sup>"
+            if metric.startswith("normalised")
+            else ""
+        ),
         xaxis_title="block",
         yaxis_title=metric.replace("_", " "),
         height=460,

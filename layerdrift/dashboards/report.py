@@ -109,10 +109,13 @@ def index_html(run: Any, with_png: bool, notes: list[str]) -> str:
         f"({meta['spec']['n_boot']} resamples).</p>"
     )
     notes_html = f'<ul class="note">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>' if notes else ""
+    findings = "".join(f"<li>{html.escape(f)}</li>" for f in run.findings())
+    findings_html = f'<h2>Findings</h2><ul class="findings">{findings}</ul>' if findings else ""
     summaries = "".join(f"<h2>{html.escape(t)}</h2>{_table_html(f, 3)}" for t, f in run.summaries().items())
     figures = "".join(_figure_html(k, fig, with_png) for k, fig in run.figures.items())
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {name}</title>'
-        f"<style>{STYLE}</style></head><body><h1>layerdrift report: {name}</h1>{intro}{notes_html}{summaries}"
+        f"<style>{STYLE}</style></head><body><h1>layerdrift report: {name}</h1>{intro}{findings_html}{notes_html}"
+        f"{summaries}"
         f"<h2>Figures</h2>{figures}{_provenance(run)}</body></html>"
     )

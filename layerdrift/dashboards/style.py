@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import textwrap
 from typing import Any
 
 import pandas as pd
@@ -71,9 +73,10 @@ def shade_band(
 
 
 def empty_figure(message: str, **layout: Any) -> go.Figure:
-    """A figure that says, in its middle, why there is nothing to draw."""
+    """A figure that says, in its middle, why there is nothing to draw (the message is text: escaped, wrapped)."""
     fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    text = "<br>".join(html.escape(line) for line in textwrap.wrap(message, 80))
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     if layout:
         fig.update_layout(**layout)
     return fig

@@ -98,6 +98,11 @@ class Run:
             out.update(e.summaries(self, top_n) if e.name == DRIFT else e.summaries(self))
         return out
 
+    def findings(self) -> list[str]:
+        """Every experiment's findings as sentences, each with its statistic and its baseline (the report and the
+        terminal open with them)."""
+        return [f for e in self.experiments for f in e.findings(self)]
+
     def pair(self, a: str, b: str | None = None) -> str:
         """The label the tables use for a pair: ``run.pair("reference", "nf4")`` or ``run.pair("reference->nf4")``."""
         label = parse_pair((a, b) if b is not None else a)
@@ -150,18 +155,24 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
 def print_headline(result: Run, top_n: int = 10) -> None:
     """Every experiment's summary tables, the notes, and where the report is, on the terminal."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=160)
+    findings = result.findings()
+    if findings:
+        console.print("[bold]Findings[/bold]")
+    for finding in findings:
+        console.print(f"- {finding}", markup=False, highlight=False)
     for title, frame in result.summaries(top_n).items():
         if frame.empty:
             continue
         table = Table(title=title, title_justify="left", header_style="bold")
         for col in frame.columns:
-            table.add_column(col, justify="left" if frame[col].dtype == object else "right")
+            table.add_column(escape(col), justify="left" if frame[col].dtype == object else "right")
         for _, row in frame.iterrows():
-            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else escape(str(v)) for v in row])
         console.print(table)
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print("[yellow]note:[/yellow]", escape(note))
     console.print(f"report: {result.report}")

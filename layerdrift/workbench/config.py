@@ -121,6 +121,13 @@ class PatchingSpec(_Strict):
     max_new_tokens: int = Field(4, ge=1, le=64, description="greedy answer length used to find flips")
     both_directions: bool = True
     batch_size: int = Field(32, ge=1, le=4096)
+    min_gap: float = Field(
+        1.0,
+        ge=0,
+        description="prompts whose two clean values differ by less than this (nats) are near-ties, left out of the "
+        "normalised effects and counted (0 keeps every prompt)",
+    )
+    n_boot: int = Field(1000, ge=10, description="bootstrap resamples of the prompts for the effects' CIs")
 
 
 class BehaviourSpec(_Strict):

@@ -72,6 +72,7 @@ def test_a_registered_metric_reaches_the_layers_table_and_its_figure(tiny_run, m
         lambda p: np.linalg.norm(p.b, axis=-1) / np.linalg.norm(p.a, axis=-1),
         per_concept=True,
         more_change="higher",
+        needs_spread=False,  # defined at the embedding too, where every prompt shares one vector
     )
     registry = (*PAIR_METRICS, norm_ratio)
     for module in (pair_metrics, drift_experiment, drift_figures):
@@ -82,6 +83,7 @@ def test_a_registered_metric_reaches_the_layers_table_and_its_figure(tiny_run, m
     first = layers.iloc[0]
     a, b = (store.activations(v, ps, store.residual_points(v, ps)[0], "last").astype(float) for v in first[["a", "b"]])
     assert first["norm_ratio_mean"] == pytest.approx((np.linalg.norm(b, axis=1) / np.linalg.norm(a, axis=1)).mean())
+    assert first["label"] == "embed" and np.isnan(first["drift_mean"])  # drift needs the prompts to vary
     assert {"norm_ratio_ci_low", "norm_ratio_ci_high"} <= set(layers.columns)
 
     figs = drift_figures.depth_figures(out.tables, out.meta, [p["label"] for p in out.meta["pairs"]])

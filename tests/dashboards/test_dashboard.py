@@ -53,6 +53,11 @@ def test_state_follows_layer_pair_and_concept(tiny_run):
     assert "PCA" in state.map_figure().layout.title.text
     curve = state.concept_drift_figure()
     assert {t.name for t in curve.data} == {"base→tuned", "base→floor"}
+    # at the embedding every prompt shares one vector: no map, no neighbours, and the reason in the map's place
+    state.layer = 0
+    assert state.neighbours("tuned").empty and state.map_figure().data == ()
+    message = state.map_figure().layout.annotations[0].text.replace("<br>", " ")
+    assert message.startswith("at embed every prompt ends in the token &#x27; is&#x27;, so all prompts share")
 
 
 def test_experiment_views_follow_their_tables(tiny_run):

@@ -100,6 +100,43 @@ def test_normalised_effect_known_cases():
     assert first_divergence([1, 2, 3], [1, 2, 4]) == 2 and first_divergence([1, 2], [1, 2, 3]) is None
 
 
+def simulated_patching(rng, theta, n=40, ties=0):
+    """Clean receiver and source logit differences 1-4 nats apart; patching moves a prompt theta of the way (plus
+    noise). ``ties`` extra prompts are near-ties (gap 0.05) whose patched value is wild."""
+    receiver = rng.normal(0, 2, n)
+    source = receiver + rng.uniform(1, 4, n)
+    patched = receiver + theta * (source - receiver) + rng.normal(0, 0.5, n)
+    tie_r = rng.normal(0, 2, ties)
+    return (
+        np.concatenate([patched, tie_r + rng.normal(0, 3, ties)]),
+        np.concatenate([receiver, tie_r]),
+        np.concatenate([source, tie_r + 0.05]),
+    )
+
+
+def test_patching_ci_covers_the_true_effect_and_near_ties_are_left_out():
+    from layerdrift.analyses.patching import near_ties, normalised_effect_ci
+
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(200):
+        patched, receiver, source = simulated_patching(rng, theta=0.6)
+        low, high = normalised_effect_ci(patched, receiver, source, n_boot=400, seed=int(rng.integers(1 << 30)))
+        covered += bool(low <= 0.6 <= high)
+    assert 0.88 <= covered / 200 <= 0.99  # a 95% interval, up to bootstrap and sampling error
+    # the same resamples for every cell: a stacked (blocks, n) array gives each row's own interval
+    rows = np.stack([receiver, source])
+    low, high = normalised_effect_ci(rows, receiver, source, n_boot=200)
+    np.testing.assert_allclose([low[0], high[0], low[1], high[1]], [0, 0, 1, 1], atol=1e-12)
+    # near-ties with wild patched values: kept, they pull the effect; left out, it is the planted one
+    patched, receiver, source = simulated_patching(np.random.default_rng(1), theta=0.6, n=30, ties=10)
+    ties = near_ties(receiver, source, min_gap=1.0)
+    assert ties.sum() == 10 and not ties[:30].any()
+    kept = np.where(ties, np.nan, receiver), np.where(ties, np.nan, source)
+    assert abs(normalised_effect(patched, *kept) - 0.6) < 0.1
+    assert abs(normalised_effect(patched, receiver, source) - normalised_effect(patched, *kept)) > 0.01
+
+
 def patch_config(tmp_path, base, other, prompts, **patching):
     """Base patched into other and back, two positions, batches of 7."""
     return make_config(
@@ -132,30 +169,32 @@ def test_pipeline_self_patch_is_zero_and_last_layer_is_one(
     np.testing.assert_allclose(same["delta_logprob"], 0.0, atol=1e-5)
     np.testing.assert_allclose(same["delta_logit_diff"], 0.0, atol=1e-5)
 
-    result = run(
-        patch_config(
-            tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]
-        ),
-        quiet=True,
-    )
+    def tuned(min_gap):
+        config = dict(select="flips", components=["resid", "mlp"], min_gap=min_gap)
+        return run(patch_config(tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, **config), quiet=True)
+
+    result = tuned(0.0)  # the tiny models' gaps are below a nat: keep every prompt here
     table, prompts = result.tables["patching"], result.tables["patching_prompts"]
     assert prompts["flip"].all() and len(prompts) >= 1
     assert (prompts["id_a"] != prompts["id_b"]).all()  # the two variants part at these tokens
     assert set(table["direction"]) == {"other into base", "base into other"}
+    np.testing.assert_allclose(prompts["gap_logit_diff"], prompts["logit_diff_b"] - prompts["logit_diff_a"])
+    assert not prompts["near_tie_logit_diff"].any() and (table["near_ties_logit_diff"] == 0).all()
     last = table[(table.block == 2) & (table.component == "resid")]
     np.testing.assert_allclose(last.query("position == 'all'")["normalised_logit_diff"], 1.0, atol=1e-5)
     np.testing.assert_allclose(last.query("position == '-2'")["normalised_logit_diff"], 0.0, atol=1e-5)
-    # A second run reuses everything: no model is loaded again.
+    ci = last[["normalised_logit_diff_ci_low", "normalised_logit_diff_ci_high"]].to_numpy()
+    np.testing.assert_allclose(ci[last["position"].to_numpy() == "all"], 1.0, atol=1e-5)  # exact for every resample
+    # A second run reuses everything: no model is loaded again, also to read the sweeps with another near-tie gap.
     import layerdrift.workbench.models.loading as variants
 
     monkeypatch.setattr(variants, "load_variant", lambda *a, **k: pytest.fail("a cached patching run loaded a model"))
-    again = run(
-        patch_config(
-            tmp_path / "tuned", tiny_model, tiny_model_tuned, patch_files, select="flips", components=["resid", "mlp"]
-        ),
-        quiet=True,
-    )
-    assert again.tables["patching"].equals(table)
+    assert tuned(0.0).tables["patching"].equals(table)
+    gaps = tuned(1.0).tables["patching_prompts"]["gap_logit_diff"].abs()
+    again = tuned(1.0).tables["patching"]
+    assert (again["near_ties_logit_diff"] == int((gaps < 1.0).sum())).all()
+    if (gaps < 1.0).all():
+        assert again["normalised_logit_diff"].isna().all()  # nothing left to normalise by: NaN, never a number
 
 
 def test_patch_prompt_files_are_validated(tmp_path):

@@ -8,15 +8,16 @@ API all read these tables, so a number is computed in exactly one place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from layerdrift.analyses.degenerate import degenerate_points, degenerate_reason
 from layerdrift.analyses.drift import percentile_rank
-from layerdrift.analyses.headline import category_rows, pair_row, top_drifters
+from layerdrift.analyses.headline import SIGNIFICANCE, category_rows, floor_log_ratio, pair_row, top_drifters
 from layerdrift.analyses.neighbours import cosine_similarity_matrix, knn_indices
 from layerdrift.analyses.pair_metrics import PAIR_METRICS, PairStacks
 from layerdrift.analyses.projection import joint_pca, joint_umap
@@ -137,19 +138,47 @@ def analysis_fingerprint(
 
 @dataclass
 class Stacks:
-    """Every variant's residual points at the last token, stacked: (points, n, d)."""
+    """Every variant's residual points at the last token, stacked: (points, n, d), and which points are degenerate
+    (the prompts' vectors do not vary there), with the sentence that says why."""
 
     arrays: dict[str, np.ndarray]
     labels: dict[str, list[str]]
+    degenerate: dict[str, np.ndarray]  # (points,) bool per variant
+    reasons: dict[str, dict[int, str]]  # per variant: point -> why nothing is measured there
 
     @classmethod
     def read(cls, store: RunStore, prompt_set: str) -> "Stacks":
-        arrays, labels = {}, {}
+        arrays, labels, degenerate, reasons = {}, {}, {}, {}
         for v in store.main_variants:
             points = store.residual_points(v, prompt_set)
             arrays[v] = np.stack([store.activations(v, prompt_set, p, "last") for p in points]).astype(np.float64)
             labels[v] = [point_label(p) for p in points]
-        return cls(arrays, labels)
+            degenerate[v] = degenerate_points(arrays[v])
+            shared = shared_last_token(store.tokenization(v, prompt_set))
+            reasons[v] = {
+                i: degenerate_reason(labels[v][i], shared if points[i] == EMBED_HOOK else None)
+                for i in np.flatnonzero(degenerate[v])
+            }
+        return cls(arrays, labels, degenerate, reasons)
+
+    def notes(self) -> list[str]:
+        """One note per degenerate point (naming the variants where only some are degenerate)."""
+        by_reason: dict[str, list[str]] = {}
+        for v, reasons in self.reasons.items():
+            for reason in reasons.values():
+                by_reason.setdefault(reason, []).append(v)
+        everyone = len(self.arrays)
+        return [r if len(vs) == everyone else f"{', '.join(vs)}: {r}" for r, vs in by_reason.items()]
+
+
+def shared_last_token(tokenization: dict[str, Any]) -> str | None:
+    """The last token every prompt ends in, as text (byte-level and SentencePiece space marks shown as spaces), or
+    None when the prompts end differently."""
+    last = {tuple(toks)[pos[0]] for toks, pos in zip(tokenization["tokens"], tokenization["positions"]["last"])}
+    if len(last) != 1:
+        return None
+    token = last.pop()
+    return " " + token[1:] if token[:1] in ("Ġ", "▁") else token
 
 
 def headline_index(spec: AnalysisSpec, n_points: int) -> int:
@@ -181,7 +210,8 @@ def depth_note(pair: Pair, a: np.ndarray, b: np.ndarray, align: str) -> str | No
 
 @dataclass
 class PairTables:
-    """One pair's rows of the drift tables (the headline ones only at the headline layer)."""
+    """One pair's rows of the drift tables (the headline ones only at the headline layer), and its per-concept drift
+    at every point (NaN at degenerate points) for the pairs read against it."""
 
     layers: list[dict[str, Any]] = field(default_factory=list)
     drift: list[pd.DataFrame] = field(default_factory=list)
@@ -189,40 +219,68 @@ class PairTables:
     pairs: list[dict[str, Any]] = field(default_factory=list)
     categories: list[dict[str, Any]] = field(default_factory=list)
     top_drifters: list[pd.DataFrame] = field(default_factory=list)
+    drift_values: np.ndarray | None = None
 
 
-def pair_tables(
-    pair: Pair, stacks: Stacks, grams: dict[str, Any], spec: AnalysisSpec, seed: int, head: int, concepts: Concepts
-) -> PairTables:
+@dataclass(frozen=True)
+class Headline:
+    """What every pair's tables share: the settings, the headline point, the concepts, and the noise floor's
+    per-concept drift (points, n) that the other pairs are read against (None without a floor variant)."""
+
+    spec: AnalysisSpec
+    seed: int
+    head: int
+    concepts: Concepts
+    floor: np.ndarray | None = None
+
+
+def metric_values(pair: Pair, stacks: Stacks, grams: dict[str, Any], spec: AnalysisSpec) -> dict[str, Any]:
+    """Every registered pair metric's values for one pair; those that need the prompts to vary are NaN at the points
+    degenerate in either variant."""
+    data = PairStacks(
+        stacks.arrays[pair.a], stacks.arrays[pair.b], grams[pair.a], grams[pair.b], spec.k, spec.align == "procrustes"
+    )
+    undefined = stacks.degenerate[pair.a] | stacks.degenerate[pair.b]
+    values = {m.name: m.values(data) for m in PAIR_METRICS}
+    for m in PAIR_METRICS:
+        if values[m.name] is not None and m.needs_spread:
+            values[m.name][undefined] = np.nan
+    return values
+
+
+def pair_tables(pair: Pair, stacks: Stacks, grams: dict[str, Any], at: Headline) -> PairTables:
     """Every registered pair metric at every point of one pair, its per-concept drift and its headline rows."""
     out = PairTables()
-    a, b = stacks.arrays[pair.a], stacks.arrays[pair.b]
-    if a.shape[0] != b.shape[0]:
+    spec, seed, head, concepts = at.spec, at.seed, at.head, at.concepts
+    if stacks.arrays[pair.a].shape[0] != stacks.arrays[pair.b].shape[0]:
         return out
-    data = PairStacks(a, b, grams[pair.a], grams[pair.b], spec.k, align=spec.align == "procrustes")
-    values = {m.name: m.values(data) for m in PAIR_METRICS}
+    values = metric_values(pair, stacks, grams, spec)
     columns: dict[str, list[float]] = {}
     for m in PAIR_METRICS:
         if values[m.name] is not None:
             columns.update(m.summary(values[m.name], spec.n_boot, seed))
     drift, jac = values["drift"], values["jaccard"]
-    aligned = drift is not None and not data.same_width
+    aligned = drift is not None and stacks.arrays[pair.a].shape[2] != stacks.arrays[pair.b].shape[2]
     labels = stacks.labels[pair.a]
     for i, label in enumerate(labels):
         row = {"pair": pair.label, "a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned}
         out.layers.append({**row, "layer": i, "label": label, **{c: v[i] for c, v in columns.items()}})
     if drift is None:
         return out
+    out.drift_values = drift
+    floor = None if pair.floor or at.floor is None else at.floor
     for i, label in enumerate(labels):
-        out.drift.append(concept_drift_rows(pair, i, label, drift[i], jac[i], concepts))
+        ratio = floor_log_ratio(drift[i], floor[i]) if floor is not None else np.full(drift.shape[1], np.nan)
+        out.drift.append(concept_drift_rows(pair, i, label, drift[i], jac[i], concepts).assign(floor_log_ratio=ratio))
         out.layers_by_category += category_layer_rows(pair, i, label, drift[i], concepts, spec.n_boot, seed)
     dh = drift[head]
+    if np.isnan(dh).all():  # a degenerate headline point: the notes say why; no headline rows
+        return out
     fields = {"a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned, "layer": head}
     out.pairs.append({**pair_row(pair.label, dh, spec.n_boot, seed), **fields, "jaccard_mean": float(jac[head].mean())})
-    out.categories = [
-        dict(r, floor=pair.floor)
-        for r in category_rows(pair.label, dh, concepts.categories, spec.n_boot, spec.n_perm, seed)
-    ]
+    fh = floor[head] if floor is not None else None
+    rows = category_rows(pair.label, dh, concepts.categories, spec.n_boot, spec.n_perm, seed, fh, pair.floor)
+    out.categories = [dict(r, floor=pair.floor) for r in rows]
     out.top_drifters.append(
         top_drifters(pair.label, dh, concepts.terms, concepts.categories, spec.top_n).assign(floor=pair.floor)
     )
@@ -303,11 +361,18 @@ def cross_cka_rows(pairs: list[Pair], stacks: Stacks, grams: dict[str, Any]) -> 
 
 
 def variant_rows(stacks: Stacks, k: int, terms: list[str]) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
-    """Per variant and point: the effective ranks, and each concept's k nearest neighbours."""
+    """Per variant and point: the effective ranks, and each concept's k nearest neighbours (neither at a degenerate
+    point, where every neighbour is a tie: the ranks are NaN and the neighbour lists left out)."""
     rank_rows, neighbour_frames = [], []
     for v, arr in stacks.arrays.items():
         for i in range(arr.shape[0]):
-            rank_rows.append({"variant": v, "layer": i, "label": stacks.labels[v][i], **effective_ranks(arr[i])})
+            ranks = effective_ranks(arr[i])
+            if stacks.degenerate[v][i]:
+                rank_rows.append(
+                    {"variant": v, "layer": i, "label": stacks.labels[v][i], **dict.fromkeys(ranks, np.nan)}
+                )
+                continue
+            rank_rows.append({"variant": v, "layer": i, "label": stacks.labels[v][i], **ranks})
             nb = knn_indices(arr[i], k)
             sims = np.take_along_axis(cosine_similarity_matrix(arr[i]), nb, axis=1)
             neighbour_frames.append(
@@ -326,6 +391,15 @@ def variant_rows(stacks: Stacks, k: int, terms: list[str]) -> tuple[list[dict[st
     return rank_rows, neighbour_frames
 
 
+def tables_of_pairs(pairs: list[Pair], stacks: Stacks, grams: dict[str, Any], at: Headline) -> list[PairTables]:
+    """Every pair's tables, in the order of ``pairs``; the noise-floor pairs first, so that the other pairs are
+    read against the first floor variant's drift."""
+    done = {p: pair_tables(p, stacks, grams, at) for p in pairs if p.floor}
+    floor = next((t.drift_values for t in done.values() if t.drift_values is not None), None)
+    against = replace(at, floor=floor)
+    return [done[p] if p in done else pair_tables(p, stacks, grams, against) for p in pairs]
+
+
 def analyze(
     store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callable[[str], None] | None = None
 ) -> Output:
@@ -338,12 +412,12 @@ def analyze(
     stacks = Stacks.read(store, ps)
     pairs = variant_pairs(store)
     head = headline_index(spec, stacks.arrays[store.reference].shape[0])
-    notes = [depth_note(p, stacks.arrays[p.a], stacks.arrays[p.b], spec.align) for p in pairs]
+    notes = [depth_note(p, stacks.arrays[p.a], stacks.arrays[p.b], spec.align) for p in pairs] + stacks.notes()
 
     say("centred Grams")
     grams = {v: (gram_stack(list(arr)), gram_stack(list(arr), debiased=True)) for v, arr in stacks.arrays.items()}
     say("drift and neighbourhoods")
-    per_pair = [pair_tables(pair, stacks, grams, spec, seed, head, concepts) for pair in pairs]
+    per_pair = tables_of_pairs(pairs, stacks, grams, Headline(spec, seed, head, concepts))
     say("cross-layer CKA")
     cross_rows = cross_cka_rows(pairs, stacks, grams)
     say("effective rank and neighbour lists")
@@ -381,6 +455,7 @@ def analyze(
         "terms": concepts.terms,
         "categories": concepts.categories,
         "warnings": [n for n in notes if n],
+        "degenerate": {stacks.labels[v][i]: r for v, reasons in stacks.reasons.items() for i, r in reasons.items()},
         "spec": spec.model_dump(mode="json"),
         "seed": seed,
     }
@@ -409,7 +484,7 @@ def project_layers(
     )[:16]
     frames = []
     variants = store.main_variants
-    for layer in layers:
+    for layer in [l for l in layers if not any(stacks.degenerate[v][l] for v in variants)]:
         path = cache / f"layer-{layer:03d}-{key}.parquet"
         if path.is_file():
             frames.append(pd.read_parquet(path))
@@ -458,13 +533,13 @@ def summaries(results: Any, top_n: int = 10) -> dict[str, pd.DataFrame]:
     t, meta = results.tables, results.meta
     pair_cols = ["pair", "mean", "std", "median", "min", "max", "ci_low", "ci_high", "jaccard_mean"]
     cat_cols = ["pair", "category", "mean", "median", "std", "max", "share_top_quartile", "share_vocabulary"]
-    cat_cols += ["ci_low", "ci_high", "p_vs_rest"]
+    cat_cols += ["ci_low", "ci_high", "p_vs_rest", "p_vs_rest_floor", "verdict"]
     top = t["top_drifters"]
     titles = (
         f"Variant pairs: cosine drift at layer {meta['headline_label']} ({len(meta['terms'])} concepts, "
         "95% bootstrap CI over concepts)",
         "Categories: drift by pair (share = % of the top quartile / of the vocabulary; p = permutation test vs the "
-        "rest)",
+        "rest; p_vs_rest_floor = the same test on log(drift / noise-floor drift))",
         f"Top {top_n} drifters per pair",
     )
     frames = (
@@ -477,12 +552,73 @@ def summaries(results: Any, top_n: int = 10) -> dict[str, pd.DataFrame]:
     return dict(zip(titles, frames))
 
 
+def p_text(p: float) -> str:
+    """A p-value as a reader expects it: two significant digits."""
+    return f"p = {p:.2g}"
+
+
+def findings(results: Any) -> list[str]:
+    """The headline findings as sentences: each pair's drift against the noise floor, and its category ordering
+    against the same ordering in the floor and against the drift read in units of the floor."""
+    t, meta = results.tables, results.meta
+    if t["pairs"].empty:
+        return []
+    pairs = t["pairs"].set_index("pair")
+    floors = pairs[pairs["floor"]]
+    floor = floors.iloc[0] if len(floors) else None
+    out = [] if floor is not None else ["This run has no noise-floor variant, so no finding is read against one."]
+    for label, row in pairs[~pairs["floor"]].iterrows():
+        out.append(pair_finding(label, row, floor, meta["headline_label"]))
+        cats = t["categories"][t["categories"]["pair"] == label]
+        if len(cats):
+            floor_cats = t["categories"][t["categories"]["pair"] == floors.index[0]] if floor is not None else None
+            out.append(category_finding(label, cats, floor_cats))
+    return out
+
+
+def pair_finding(label: str, row: pd.Series, floor: pd.Series | None, at: str) -> str:
+    drift = f"{label} drifts {row['mean']:.4g} [{row['ci_low']:.4g}, {row['ci_high']:.4g}] at {at}"
+    if floor is None:
+        return drift + "."
+    times = row["mean"] / floor["mean"] if floor["mean"] > 0 else np.inf
+    above = "above" if row["ci_low"] > floor["ci_high"] else "not clearly above"
+    return f"{drift}, {times:.3g}x the noise floor {floor.name} ({floor['mean']:.4g}): {above} the floor."
+
+
+def category_finding(label: str, cats: pd.DataFrame, floor_cats: pd.DataFrame | None) -> str:
+    top = cats.loc[cats["mean"].idxmax()]
+    rest = top["mean"] - top["diff_vs_rest"]
+    text = (
+        f"{label} moves {top['category']} concepts most ({top['mean']:.4g} vs {rest:.4g} for the rest, "
+        f"{p_text(top['p_vs_rest'])})"
+    )
+    if floor_cats is None or floor_cats.empty:
+        return text + f": {top['verdict']}."
+    in_floor = floor_cats.set_index("category").loc[top["category"]]
+    return (
+        f"{text}; the noise floor {in_floor['pair']} {floor_ordering(in_floor)}; in units of the floor "
+        f"{top['category']} differs from the rest by {top['log_ratio_diff_vs_rest']:+.3g} in log ratio "
+        f"({p_text(top['p_vs_rest_floor'])}): {top['verdict']}."
+    )
+
+
+def floor_ordering(row: pd.Series) -> str:
+    """Whether the noise floor moves a category more than the rest too (its own permutation test)."""
+    test = p_text(row["p_vs_rest"])
+    if row["diff_vs_rest"] <= 0:
+        return f"does not move it more than the rest ({test})"
+    if row["p_vs_rest"] < SIGNIFICANCE:
+        return f"moves it more than the rest too ({test})"
+    return f"leans the same way, not significantly ({test})"
+
+
 EXPERIMENT = Experiment(
     name=RESULT_SET,
-    version="1",
+    version="2",
     settings=lambda config: config.analysis,
     runner=DriftRun,
     tables=TABLES,
     check=check_analysis_inputs,
     summaries=summaries,
+    findings=findings,
 )

@@ -16,6 +16,7 @@ Every step is cached under a fingerprint, so a second run (or a resumed one) red
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from layerdrift.analyses.patching import first_divergence, logit_difference, normalised_effect, target_logprob
+from layerdrift.analyses.patching import (
+    first_divergence,
+    logit_difference,
+    near_ties,
+    normalised_effect,
+    normalised_effect_ci,
+    target_logprob,
+)
 from layerdrift.concepts.patch_prompts import load_patch_prompts
 from layerdrift.core.files import read_cached_json, write_json_atomic, write_npz_atomic
 from layerdrift.core.hashing import fingerprint
@@ -43,6 +51,7 @@ from layerdrift.workbench.experiments.protocol import Experiment, Output
 from layerdrift.workbench.models.loading import LoadedVariant
 
 PATCHING = "patching"
+METRICS = ("logprob", "logit_diff")
 READ = {"a": 0, "b": 1, "target": 2}  # columns of the read-out token ids: A's branch token, B's, the target's
 
 
@@ -93,8 +102,11 @@ def patching_variants(config: ExperimentConfig) -> tuple[str, list[str]]:
     return receiver, others
 
 
-def prompt_table(plan: PairPlan, clean_a: dict[str, Any] | None, clean_b: dict[str, Any] | None) -> pd.DataFrame:
-    """One row per patched prompt of a pair, with each side's clean logit difference and target log-probability."""
+def prompt_table(
+    plan: PairPlan, clean_a: dict[str, Any] | None, clean_b: dict[str, Any] | None, min_gap: float
+) -> pd.DataFrame:
+    """One row per patched prompt of a pair: each side's clean logit difference and target log-probability, the gap
+    between the sides that the normalised effects divide by, and whether the prompt is a near-tie (left out)."""
     frame = pd.DataFrame(plan.rows)
     frame.insert(0, "pair", pair_label(plan.a, plan.b))
     for side, clean in (("a", clean_a), ("b", clean_b)):
@@ -103,6 +115,11 @@ def prompt_table(plan: PairPlan, clean_a: dict[str, Any] | None, clean_b: dict[s
         logits, lse = np.asarray(clean["logits"]), np.asarray(clean["lse"])
         frame[f"logit_diff_{side}"] = pair_metric("logit_diff", plan, logits, lse)
         frame[f"logprob_target_{side}"] = pair_metric("logprob", plan, logits, lse)
+    if clean_a is not None and clean_b is not None:
+        for name, column in (("logit_diff", "logit_diff"), ("logprob", "logprob_target")):
+            a, b = frame[f"{column}_a"].to_numpy(), frame[f"{column}_b"].to_numpy()
+            frame[f"gap_{name}"] = b - a
+            frame[f"near_tie_{name}"] = near_ties(a, b, min_gap)
     return frame
 
 
@@ -124,6 +141,7 @@ class PatchingRun:
                 "spec": self.spec.model_dump(mode="json"),
                 "prompts": [p.__dict__ for p in self.prompts],
                 "variants": self.identity,
+                "seed": config.seed,
             }
         )
 
@@ -351,28 +369,18 @@ class PatchingRun:
         clean: dict[tuple[str, str], dict[str, Any]],
         sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]],
     ) -> dict[str, pd.DataFrame]:
-        """The long effect table (pair, direction, component, layer, position) and the per-prompt table."""
+        """The long effect table (pair, direction, component, block, position) and the per-prompt table."""
         rows = []
         offsets = self.offsets()
         labels = [str(o) if o != ALL_POSITIONS else "all" for o in offsets]
         for (o, src, dst), res in sweeps.items():
             plan = plans[o]
-            pair = pair_label(plan.a, plan.b)
-            metrics = {}
-            for name in ("logprob", "logit_diff"):
-                c_dst = pair_metric(
-                    name, plan, np.asarray(clean[(o, dst)]["logits"]), np.asarray(clean[(o, dst)]["lse"])
-                )
-                c_src = pair_metric(
-                    name, plan, np.asarray(clean[(o, src)]["logits"]), np.asarray(clean[(o, src)]["lse"])
-                )
-                patched = pair_metric(name, plan, res["logits"], res["lse"])  # (hooks, offsets, n)
-                metrics[name] = (patched, c_dst, c_src, normalised_effect(patched, c_dst, c_src))
+            effects = {name: self.effects(name, plan, clean[(o, dst)], clean[(o, src)], res) for name in METRICS}
             layers = self.layers(self.store.n_layers(dst))
             for h, (component, layer) in enumerate((c, l) for c in self.spec.components for l in layers):
                 for k, label in enumerate(labels):
                     row = {
-                        "pair": pair,
+                        "pair": pair_label(plan.a, plan.b),
                         "source": src,
                         "receiver": dst,
                         "direction": f"{src} into {dst}",
@@ -382,21 +390,38 @@ class PatchingRun:
                         "offset": offsets[k],
                         "n_prompts": int(res["valid"][k].sum()),
                     }
-                    for name, (patched, c_dst, _, norm) in metrics.items():
-                        with np.errstate(invalid="ignore"):
-                            row[f"delta_{name}"] = (
-                                float(np.nanmean(patched[h, k] - c_dst))
-                                if np.isfinite(patched[h, k] - c_dst).any()
-                                else float("nan")
-                            )
-                        row[f"normalised_{name}"] = float(norm[h, k])
+                    for columns in effects.values():
+                        row |= {c: v if np.ndim(v) == 0 else v[h, k] for c, v in columns.items()}
                     rows.append(row)
         prompt_frames = [
-            prompt_table(plan, clean.get((o, plan.a)), clean.get((o, plan.b))) for o, plan in plans.items()
+            prompt_table(plan, clean.get((o, plan.a)), clean.get((o, plan.b)), self.spec.min_gap)
+            for o, plan in plans.items()
         ]
         return {
             "patching": pd.DataFrame(rows),
             "patching_prompts": pd.concat(prompt_frames, ignore_index=True) if prompt_frames else pd.DataFrame(),
+        }
+
+    def effects(
+        self, name: str, plan: PairPlan, dst: dict[str, Any], src: dict[str, Any], res: dict[str, np.ndarray]
+    ) -> dict[str, Any]:
+        """One metric's columns for every (hook, offset): the mean change, and the normalised effect with its CI over
+        the prompts that are not near-ties (counted)."""
+        c_dst = pair_metric(name, plan, np.asarray(dst["logits"]), np.asarray(dst["lse"]))
+        c_src = pair_metric(name, plan, np.asarray(src["logits"]), np.asarray(src["lse"]))
+        patched = pair_metric(name, plan, res["logits"], res["lse"])  # (hooks, offsets, n)
+        ties = near_ties(c_dst, c_src, self.spec.min_gap)
+        kept_dst, kept_src = np.where(ties, np.nan, c_dst), np.where(ties, np.nan, c_src)
+        low, high = normalised_effect_ci(patched, kept_dst, kept_src, self.spec.n_boot, self.config.seed)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a cell without one finite prompt is NaN
+            delta = np.nanmean(patched - c_dst, axis=-1)
+        return {
+            f"delta_{name}": delta,
+            f"normalised_{name}": normalised_effect(patched, kept_dst, kept_src),
+            f"normalised_{name}_ci_low": low,
+            f"normalised_{name}_ci_high": high,
+            f"near_ties_{name}": int(ties.sum()),
         }
 
 
@@ -427,17 +452,19 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
                 "first block ≥ 0.5 (all tokens)": int(half_all.iloc[0]) if len(half_all) else None,
                 "first block ≥ 0.5 (last token)": int(half_last.iloc[0]) if len(half_last) else None,
                 "max effect, earlier tokens": float(others.max()) if len(others) else None,
+                "near-ties left out": int(g["near_ties_logit_diff"].max()),
             }
         )
     title = (
-        "Activation patching: normalised effect on logit(B) − logit(A) (0 = receiver unchanged, 1 = source's behaviour)"
+        "Activation patching: normalised effect on logit(B) − logit(A) (0 = receiver unchanged, 1 = source's "
+        "behaviour; prompts whose two variants' values differ by less than patching.min_gap are near-ties, left out)"
     )
     return {title: pd.DataFrame(rows)}
 
 
 EXPERIMENT = Experiment(
     name="patching",
-    version="1",
+    version="2",
     settings=lambda config: config.patching,
     runner=PatchingRun,
     tables=("patching", "patching_prompts"),

@@ -52,6 +52,10 @@ def _no_summaries(results: RunResults) -> dict[str, pd.DataFrame]:
     return {}
 
 
+def _no_findings(results: RunResults) -> list[str]:
+    return []
+
+
 def _no_check(config: ExperimentConfig) -> None:
     return None
 
@@ -66,6 +70,7 @@ class Experiment:
     runner      builds the runner from a run context (after ``check`` passed and captures exist)
     tables      the tables it writes; artifacts: its named arrays (e.g. manifold projections)
     summaries   short tables by title, for the terminal and the report alike
+    findings    the results as short sentences, each with its statistic and the baseline it is read against
     figures     report figures by a key that says what they show; tabs: dashboard tabs (title, Panel object)
     """
 
@@ -77,6 +82,7 @@ class Experiment:
     artifacts: tuple[str, ...] = ()
     check: Callable[[ExperimentConfig], None] = _no_check
     summaries: Callable[[RunResults], dict[str, pd.DataFrame]] = _no_summaries
+    findings: Callable[[RunResults], list[str]] = _no_findings
     figures: Callable[[RunResults], dict[str, go.Figure]] = _no_figures
     tabs: Callable[[RunResults], list[tuple[str, Any]]] = _no_tabs
 
