@@ -56,3 +56,33 @@ def vector_pca(
     coords[keep], ratio = pca(stacked[keep], n_components)
     sizes = np.cumsum([0] + [vectors[n].shape[0] for n in names])
     return {n: coords[sizes[i] : sizes[i + 1]] for i, n in enumerate(names)}, ratio
+
+
+def split_half_cosines(
+    differences: dict[str, Float[np.ndarray, "l n d"]], n_splits: int, seed: int = 0
+) -> tuple[dict[str, Float[np.ndarray, "s l"]], dict[tuple[str, str], Float[np.ndarray, "s l"]]]:
+    """How similar two behaviour vectors of the *same* model are, made from disjoint halves of the items.
+
+    ``differences`` holds each variant's per-item (matching - non-matching) activations, the same items in the same
+    order. Each split shuffles the items once and halves them (the same halves for every variant). Within a variant:
+    cos(v_A, v_B), its split-half reliability. Between variants a and b: the mean of cos(a_A, b_B) and cos(a_B, b_A),
+    so between and within are read at the same number of items; a between-variant cosine below the within-variant
+    band is a direction the change moved more than resampling the items does.
+    """
+    rng = np.random.default_rng(seed)
+    n = next(iter(differences.values())).shape[1]
+    orders = [rng.permutation(n) for _ in range(n_splits)]
+    halves = {
+        v: np.stack([_unit_or_nan(d[:, o[: n // 2]].mean(axis=1)) for o in orders]) for v, d in differences.items()
+    }  # (s, l, d) unit vectors of half A ...
+    others = {
+        v: np.stack([_unit_or_nan(d[:, o[n // 2 :]].mean(axis=1)) for o in orders]) for v, d in differences.items()
+    }  # ... and of half B
+    within = {v: np.einsum("sld,sld->sl", halves[v], others[v]) for v in differences}
+    names = list(differences)
+    between = {
+        (a, b): 0.5 * (np.einsum("sld,sld->sl", halves[a], others[b]) + np.einsum("sld,sld->sl", others[a], halves[b]))
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    }
+    return within, between

@@ -155,6 +155,10 @@ class BehaviourSpec(_Strict):
         4.0, gt=0, description="c in +/- c * vector, the vector being the raw mean difference"
     )
     batch_size: int = Field(32, ge=1, le=4096)
+    reliability_splits: int = Field(
+        100, ge=2, description="random halvings of the items for the vectors' split-half reliability"
+    )
+    n_boot: int = Field(1000, ge=10, description="bootstrap resamples of the held-out items for the steering CIs")
 
     @field_validator("template")
     @classmethod

@@ -132,6 +132,38 @@ def test_planted_direction_is_recovered_and_steering_moves_the_answer(tiny_model
     np.testing.assert_allclose(cross["cosine"], 1.0, atol=1e-9)
     pca = tables["behaviour_pca"]
     assert len(pca) == 2 * 5 and pca["explained_pc1"].iloc[0] > 0.9  # all vectors point one way
+    # a planted direction is as reliable as a direction gets, in both copies, and a copy never leaves the band
+    rel = tables["behaviour_reliability"].query("label != 'final'")
+    assert len(rel) == 2 * 4 and (rel["low"] > 0.99).all()
+    half = tables["behaviour_half_cosine"]
+    np.testing.assert_allclose(half["mean"], 1.0, atol=1e-6)
+    assert any("fall below both variants' split-half band at 0/3 blocks" in f for f in result.findings())
+    # each steered block moves the answer both ways with CIs that exclude no effect: the verdict names them
+    assert (steer["shift_ci_low"] <= steer["shift"]).all() and (steer["shift"] <= steer["shift_ci_high"]).all()
+    summary = next(v for k, v in result.summaries().items() if k.startswith("Steering check"))
+    verdicts = dict(zip(summary["variant"], summary["verdict"]))
+    reliable = [
+        b
+        for b, g in steer.groupby("block")
+        if g.set_index("scale")["shift_ci_low"][2.0] > 0 and g.set_index("scale")["shift_ci_high"][-2.0] < 0
+    ]
+    expected = (
+        f"steers at blocks {', '.join(map(str, reliable))}" if reliable else "no reliable steering at these blocks"
+    )
+    assert verdicts["planted"] == expected
+
+
+def test_split_half_reliability_of_identical_and_random_items():
+    from layerdrift.analyses.vectors import split_half_cosines
+
+    rng = np.random.default_rng(0)
+    one = np.tile(rng.normal(size=(3, 1, 256)), (1, 20, 1)) + 1e-3 * rng.normal(size=(3, 20, 256))
+    noise = rng.normal(size=(3, 20, 256))
+    within, between = split_half_cosines({"same": one, "noise": noise, "copy": one.copy()}, n_splits=200)
+    assert within["same"].shape == (200, 3) and (within["same"] > 0.999).all()
+    assert abs(within["noise"].mean()) < 0.02 and within["noise"].std() < 0.15  # random directions: about 0
+    np.testing.assert_allclose(between[("same", "copy")], within["same"])  # a copy is read like the variant itself
+    assert abs(between[("same", "noise")].mean()) < 0.02
 
 
 def test_answer_letter_must_end_the_prompt(tiny_model, vocab_file, tmp_path):

@@ -14,6 +14,7 @@ Flow, per behaviour set and variant (one model in memory at a time)::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from itertools import combinations
 from typing import Any
@@ -22,7 +23,14 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float, Int
 
-from layerdrift.analyses.vectors import contrast_vectors, cross_layer_cosine, layerwise_cosine, vector_pca
+from layerdrift.analyses.uncertainty import bootstrap_mean_ci
+from layerdrift.analyses.vectors import (
+    contrast_vectors,
+    cross_layer_cosine,
+    layerwise_cosine,
+    split_half_cosines,
+    vector_pca,
+)
 from layerdrift.concepts.behaviours import BehaviourSet, load_behaviour_set, render_question
 from layerdrift.core.files import read_cached_json, write_json_atomic
 from layerdrift.core.hashing import fingerprint
@@ -36,6 +44,8 @@ from layerdrift.workbench.experiments.protocol import Experiment, Output
 from layerdrift.workbench.models.loading import LoadedVariant
 
 BEHAVIOUR = "behaviour"
+STEERING_COLUMNS = ["behaviour", "variant", "block", "scale", "p_matching", "p_ci_low", "p_ci_high", "shift"]
+STEERING_COLUMNS += ["shift_ci_low", "shift_ci_high", "n_items"]
 
 
 def auto_steering_layers(n_layers: int, count: int = 4) -> list[int]:
@@ -212,18 +222,9 @@ class BehaviourRun:
         for layer in layers:
             v = vectors[layer + 1]  # residual point layer+1 is block `layer`'s output
             p = self.steered_p(loaded, seqs, read_ids, layer, np.stack([c * v, -c * v]))
-            for scale, value in ((0.0, base), (c, p[0]), (-c, p[1])):
-                rows.append(
-                    {
-                        "behaviour": s.name,
-                        "variant": name,
-                        "block": layer,
-                        "scale": scale,
-                        "p_matching": float(value),
-                        "shift": float(value - base),
-                        "n_items": len(seqs),
-                    }
-                )
+            for scale, items in ((0.0, base), (c, p[0]), (-c, p[1])):
+                row = {"behaviour": s.name, "variant": name, "block": layer, "scale": scale}
+                rows.append(row | steering_stats(items, base, self.spec.n_boot, self.config.seed))
         write_json_atomic(path, {"fingerprint": key, "rows": rows})
         return rows
 
@@ -246,8 +247,8 @@ class BehaviourRun:
         read_ids: Int[np.ndarray, "n 2"],
         block: int,
         additions: Float[np.ndarray, "s d"],
-    ) -> Float[np.ndarray, " s"]:
-        """Mean P(matching letter) over the items with each addition made to block ``block``'s output."""
+    ) -> Float[np.ndarray, "s n"]:
+        """P(matching letter) of every item with each addition made to block ``block``'s output."""
         logits = steered_readout(
             loaded.bridge,
             seqs,
@@ -257,7 +258,7 @@ class BehaviourRun:
             read_ids,
             self.spec.batch_size,
         )
-        return p_matching(logits).mean(axis=1)
+        return p_matching(logits)
 
     def run(self) -> Output:
         """Capture, vectors, steering, and the comparison tables."""
@@ -265,17 +266,20 @@ class BehaviourRun:
         vectors: dict[str, dict[str, np.ndarray]] = {}
         labels: dict[str, list[str]] = {}
         steering: list[dict[str, Any]] = []
+        differences: dict[str, dict[str, np.ndarray]] = {}  # set -> variant -> per-item differences (points, n, d)
         for v in self.variants:
             say(f"behaviour vectors: {v}")
             with self.ctx.model(v) as model:
                 for s in self.sets:
                     matching, other, labels[v] = self.capture(s, v, model, progress)
                     train, _ = self.split(s)
+                    differences.setdefault(s.name, {})[v] = matching[:, train] - other[:, train]
                     vectors.setdefault(v, {})[s.name] = contrast_vectors(matching[:, train], other[:, train])
                     if self.spec.steering_items:
                         steering += self.steer(s, v, vectors[v][s.name], model)
         flat = {f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()}
-        return Output(self.tables(vectors, labels, steering), arrays={"vectors": flat})
+        tables = self.tables(vectors, labels, steering) | self.reliability(differences, labels)
+        return Output(tables, arrays={"vectors": flat})
 
     def tables(
         self, vectors: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]], steering: list[dict[str, Any]]
@@ -298,10 +302,52 @@ class BehaviourRun:
             ),
             "behaviour_cross": pd.DataFrame(cross_rows),
             "behaviour_pca": pd.DataFrame(pca_rows),
-            "behaviour_steering": pd.DataFrame(
-                steering, columns=["behaviour", "variant", "block", "scale", "p_matching", "shift", "n_items"]
-            ),
+            "behaviour_steering": pd.DataFrame(steering, columns=STEERING_COLUMNS),
         }
+
+    def reliability(
+        self, differences: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]]
+    ) -> dict[str, pd.DataFrame]:
+        """Split-half reliability of every variant's vector, and between-variant cosines at the same half size."""
+        rows, cross = [], []
+        for behaviour, per_variant in differences.items():
+            shapes = {d.shape for d in per_variant.values()}
+            if len(shapes) > 1 or next(iter(shapes))[1] < 4:  # other depth or width, or too few items to halve
+                continue
+            within, between = split_half_cosines(per_variant, self.spec.reliability_splits, self.config.seed)
+            for v, cos in within.items():
+                rows += band_rows({"behaviour": behaviour, "variant": v}, cos, labels[v])
+            for (a, b), cos in between.items():
+                cross += band_rows({"behaviour": behaviour, "pair": f"{a}→{b}"}, cos, labels[a])
+        return {"behaviour_reliability": pd.DataFrame(rows), "behaviour_half_cosine": pd.DataFrame(cross)}
+
+
+def steering_stats(items: np.ndarray, base: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    """Mean P(matching) over the held-out items and its shift from the unsteered run, each with a bootstrap CI over
+    the items (the same resamples for both)."""
+    p_low, p_high = bootstrap_mean_ci(items, n_boot=n_boot, seed=seed)
+    shift_low, shift_high = bootstrap_mean_ci(items - base, n_boot=n_boot, seed=seed)
+    return {
+        "p_matching": float(items.mean()),
+        "p_ci_low": float(p_low),
+        "p_ci_high": float(p_high),
+        "shift": float((items - base).mean()),
+        "shift_ci_low": float(shift_low),
+        "shift_ci_high": float(shift_high),
+        "n_items": int(items.size),
+    }
+
+
+def band_rows(keys: dict[str, str], cosines: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+    """Mean and 95% band (2.5th-97.5th percentile over the splits) of a (splits, points) cosine array, per point."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a zero vector (NaN) at every split, e.g. at the embedding
+        mean = np.nanmean(cosines, axis=0)
+        low, high = np.nanquantile(cosines, [0.025, 0.975], axis=0)
+    return [
+        keys | {"layer": i, "label": labels[i], "mean": float(mean[i]), "low": float(low[i]), "high": float(high[i])}
+        for i in range(cosines.shape[1])
+    ]
 
 
 def norm_rows(behaviour: str, variant: str, vec: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
@@ -360,14 +406,35 @@ def pca_rows_of(behaviour: str, vectors: dict[str, np.ndarray], labels: dict[str
     ]
 
 
-def cosine_summary(cosine: pd.DataFrame) -> pd.DataFrame:
-    """Per behaviour and pair: cosine at the first and last block, its minimum and where, and its mean."""
+def blocks_of(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows at block outputs (not the embedding, not the final norm), in depth order."""
+    return table[~table["label"].isin(["embed", "final"])].sort_values("layer")
+
+
+def below_band(results: Any, behaviour: str, pair: str) -> tuple[int, int] | None:
+    """(blocks where the between-variant cosine at half the items is below both variants' split-half band, blocks)."""
+    half, rel = results.tables.get("behaviour_half_cosine"), results.tables.get("behaviour_reliability")
+    if half is None or rel is None or half.empty:
+        return None
+    h = blocks_of(half[(half["behaviour"] == behaviour) & (half["pair"] == pair)]).dropna(subset=["mean"])
+    if h.empty:
+        return None
+    a, b = pair.split("→")
+    low = rel[rel["behaviour"] == behaviour].pivot_table(index="layer", columns="variant", values="low")
+    floor = low[[a, b]].min(axis=1).reindex(h["layer"]).to_numpy()
+    return int((h["mean"].to_numpy() < floor).sum()), len(h)
+
+
+def cosine_summary(results: Any) -> pd.DataFrame:
+    """Per behaviour and pair: cosine at the first and last block, its minimum and where, its mean, and at how many
+    blocks the direction moved more than resampling the items moves it (split-half band)."""
     rows = []
-    for (b, pair), g in cosine.groupby(["behaviour", "pair"], sort=False):
-        blocks = g[~g["label"].isin(["embed", "final"])].dropna(subset=["cosine"]).sort_values("layer")
+    for (b, pair), g in results.tables["behaviour_cosine"].groupby(["behaviour", "pair"], sort=False):
+        blocks = blocks_of(g).dropna(subset=["cosine"])
         if blocks.empty:
             continue
         low = blocks.loc[blocks["cosine"].idxmin()]
+        below = below_band(results, b, pair)
         rows.append(
             {
                 "behaviour": b,
@@ -377,25 +444,37 @@ def cosine_summary(cosine: pd.DataFrame) -> pd.DataFrame:
                 "at block": low["label"],
                 "cos last block": float(blocks["cosine"].iloc[-1]),
                 "mean cos": float(blocks["cosine"].mean()),
+                "blocks below the split-half band": f"{below[0]}/{below[1]}" if below else "n/a",
             }
         )
     return pd.DataFrame(rows)
 
 
+def steering_verdict(g: pd.DataFrame) -> str:
+    """Which blocks steer reliably: +c raises and -c lowers P(matching), both CIs excluding 0."""
+    plus = g[g["scale"] > 0].set_index("block")
+    minus = g[g["scale"] < 0].set_index("block")
+    reliable = [int(k) for k in plus.index if plus.loc[k, "shift_ci_low"] > 0 and minus.loc[k, "shift_ci_high"] < 0]
+    return f"steers at blocks {', '.join(map(str, reliable))}" if reliable else "no reliable steering at these blocks"
+
+
 def steering_summary(steering: pd.DataFrame) -> pd.DataFrame:
-    """Per behaviour and variant: P(matching) unsteered, the largest shifts, and how many blocks move as expected."""
+    """Per behaviour and variant: P(matching) unsteered with its CI, the largest shifts, how many blocks move as
+    expected, and the verdict."""
     rows = []
     for (b, v), g in steering.groupby(["behaviour", "variant"], sort=False):
         plus = g[g["scale"] > 0].set_index("block")["shift"]
         minus = g[g["scale"] < 0].set_index("block")["shift"]
+        base = g[g["scale"] == 0].iloc[0]
         rows.append(
             {
                 "behaviour": b,
                 "variant": v,
-                "P(matching)": float(g[g["scale"] == 0]["p_matching"].iloc[0]),
+                "P(matching)": f"{base['p_matching']:.2f} [{base['p_ci_low']:.2f}, {base['p_ci_high']:.2f}]",
                 "max shift +c": float(plus.max()),
                 "min shift −c": float(minus.min()),
                 "blocks with the expected signs": f"{int(((plus > 0) & (minus < 0)).sum())}/{len(plus)}",
+                "verdict": steering_verdict(g),
             }
         )
     return pd.DataFrame(rows)
@@ -405,19 +484,53 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
     out = {}
     cosine, steering = results.tables.get("behaviour_cosine"), results.tables.get("behaviour_steering")
     if cosine is not None and len(cosine):
-        out["Behaviour vectors: cosine between variants per block"] = cosine_summary(cosine)
+        out[
+            "Behaviour vectors: cosine between variants per block (split-half band: two halves of the items, one "
+            "variant)"
+        ] = cosine_summary(results)
     if steering is not None and len(steering):
-        out["Steering check: shift in P(matching answer) with ± c × vector"] = steering_summary(steering)
+        out["Steering check: shift in P(matching answer) with ± c × vector (95% CIs over held-out items)"] = (
+            steering_summary(steering)
+        )
+    return out
+
+
+def findings(results: Any) -> list[str]:
+    """Per behaviour: whether the variants' vectors differ beyond their split-half band, and whether steering works."""
+    out = []
+    cosine, steering = results.tables.get("behaviour_cosine"), results.tables.get("behaviour_steering")
+    if cosine is not None and len(cosine):
+        for _, r in cosine_summary(results).iterrows():
+            out.append(
+                f"The {r['behaviour']} vectors of {r['pair']} have mean cosine {r['mean cos']:.2f} over the blocks "
+                f"(min {r['min cos']:.2f} at block {r['at block']}); read at half the items, they fall below both "
+                f"variants' split-half band at {r['blocks below the split-half band']} blocks."
+            )
+    if steering is not None and len(steering):
+        for _, r in steering_summary(steering).iterrows():
+            out.append(
+                f"Steering {r['variant']} toward {r['behaviour']}: {r['verdict']} "
+                f"(unsteered P(matching) {r['P(matching)']})."
+            )
     return out
 
 
 EXPERIMENT = Experiment(
     name="behaviour",
-    version="1",
+    version="2",
     settings=lambda config: config.behaviour,
     runner=BehaviourRun,
-    tables=("behaviour_vectors", "behaviour_cosine", "behaviour_cross", "behaviour_pca", "behaviour_steering"),
+    tables=(
+        "behaviour_vectors",
+        "behaviour_cosine",
+        "behaviour_cross",
+        "behaviour_pca",
+        "behaviour_steering",
+        "behaviour_reliability",
+        "behaviour_half_cosine",
+    ),
     artifacts=("vectors",),
     check=lambda config: behaviour_sets(config.behaviour),
     summaries=summaries,
+    findings=findings,
 )
