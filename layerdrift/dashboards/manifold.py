@@ -77,6 +77,17 @@ def _axes(fig: go.Figure, points: list[str], slots: list[str], marks: dict[str, 
     fig.update_yaxes(title_text="residual point (embed, block, final)", row=1, col=1)
 
 
+def reach(grid: np.ndarray, at_least: float) -> float:
+    """The largest |value| in a grid, or ``at_least`` if that is larger: a symmetric colour range that clips nothing."""
+    values = np.abs(np.asarray(grid, dtype=float))
+    return max(at_least, float(np.nanmax(values))) if np.isfinite(values).any() else at_least
+
+
+def _finite_min(grid: np.ndarray) -> float:
+    values = np.asarray(grid, dtype=float)
+    return float(np.nanmin(values)) if np.isfinite(values).any() else 0.0
+
+
 def manifold_heatmaps(scores: pd.DataFrame, probe_set: str, value: str = "score") -> go.Figure:
     """Layer x token map of one value for every variant side by side, landmarks marked."""
     t = scores[scores["set"] == probe_set]
@@ -85,10 +96,10 @@ def manifold_heatmaps(scores: pd.DataFrame, probe_set: str, value: str = "score"
     gap = value == "rigid_gap"
     for c, v in enumerate(variants, start=1):
         grid, points, slots, marks = _grid(t[t["variant"] == v], value)
-        kw = (
-            dict(colorscale="RdBu_r", zmid=0, zmin=-0.5, zmax=0.5)
+        kw = (  # the usual range, widened to the data's so that no cell is clipped
+            dict(colorscale="RdBu_r", zmid=0, zmin=-reach(grid, 0.5), zmax=reach(grid, 0.5))
             if gap
-            else dict(colorscale="Viridis", zmin=0.3, zmax=1.0)
+            else dict(colorscale="Viridis", zmin=min(0.3, _finite_min(grid)), zmax=1.0)
         )
         fig.add_trace(
             _heatmap(
@@ -135,17 +146,18 @@ def manifold_difference(scores: pd.DataFrame, probe_set: str, reference: str, va
         shared_yaxes=True,
         horizontal_spacing=0.03,
     )
+    diffs = {v: _grid(t[t["variant"] == v], value)[0] - base for v in others}
+    scale = max(reach(d, 0.15) for d in diffs.values())  # one scale for every panel, never clipping a cell
     for c, v in enumerate(others, start=1):
-        grid, *_ = _grid(t[t["variant"] == v], value)
         fig.add_trace(
             _heatmap(
-                grid - base,
+                diffs[v],
                 points,
                 slots,
                 colorscale="RdBu_r",
                 zmid=0,
-                zmin=-0.15,
-                zmax=0.15,
+                zmin=-scale,
+                zmax=scale,
                 showscale=c == len(others),
                 colorbar=dict(title="Δ score"),
             ),

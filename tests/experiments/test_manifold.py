@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import make_config
 
@@ -337,3 +338,36 @@ def test_manifold_config_errors_before_anything_is_written(tiny_model, vocab_fil
         )
     assert not (tmp_path / "c").exists()
     assert config_from_dict({"variants": [{"name": "a", "source": "x"}], "manifold": {}}).manifold.sets == ["birthday"]
+
+
+def test_manifold_colour_scales_never_clip_a_cell():
+    from layerdrift.dashboards.manifold import manifold_difference, manifold_heatmaps
+
+    cells = [(p, s) for p in range(3) for s in range(2)]
+    score = {"ref": [0.9] * 6, "int8": [0.9, 0.44, 0.8, 0.9, 0.95, 0.1]}  # a loss of 0.46 and a score of 0.1
+    scores = pd.DataFrame(
+        [
+            {
+                "set": "birthday",
+                "variant": v,
+                "point": p,
+                "label": str(p),
+                "slot": s,
+                "slot_label": f" t{s}",
+                "landmark": "",
+                "score": score[v][i],
+                "score_orthonormal": 0.2,
+                "score_chance": 0.05,
+                "shape": "circular",
+                "n_prompts": 40,
+            }
+            for v in score
+            for i, (p, s) in enumerate(cells)
+        ]
+    )
+    diff = manifold_difference(scores, "birthday", "ref").data[0]
+    assert np.nanmin(diff.z) == pytest.approx(-0.8) and diff.zmin <= -0.8 and diff.zmax == -diff.zmin
+    maps = manifold_heatmaps(scores, "birthday").data
+    assert maps[1].zmin <= 0.1 and maps[0].zmin == 0.3  # int8's 0.1 cell keeps its colour; 0.3 stays the usual floor
+    gap = manifold_heatmaps(scores, "birthday", "rigid_gap").data
+    assert gap[1].zmin <= -0.75 and gap[1].zmax >= 0.75  # orthonormal 0.2 vs a score of 0.95
