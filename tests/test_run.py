@@ -118,8 +118,8 @@ def test_findings_read_each_pair_against_the_floor(tiny_run):
     t = tiny_run.tables
     pairs = t["pairs"].set_index("pair")
     tuned, floor = pairs.loc["base→tuned"], pairs.loc["base→floor"]
-    findings = tiny_run.findings()
-    assert len(findings) == 2  # one pair besides the floor: its drift, then its category ordering
+    findings = tiny_run.findings()  # drift first (the registry's order): the pair's drift, then its categories
+    assert findings[2].startswith("The behaviour vectors of base→tuned") and findings[-1].startswith("Steering tuned")
     times = tuned["mean"] / floor["mean"]
     assert findings[0] == (
         f"base→tuned drifts {tuned['mean']:.4g} [{tuned['ci_low']:.4g}, {tuned['ci_high']:.4g}] at final, "
