@@ -77,6 +77,8 @@ def empty_figure(message: str, **layout: Any) -> go.Figure:
     fig = go.Figure()
     text = "<br>".join(html.escape(line) for line in textwrap.wrap(message, 80))
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)  # no empty axes around the message
     if layout:
         fig.update_layout(**layout)
     return fig

@@ -614,7 +614,7 @@ def floor_ordering(row: pd.Series) -> str:
 
 EXPERIMENT = Experiment(
     name=RESULT_SET,
-    version="2",
+    version="3",
     settings=lambda config: config.analysis,
     runner=DriftRun,
     tables=TABLES,
