@@ -316,6 +316,18 @@ def series_run(tiny_model, tmp_path_factory):
 
 # a real browser on a served dashboard (the dashboards' and the trajectory tab's tests)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def launch_chromium(playwright):
+    """The system Chromium, headless, as every browser test launches it."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, served_dashboard
+from conftest import CHROMIUM, launch_chromium, served_dashboard
 
 from layerdrift.dashboards.app import build_app
 from layerdrift.dashboards.drift import DashboardState, match_concept
@@ -141,16 +141,7 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with served_dashboard(tiny_run.store.root) as url, sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.goto(f"{url}/")
         page.wait_for_selector(".js-plotly-plot", timeout=60000)
@@ -207,16 +198,7 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
     img, script = HOSTILE_ROWS[0][0], HOSTILE_ROWS[1][0]
     dialogs: list[str] = []
     with served_dashboard(tiny_run.store.root) as url, sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(f"{url}/?concept={terms.index(img)}")  # opened by URL

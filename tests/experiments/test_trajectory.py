@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, served_dashboard
+from conftest import CHROMIUM, launch_chromium, served_dashboard
 
 from layerdrift.analyses.topology import (
     bottleneck_distance,
@@ -267,7 +267,7 @@ def test_trajectory_tab_in_headless_chromium(series_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with served_dashboard(series_run.store.root) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/")
         page.wait_for_selector(".js-plotly-plot", timeout=60000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from itertools import combinations
 from typing import Any
 
@@ -37,6 +38,7 @@ from layerdrift.workbench.store.results import (
 from layerdrift.workbench.store.runstore import RunStore
 
 RESULT_SET = "analysis"
+RANK_COLUMNS = tuple(effective_ranks(np.eye(3)))  # rankme, renyi_0.5, renyi_2, renyi_inf
 PROJECTION_COLUMNS = {
     "layer": "int64",
     "label": "object",
@@ -143,23 +145,26 @@ class Stacks:
 
     arrays: dict[str, np.ndarray]
     labels: dict[str, list[str]]
-    degenerate: dict[str, np.ndarray]  # (points,) bool per variant
-    reasons: dict[str, dict[int, str]]  # per variant: point -> why nothing is measured there
+    reasons: dict[str, dict[int, str]]  # per variant: degenerate point -> why nothing is measured there
 
     @classmethod
     def read(cls, store: RunStore, prompt_set: str) -> "Stacks":
-        arrays, labels, degenerate, reasons = {}, {}, {}, {}
+        arrays, labels, reasons = {}, {}, {}
         for v in store.main_variants:
             points = store.residual_points(v, prompt_set)
             arrays[v] = np.stack([store.activations(v, prompt_set, p, "last") for p in points]).astype(np.float64)
             labels[v] = [point_label(p) for p in points]
-            degenerate[v] = degenerate_points(arrays[v])
             shared = shared_last_token(store.tokenization(v, prompt_set))
             reasons[v] = {
-                i: degenerate_reason(labels[v][i], shared if points[i] == EMBED_HOOK else None)
-                for i in np.flatnonzero(degenerate[v])
+                int(i): degenerate_reason(labels[v][i], shared if points[i] == EMBED_HOOK else None)
+                for i in np.flatnonzero(degenerate_points(arrays[v]))
             }
-        return cls(arrays, labels, degenerate, reasons)
+        return cls(arrays, labels, reasons)
+
+    @cached_property
+    def degenerate(self) -> dict[str, np.ndarray]:
+        """Per variant, which points are degenerate: (points,) bool."""
+        return {v: np.isin(np.arange(len(self.labels[v])), list(r)) for v, r in self.reasons.items()}
 
     def notes(self) -> list[str]:
         """One note per degenerate point (naming the variants where only some are degenerate)."""
@@ -366,13 +371,11 @@ def variant_rows(stacks: Stacks, k: int, terms: list[str]) -> tuple[list[dict[st
     rank_rows, neighbour_frames = [], []
     for v, arr in stacks.arrays.items():
         for i in range(arr.shape[0]):
-            ranks = effective_ranks(arr[i])
+            point = {"variant": v, "layer": i, "label": stacks.labels[v][i]}
             if stacks.degenerate[v][i]:
-                rank_rows.append(
-                    {"variant": v, "layer": i, "label": stacks.labels[v][i], **dict.fromkeys(ranks, np.nan)}
-                )
+                rank_rows.append(point | dict.fromkeys(RANK_COLUMNS, np.nan))
                 continue
-            rank_rows.append({"variant": v, "layer": i, "label": stacks.labels[v][i], **ranks})
+            rank_rows.append(point | effective_ranks(arr[i]))
             nb = knn_indices(arr[i], k)
             sims = np.take_along_axis(cosine_similarity_matrix(arr[i]), nb, axis=1)
             neighbour_frames.append(
