@@ -101,6 +101,56 @@ def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tm
     assert bool(aligned.tables["pairs"]["aligned"].iloc[0]) and 0 < aligned.tables["pairs"]["mean"].iloc[0] < 1
 
 
+def feature_cka(x, y):
+    """Linear CKA in feature space, ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F): a route independent of the Grams."""
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    return np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+
+
+def test_other_depth_and_width_are_compared_at_matched_relative_depth(tiny_model, vocab_file, tmp_path_factory):
+    """A 3-block d=32 model against a 2-block d=48 one: rows at the shallow model's points, each matched by
+    relative depth, with CKA, Jaccard and Procrustes drift equal to direct computations on those points."""
+    from layerdrift.analyses.drift import procrustes_align
+    from layerdrift.analyses.neighbours import knn_jaccard
+
+    shallow = build_tiny_llama(tmp_path_factory.mktemp("shallow-wide"), seed=3, hidden=48, layers=2)
+    out = tmp_path_factory.mktemp("run-depths")
+    cfg = config_dict(out, {"deep": tiny_model, "shallow": shallow}, vocab_file, analysis={"align": "procrustes"})
+    result = run(config_from_dict(cfg), quiet=True)
+    layers = result.tables["layers"]
+    matched = list(zip(layers["layer"], layers["label_a"], layers["label_b"]))
+    # embedding to embedding, block 1 of 2 to block 2 of 3 (1.5 rounded up: label "1"), block 2 to 3, final to final
+    assert matched == [(0, "embed", "embed"), (2, "1", "0"), (3, "2", "1"), (4, "final", "final")]
+    assert layers["aligned"].all() and any("compared at the 4 points of the shallower one" in n for n in result.notes)
+    store, k = result.store, result.meta["spec"]["k"]
+    for row in layers.itertuples():
+        if row.label == "embed":  # every tiny prompt ends in " is": degenerate, NaN with a reason
+            assert np.isnan(row.cka) and np.isnan(row.drift_mean) and np.isnan(row.jaccard_mean)
+            continue
+        a = store.activations("deep", "concepts", store.residual_points("deep", "concepts")[row.layer], "last")
+        j = ["embed", "0", "1", "final"].index(row.label_b)
+        b = store.activations("shallow", "concepts", store.residual_points("shallow", "concepts")[j], "last")
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        assert row.cka == pytest.approx(feature_cka(a, b), abs=1e-9)
+        assert row.jaccard_mean == pytest.approx(knn_jaccard(a, b, k).mean(), abs=1e-12)
+        assert row.drift_mean == pytest.approx(cosine_drift(procrustes_align(a, b), b).mean(), abs=1e-12)
+    assert result.tables["pairs"]["layer"].tolist() == [4] and result.meta["no_maps"].startswith("joint maps need")
+    page = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert "<tbody>\n  </tbody>" not in page, "no section heading over an empty table"
+
+
+def test_an_alignment_with_nothing_to_align_is_refused(tiny_model, tiny_model_b, vocab_file, tmp_path):
+    from layerdrift.errors import LayerdriftError
+
+    cfg = make_config(
+        tmp_path / "run", {"a": tiny_model, "b": tiny_model_b}, vocab_file, analysis={"align": "procrustes"}
+    )
+    with pytest.raises(
+        LayerdriftError, match="every variant of this run has 32 dimensions, so there is nothing to align"
+    ):
+        run(cfg, quiet=True)
+
+
 def test_open_run_without_analyses_is_a_clear_error(tiny_model, vocab_file, tmp_path):
     from conftest import tiny_config
 

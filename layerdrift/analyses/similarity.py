@@ -46,6 +46,10 @@ class GramStack:
     tri: Float[np.ndarray, "l nn"]
     diag: Float[np.ndarray, "l n"]
 
+    def take(self, rows: np.ndarray) -> "GramStack":
+        """The Grams of the given representations, in that order."""
+        return GramStack(self.tri[rows], self.diag[rows])
+
     def inner(self, other: "GramStack") -> Float[np.ndarray, "la lb"]:
         """Frobenius inner products <G_i, H_j> for every pair."""
         return 2.0 * (self.tri @ other.tri.T) - self.diag @ other.diag.T

@@ -13,6 +13,7 @@ import param
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from layerdrift.analyses.depth import positions_on
 from layerdrift.analyses.pair_metrics import DRIFT, PAIR_METRICS, PairMetric
 from layerdrift.core.naming import pair_key
 from layerdrift.core.spreadsheet import to_csv
@@ -233,8 +234,9 @@ def cka_heatmap(cross: pd.DataFrame, pair: str, debiased: bool = False) -> go.Fi
     return fig
 
 
-def effective_rank_curves(ranks: pd.DataFrame) -> go.Figure:
-    """RankMe (solid) and Rényi ranks per variant and layer."""
+def effective_rank_curves(ranks: pd.DataFrame, reference: str) -> go.Figure:
+    """RankMe (solid) and Rényi ranks per variant and layer, every variant's points placed at their relative depth on
+    the reference's axis of residual points."""
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -243,10 +245,12 @@ def effective_rank_curves(ranks: pd.DataFrame) -> go.Figure:
     )
     colours = pair_colours(list(dict.fromkeys(ranks["variant"])))
     dashes = {"renyi_0.5": "dot", "renyi_2": "dash", "renyi_inf": "longdash"}
+    n_ref = int((ranks["variant"] == reference).sum())
     for v, t in ranks.groupby("variant", sort=False):
+        x = positions_on(len(t), n_ref)[t["layer"].to_numpy()]
         fig.add_trace(
             go.Scatter(
-                x=t["layer"],
+                x=x,
                 y=t["rankme"],
                 name=v,
                 mode="lines+markers",
@@ -262,7 +266,7 @@ def effective_rank_curves(ranks: pd.DataFrame) -> go.Figure:
         for m, dash in dashes.items():
             fig.add_trace(
                 go.Scatter(
-                    x=t["layer"],
+                    x=x,
                     y=t[m],
                     name=f"{v} {m.replace('renyi_', 'α=')}",
                     mode="lines",
@@ -276,7 +280,7 @@ def effective_rank_curves(ranks: pd.DataFrame) -> go.Figure:
                 col=2,
             )
     fig.update_layout(**LAYOUT, title="Effective rank per layer (centred activations)", height=460, width=1100)
-    fig.update_xaxes(title_text="residual point index")
+    fig.update_xaxes(title_text="residual point", **layer_ticks(ranks[ranks["variant"] == reference]))
     return fig
 
 
@@ -460,7 +464,7 @@ def headline_figures(t: Any, meta: dict, main_pairs: list[str]) -> dict[str, go.
     """Top drifters per pair and the category comparison at the headline layer."""
     cats, head, head_label = meta["categories"], meta["headline_layer"], meta["headline_label"]
     figs = {f"top_drifters_{pair_key(p)}": top_drifters_bar(t["top_drifters"], p, cats, head_label) for p in main_pairs}
-    if len(t["categories"]):
+    if len(t["categories"]) and main_pairs:
         figs["category_comparison"] = category_comparison(t["categories"], head_label)
         figs["category_violins"] = category_violins(t["drift"], main_pairs, head, cats, head_label)
     return figs
@@ -483,7 +487,7 @@ def depth_figures(t: Any, meta: dict, main_pairs: list[str]) -> dict[str, go.Fig
             )
     for pair in dict.fromkeys(t["cka_cross"]["pair"]) if len(t["cka_cross"]) else []:
         figs[f"cka_cross_{pair_key(pair)}"] = cka_heatmap(t["cka_cross"], pair)
-    figs["effective_rank"] = effective_rank_curves(t["effective_rank"])
+    figs["effective_rank"] = effective_rank_curves(t["effective_rank"], meta["reference"])
     return figs
 
 
@@ -552,6 +556,11 @@ class DashboardState(param.Parameterized):
         self._projection_layers = (
             sorted(set(run.tables["projections"]["layer"])) if len(run.tables["projections"]) else []
         )
+        ranks = run.tables["effective_rank"]  # one row per point of every variant: each variant's own points
+        self.variant_labels = {v: t.sort_values("layer")["label"].tolist() for v, t in ranks.groupby("variant")}
+        self._pair_layers = {
+            pair: np.array(sorted({k[1] for k in self._drift_by if k[0] == pair})) for pair, _ in self._drift_by
+        }
         drift_pairs = [p["label"] for p in self.pairs if any(k[0] == p["label"] for k in self._drift_by)]
         self.param.pair.objects = drift_pairs or [p["label"] for p in self.pairs]
         self.param.layer.bounds = (0, len(self.labels) - 1)
@@ -565,10 +574,37 @@ class DashboardState(param.Parameterized):
     def pair_info(self) -> dict:
         return next(p for p in self.pairs if p["label"] == self.pair)
 
+    def pair_layer(self) -> int:
+        """The selected pair's residual point nearest the selected layer: the layer itself unless the pair's variants
+        are shallower than the reference and have no point matched to it."""
+        layers = self._pair_layers.get(self.pair)
+        return self.layer if layers is None or not len(layers) else int(layers[np.abs(layers - self.layer).argmin()])
+
+    def variant_point(self, variant: str) -> int:
+        """The variant's own residual point at the selected layer's relative depth (the layer itself at equal depth)."""
+        n, n_ref = len(self.variant_labels.get(variant, self.labels)), len(self.labels)
+        return self.layer if n == n_ref else int(np.abs(positions_on(n, n_ref) - self.layer).argmin())
+
+    def depth_text(self) -> str:
+        """Where the selected layer falls in variants of other depth and in the selected pair, when that differs."""
+        parts = []
+        for v, labels in self.variant_labels.items():
+            if len(labels) != len(self.labels):
+                i = self.variant_point(v)
+                parts.append(
+                    md("{v} at its layer {label} (point {i} of {n})", v=v, label=labels[i], i=i, n=len(labels) - 1)
+                )
+        if self.pair_layer() != self.layer:
+            label = self.labels[self.pair_layer()]
+            parts.append(
+                md("{pair} is compared at layer {label}, its nearest matched point", pair=self.pair, label=label)
+            )
+        return "; ".join(parts)
+
     def layer_drift(self) -> pd.DataFrame:
-        """Per-concept drift and percentile of the selected pair at the selected layer."""
+        """Per-concept drift and percentile of the selected pair at the selected layer (or the pair's nearest)."""
         return self._drift_by.get(
-            (self.pair, self.layer),
+            (self.pair, self.pair_layer()),
             pd.DataFrame(columns=["concept", "term", "category", "drift", "percentile", "jaccard"]),
         )
 
@@ -577,8 +613,8 @@ class DashboardState(param.Parameterized):
         return d[["term", "category", "drift", "percentile", "jaccard"]].reset_index(drop=True)
 
     def neighbours(self, variant: str) -> pd.DataFrame:
-        """The selected concept's k nearest neighbours in one variant at the layer."""
-        t = self._neighbours.get((variant, self.layer))
+        """The selected concept's k nearest neighbours in one variant at the layer (its point at that depth)."""
+        t = self._neighbours.get((variant, self.variant_point(variant)))
         if t is None:
             return pd.DataFrame(columns=["rank", "neighbour", "similarity"])
         t = t[t["concept"] == self.concept]
@@ -594,6 +630,8 @@ class DashboardState(param.Parameterized):
         """Why the selected layer has no map (a degenerate point, or not among analysis.umap_layers), or None."""
         if self.layer in self._projection_layers:
             return None
+        if self.run.meta.get("no_maps"):
+            return self.run.meta["no_maps"]
         label = self.labels[self.layer]
         degenerate = self.run.meta.get("degenerate", {}).get(label)
         if degenerate:
@@ -651,9 +689,8 @@ class DashboardState(param.Parameterized):
         )
 
     def violin_figure(self) -> go.Figure:
-        fig = category_violins(
-            self.run.tables["drift"], [self.pair], self.layer, self.categories, self.labels[self.layer]
-        )
+        layer = self.pair_layer()
+        fig = category_violins(self.run.tables["drift"], [self.pair], layer, self.categories, self.labels[layer])
         fig.update_layout(width=None, autosize=True, height=380)
         return fig
 
@@ -678,7 +715,7 @@ class DashboardState(param.Parameterized):
         return fig
 
     def rank_figure(self) -> go.Figure:
-        fig = effective_rank_curves(self.run.tables["effective_rank"])
+        fig = effective_rank_curves(self.run.tables["effective_rank"], self.run.meta["reference"])
         fig.update_layout(height=360, width=None, autosize=True)
         return fig
 
@@ -779,9 +816,9 @@ class DriftTab:
     def update_layer_text(self) -> None:
         """Name the selected layer beside the player."""
         labels, layer = self.labels, self.state.layer
-        self.layer_text.object = md(
-            "**layer {label}** (residual point {i} of {n})", label=labels[layer], i=layer, n=len(labels) - 1
-        )
+        text = md("**layer {label}** (residual point {i} of {n})", label=labels[layer], i=layer, n=len(labels) - 1)
+        depth = self.state.depth_text()
+        self.layer_text.object = f"{text}; {depth}" if depth else text
 
     def _redraw_neighbours(self) -> None:
         """Refill every neighbour table for the selected concept and layer."""
@@ -812,6 +849,7 @@ class DriftTab:
         """A new pair: the map, the violins, the top table and the cross-layer CKA map."""
         state = self.state
         with pn.io.hold():
+            self.update_layer_text()
             self.map_pane.object = state.map_figure()
             self.violin_pane.object = state.violin_figure()
             self.top.value = state.top_table()

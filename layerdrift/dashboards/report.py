@@ -111,7 +111,9 @@ def index_html(run: Any, with_png: bool, notes: list[str]) -> str:
     notes_html = f'<ul class="note">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>' if notes else ""
     findings = "".join(f"<li>{html.escape(f)}</li>" for f in run.findings())
     findings_html = f'<h2>Findings</h2><ul class="findings">{findings}</ul>' if findings else ""
-    summaries = "".join(f"<h2>{html.escape(t)}</h2>{_table_html(f, 3)}" for t, f in run.summaries().items())
+    summaries = "".join(
+        f"<h2>{html.escape(t)}</h2>{_table_html(f, 3)}" for t, f in run.summaries().items() if not f.empty
+    )
     figures = "".join(_figure_html(k, fig, with_png) for k, fig in run.figures.items())
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {name}</title>'

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from layerdrift.analyses.degenerate import degenerate_points, degenerate_reason
+from layerdrift.analyses.depth import depth_matches
 from layerdrift.analyses.drift import percentile_rank
 from layerdrift.analyses.headline import SIGNIFICANCE, category_rows, floor_log_ratio, pair_row, top_drifters
 from layerdrift.analyses.neighbours import cosine_similarity_matrix, knn_indices
@@ -197,20 +198,57 @@ def headline_index(spec: AnalysisSpec, n_points: int) -> int:
     return spec.headline_layer
 
 
-def depth_note(pair: Pair, a: np.ndarray, b: np.ndarray, align: str) -> str | None:
-    """Why a pair's per-layer curves (or its drift) are skipped, or None."""
-    if a.shape[0] != b.shape[0]:
-        return (
-            f"{pair.label}: the variants have {a.shape[0]} and {b.shape[0]} residual points, "
-            "so per-layer curves are skipped; compare the cross-layer CKA map."
+def pair_points(pair: Pair, stacks: Stacks, reference: str) -> np.ndarray:
+    """The rows of a pair's per-point tables: (reference point, a's point, b's point), every point of the shallowest
+    of the three models matched by relative depth in the others (the identity when the depths agree)."""
+    return depth_matches([len(stacks.labels[v]) for v in (reference, pair.a, pair.b)])
+
+
+def pair_notes(pair: Pair, stacks: Stacks, align: str) -> list[str]:
+    """What a reader must know about how a pair of different depth or width is compared."""
+    (na, _, da), (nb, _, db) = stacks.arrays[pair.a].shape, stacks.arrays[pair.b].shape
+    notes = []
+    if na != nb:
+        notes.append(
+            f"{pair.label}: the variants have {na} and {nb} residual points, so they are compared at the "
+            f"{min(na, nb)} points of the shallower one, each matched to the point at the same relative depth "
+            "(embedding to embedding, block k of L to the block at k/L, final norm to final norm); the cross-layer "
+            "CKA map compares every point with every other."
         )
-    if a.shape[2] != b.shape[2] and align != "procrustes":
-        return (
-            f"{pair.label}: cosine drift needs one width, but the variants have {a.shape[2]} "
-            f"and {b.shape[2]} dimensions; "
+    if da != db and align != "procrustes":
+        notes.append(
+            f"{pair.label}: cosine drift needs one width, but the variants have {da} and {db} dimensions; "
             "CKA and Jaccard are reported, and analysis.align = 'procrustes' adds aligned drift."
         )
-    return None
+    elif da != db:
+        notes.append(
+            f"{pair.label}: drift is measured after an orthogonal Procrustes map of {pair.a}'s {da} dimensions onto "
+            f"{pair.b}'s {db} at each point, fitted on these same concepts, so it is a lower bound on the drift."
+        )
+    return notes
+
+
+def check_alignment(stacks: Stacks, align: str) -> None:
+    """Refuse an alignment that has nothing to align."""
+    widths = {a.shape[2] for a in stacks.arrays.values()}
+    if align == "procrustes" and len(widths) == 1:
+        raise LayerdriftError(
+            f"analysis.align = 'procrustes' maps variants of different widths into one space, but every variant of "
+            f"this run has {widths.pop()} dimensions, so there is nothing to align; remove analysis.align."
+        )
+
+
+def maps_reason(stacks: Stacks) -> str | None:
+    """Why the run has no joint maps (they need every variant in one space), or None."""
+    widths = sorted({a.shape[2] for a in stacks.arrays.values()})
+    depths = sorted({a.shape[0] for a in stacks.arrays.values()})
+    if len(widths) == 1 and len(depths) == 1:
+        return None
+    what = f"{' and '.join(map(str, widths))} dimensions" if len(widths) > 1 else ""
+    what += (" and " if what and len(depths) > 1 else "") + (
+        f"{' and '.join(map(str, depths))} residual points" if len(depths) > 1 else ""
+    )
+    return f"joint maps need every variant in one space, but the variants have {what}, so none are drawn."
 
 
 @dataclass
@@ -229,23 +267,41 @@ class PairTables:
 
 @dataclass(frozen=True)
 class Headline:
-    """What every pair's tables share: the settings, the headline point, the concepts, and the noise floor's
-    per-concept drift (points, n) that the other pairs are read against (None without a floor variant)."""
+    """What every pair's tables share: the settings, the reference and its headline point, the concepts, and the
+    noise floor's per-concept drift at every reference point (points, n) that the other pairs are read against
+    (None without a floor variant)."""
 
     spec: AnalysisSpec
     seed: int
+    reference: str
     head: int
     concepts: Concepts
     floor: np.ndarray | None = None
 
 
-def metric_values(pair: Pair, stacks: Stacks, grams: dict[str, Any], spec: AnalysisSpec) -> dict[str, Any]:
-    """Every registered pair metric's values for one pair; those that need the prompts to vary are NaN at the points
-    degenerate in either variant."""
+def rows_of(x: Any, idx: np.ndarray) -> Any:
+    """``x[idx]`` (an array or a GramStack), without a copy when ``idx`` is every row in order."""
+    n = len(x.tri) if hasattr(x, "tri") else len(x)
+    if len(idx) == n and (idx == np.arange(n)).all():
+        return x
+    return x.take(idx) if hasattr(x, "tri") else x[idx]
+
+
+def metric_values(
+    pair: Pair, stacks: Stacks, grams: dict[str, Any], spec: AnalysisSpec, points: np.ndarray
+) -> dict[str, Any]:
+    """Every registered pair metric's values for one pair at its matched points (rows of ``pair_points``); those
+    that need the prompts to vary are NaN at the points degenerate in either variant."""
+    ia, ib = points[:, 1], points[:, 2]
     data = PairStacks(
-        stacks.arrays[pair.a], stacks.arrays[pair.b], grams[pair.a], grams[pair.b], spec.k, spec.align == "procrustes"
+        rows_of(stacks.arrays[pair.a], ia),
+        rows_of(stacks.arrays[pair.b], ib),
+        tuple(rows_of(g, ia) for g in grams[pair.a]),
+        tuple(rows_of(g, ib) for g in grams[pair.b]),
+        spec.k,
+        spec.align == "procrustes",
     )
-    undefined = stacks.degenerate[pair.a] | stacks.degenerate[pair.b]
+    undefined = stacks.degenerate[pair.a][ia] | stacks.degenerate[pair.b][ib]
     values = {m.name: m.values(data) for m in PAIR_METRICS}
     for m in PAIR_METRICS:
         if values[m.name] is not None and m.needs_spread:
@@ -254,35 +310,43 @@ def metric_values(pair: Pair, stacks: Stacks, grams: dict[str, Any], spec: Analy
 
 
 def pair_tables(pair: Pair, stacks: Stacks, grams: dict[str, Any], at: Headline) -> PairTables:
-    """Every registered pair metric at every point of one pair, its per-concept drift and its headline rows."""
+    """Every registered pair metric at every matched point of one pair, its per-concept drift at every reference
+    point (NaN where the pair has no point) and its headline rows."""
     out = PairTables()
-    spec, seed, head, concepts = at.spec, at.seed, at.head, at.concepts
-    if stacks.arrays[pair.a].shape[0] != stacks.arrays[pair.b].shape[0]:
-        return out
-    values = metric_values(pair, stacks, grams, spec)
+    spec, seed, concepts = at.spec, at.seed, at.concepts
+    points = pair_points(pair, stacks, at.reference)
+    values = metric_values(pair, stacks, grams, spec, points)
     columns: dict[str, list[float]] = {}
     for m in PAIR_METRICS:
         if values[m.name] is not None:
             columns.update(m.summary(values[m.name], spec.n_boot, seed))
     drift, jac = values["drift"], values["jaccard"]
     aligned = drift is not None and stacks.arrays[pair.a].shape[2] != stacks.arrays[pair.b].shape[2]
-    labels = stacks.labels[pair.a]
-    for i, label in enumerate(labels):
-        row = {"pair": pair.label, "a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned}
-        out.layers.append({**row, "layer": i, "label": label, **{c: v[i] for c, v in columns.items()}})
+    ref_labels = stacks.labels[at.reference]
+    fields = {"pair": pair.label, "a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned}
+    for row, (r, ia, ib) in enumerate(points):
+        matched = {"label_a": stacks.labels[pair.a][ia], "label_b": stacks.labels[pair.b][ib]}
+        at_row = {c: v[row] for c, v in columns.items()}
+        out.layers.append({**fields, "layer": int(r), "label": ref_labels[r], **matched, **at_row})
     if drift is None:
         return out
-    out.drift_values = drift
+    out.drift_values = np.full((len(ref_labels), drift.shape[1]), np.nan)
+    out.drift_values[points[:, 0]] = drift
     floor = None if pair.floor or at.floor is None else at.floor
-    for i, label in enumerate(labels):
-        ratio = floor_log_ratio(drift[i], floor[i]) if floor is not None else np.full(drift.shape[1], np.nan)
-        out.drift.append(concept_drift_rows(pair, i, label, drift[i], jac[i], concepts).assign(floor_log_ratio=ratio))
-        out.layers_by_category += category_layer_rows(pair, i, label, drift[i], concepts, spec.n_boot, seed)
-    dh = drift[head]
+    for row, r in enumerate(points[:, 0]):
+        ratio = floor_log_ratio(drift[row], floor[r]) if floor is not None else np.full(drift.shape[1], np.nan)
+        frame = concept_drift_rows(pair, int(r), ref_labels[r], drift[row], jac[row], concepts)
+        out.drift.append(frame.assign(floor_log_ratio=ratio))
+        out.layers_by_category += category_layer_rows(
+            pair, int(r), ref_labels[r], drift[row], concepts, spec.n_boot, seed
+        )
+    head = int(points[np.abs(points[:, 0] - at.head).argmin(), 0])  # the headline point, or the nearest matched one
+    dh = out.drift_values[head]
     if np.isnan(dh).all():  # a degenerate headline point: the notes say why; no headline rows
         return out
     fields = {"a": pair.a, "b": pair.b, "floor": pair.floor, "aligned": aligned, "layer": head}
-    out.pairs.append({**pair_row(pair.label, dh, spec.n_boot, seed), **fields, "jaccard_mean": float(jac[head].mean())})
+    jh = jac[points[:, 0] == head][0]
+    out.pairs.append({**pair_row(pair.label, dh, spec.n_boot, seed), **fields, "jaccard_mean": float(jh.mean())})
     fh = floor[head] if floor is not None else None
     rows = category_rows(pair.label, dh, concepts.categories, spec.n_boot, spec.n_perm, seed, fh, pair.floor)
     out.categories = [dict(r, floor=pair.floor) for r in rows]
@@ -403,6 +467,25 @@ def tables_of_pairs(pairs: list[Pair], stacks: Stacks, grams: dict[str, Any], at
     return [done[p] if p in done else pair_tables(p, stacks, grams, against) for p in pairs]
 
 
+def joined_pair_tables(per_pair: list[PairTables]) -> dict[str, pd.DataFrame]:
+    """The pairs' rows joined into the pair tables, pair by pair."""
+
+    def rows(name: str) -> list:
+        return [r for t in per_pair for r in getattr(t, name)]
+
+    def frames(name: str) -> pd.DataFrame:
+        return pd.concat(rows(name), ignore_index=True) if rows(name) else pd.DataFrame()
+
+    return {
+        "pairs": pd.DataFrame(rows("pairs")),
+        "categories": pd.DataFrame(rows("categories")),
+        "top_drifters": frames("top_drifters"),
+        "drift": frames("drift"),
+        "layers": pd.DataFrame(rows("layers")),
+        "layers_by_category": pd.DataFrame(rows("layers_by_category")),
+    }
+
+
 def analyze(
     store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callable[[str], None] | None = None
 ) -> Output:
@@ -415,12 +498,13 @@ def analyze(
     stacks = Stacks.read(store, ps)
     pairs = variant_pairs(store)
     head = headline_index(spec, stacks.arrays[store.reference].shape[0])
-    notes = [depth_note(p, stacks.arrays[p.a], stacks.arrays[p.b], spec.align) for p in pairs] + stacks.notes()
+    check_alignment(stacks, spec.align)
+    notes = [n for p in pairs for n in pair_notes(p, stacks, spec.align)] + stacks.notes()
 
     say("centred Grams")
     grams = {v: (gram_stack(list(arr)), gram_stack(list(arr), debiased=True)) for v, arr in stacks.arrays.items()}
     say("drift and neighbourhoods")
-    per_pair = tables_of_pairs(pairs, stacks, grams, Headline(spec, seed, head, concepts))
+    per_pair = tables_of_pairs(pairs, stacks, grams, Headline(spec, seed, store.reference, head, concepts))
     say("cross-layer CKA")
     cross_rows = cross_cka_rows(pairs, stacks, grams)
     say("effective rank and neighbour lists")
@@ -428,19 +512,8 @@ def analyze(
     say("projections (UMAP, PCA)")
     projection = project_layers(store, stacks, spec, seed, ps, head, say)
 
-    def rows(name: str) -> list:
-        return [r for t in per_pair for r in getattr(t, name)]
-
-    def frames(name: str) -> pd.DataFrame:
-        return pd.concat(rows(name), ignore_index=True) if rows(name) else pd.DataFrame()
-
     tables = {
-        "pairs": pd.DataFrame(rows("pairs")),
-        "categories": pd.DataFrame(rows("categories")),
-        "top_drifters": frames("top_drifters"),
-        "drift": frames("drift"),
-        "layers": pd.DataFrame(rows("layers")),
-        "layers_by_category": pd.DataFrame(rows("layers_by_category")),
+        **joined_pair_tables(per_pair),
         "cka_cross": pd.DataFrame(cross_rows),
         "effective_rank": pd.DataFrame(rank_rows),
         "neighbours": pd.concat(neighbour_frames, ignore_index=True),
@@ -457,7 +530,8 @@ def analyze(
         "labels": stacks.labels[store.reference],
         "terms": concepts.terms,
         "categories": concepts.categories,
-        "warnings": [n for n in notes if n],
+        "warnings": notes,
+        "no_maps": maps_reason(stacks),
         "degenerate": {stacks.labels[v][i]: r for v, reasons in stacks.reasons.items() for i, r in reasons.items()},
         "spec": spec.model_dump(mode="json"),
         "seed": seed,
@@ -469,11 +543,9 @@ def project_layers(
     store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: int, ps: str, head: int, say: Callable[[str], None]
 ) -> pd.DataFrame:
     """Joint UMAP and PCA per layer, each layer cached in ``results/projections/`` by its own fingerprint."""
-    widths = {a.shape[2] for a in stacks.arrays.values()}
-    depths = {a.shape[0] for a in stacks.arrays.values()}
-    if len(widths) > 1 or len(depths) > 1 or spec.umap_layers == []:
+    if maps_reason(stacks) or spec.umap_layers == []:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PROJECTION_COLUMNS.items()})
-    n_points = depths.pop()
+    n_points = len(stacks.labels[store.reference])
     layers = (
         list(range(n_points))
         if spec.umap_layers == "all"
@@ -580,7 +652,8 @@ def findings(results: Any) -> list[str]:
 
 
 def pair_finding(label: str, row: pd.Series, floor: pd.Series | None, at: str) -> str:
-    drift = f"{label} drifts {row['mean']:.4g} [{row['ci_low']:.4g}, {row['ci_high']:.4g}] at {at}"
+    measure = "drifts" if not row.get("aligned", False) else "drifts (after Procrustes alignment)"
+    drift = f"{label} {measure} {row['mean']:.4g} [{row['ci_low']:.4g}, {row['ci_high']:.4g}] at {at}"
     if floor is None:
         return drift + "."
     times = row["mean"] / floor["mean"] if floor["mean"] > 0 else np.inf
@@ -617,7 +690,7 @@ def floor_ordering(row: pd.Series) -> str:
 
 EXPERIMENT = Experiment(
     name=RESULT_SET,
-    version="3",
+    version="4",
     settings=lambda config: config.analysis,
     runner=DriftRun,
     tables=TABLES,
