@@ -102,7 +102,7 @@ def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tm
 
 
 def feature_cka(x, y):
-    """Linear CKA in feature space, ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F): a route independent of the Grams."""
+    """Linear CKA in feature space, |Yc^T Xc|^2 / (|Xc^T Xc| |Yc^T Yc|) in Frobenius norms: no Gram involved."""
     xc, yc = x - x.mean(0), y - y.mean(0)
     return np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
 
