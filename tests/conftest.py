@@ -154,6 +154,14 @@ def make_config(*args, **kwargs):
     return config_from_dict(config_dict(*args, **kwargs))
 
 
+def feature_cka(x, y):
+    """Linear CKA in feature space, |Yc^T Xc|^2 / (|Xc^T Xc| |Yc^T Yc|) in Frobenius norms: no Gram involved."""
+    import numpy as np
+
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    return np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+
+
 def floor_of(model: Path) -> dict:
     """A bfloat16 noise-floor variant of ``model``."""
     return {"source": str(model), "dtype": "bfloat16", "noise_floor": True}

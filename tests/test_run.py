@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import build_tiny_llama, config_dict, floor_of, make_config
+from conftest import build_tiny_llama, config_dict, feature_cka, floor_of, make_config
 
 from layerdrift import open_run, run
 from layerdrift.analyses.drift import cosine_drift
@@ -99,12 +99,6 @@ def test_different_widths_refuse_drift_unless_aligned(tiny_model, vocab_file, tm
     cfg["analysis"]["align"] = "procrustes"
     aligned = run(config_from_dict(cfg), quiet=True)
     assert bool(aligned.tables["pairs"]["aligned"].iloc[0]) and 0 < aligned.tables["pairs"]["mean"].iloc[0] < 1
-
-
-def feature_cka(x, y):
-    """Linear CKA in feature space, |Yc^T Xc|^2 / (|Xc^T Xc| |Yc^T Yc|) in Frobenius norms: no Gram involved."""
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    return np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
 
 
 def test_other_depth_and_width_are_compared_at_matched_relative_depth(tiny_model, vocab_file, tmp_path_factory):
