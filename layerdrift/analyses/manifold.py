@@ -298,3 +298,11 @@ def subspace_similarity(maps: Float[np.ndarray, "c d k"]) -> Float[np.ndarray, "
     q, _ = np.linalg.qr(np.asarray(maps, dtype=np.float64))
     overlap = np.einsum("adk,bdj->abkj", q, q)
     return np.linalg.svd(overlap, compute_uv=False).mean(-1)
+
+
+def cell_drift(a: Float[np.ndarray, "n slots d"], b: Float[np.ndarray, "n slots d"]) -> Float[np.ndarray, " slots"]:
+    """Mean over prompts of the cosine drift 1 - cos(a_it, b_it) at each token slot: how far a variant's activations
+    moved at a cell, beside how far its score moved there."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    cos = np.einsum("nsd,nsd->ns", a, b) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-300)
+    return (1.0 - cos).mean(axis=0)

@@ -50,8 +50,13 @@ def _tick_text(slots: list[str], marks: dict[str, int] | None = None) -> list[st
     return out
 
 
-def _heatmap(grid: np.ndarray, points: list[str], slots: list[str], **kw) -> go.Heatmap:
+def _heatmap(
+    grid: np.ndarray, points: list[str], slots: list[str], detail: np.ndarray | None = None, **kw
+) -> go.Heatmap:
+    """One map; ``detail`` (points x slots strings) is added to each cell's hover text."""
     custom = np.tile(np.asarray([f"{i}: {t}" for i, t in enumerate(_tick_text(slots))], dtype=object), (len(points), 1))
+    if detail is not None:
+        custom = custom + "<br>" + detail
     return go.Heatmap(
         z=grid,
         x=list(range(len(slots))),
@@ -127,14 +132,30 @@ def manifold_heatmaps(scores: pd.DataFrame, probe_set: str, value: str = "score"
     return fig
 
 
-def manifold_difference(scores: pd.DataFrame, probe_set: str, reference: str, value: str = "score") -> go.Figure | None:
-    """Each variant's map minus the reference's, where both align the prompts to the same tokens (None if none does)."""
+def _difference_detail(t: pd.DataFrame) -> np.ndarray | None:
+    """Per cell of one variant: its activation drift and the noise floor's |Δ score| there, as hover text."""
+    if "drift" not in t:
+        return None
+    drift, floor = _grid(t, "drift")[0], _grid(t, "floor_diff")[0]
+    text = np.vectorize(
+        lambda d, f: f"activation drift {d:.3g}" + (f"; noise floor |Δ| {f:.3f}" if np.isfinite(f) else "")
+    )
+    return text(drift, floor).astype(object)
+
+
+def manifold_difference(
+    scores: pd.DataFrame, probe_set: str, reference: str, value: str = "score", beyond_floor: bool = False
+) -> go.Figure | None:
+    """Each variant's map minus the reference's, where both align the prompts to the same tokens (None if none does);
+    with ``beyond_floor``, only the cells where the difference exceeds the noise floor variant's at that cell."""
     t = scores[scores["set"] == probe_set]
     ref = t[t["variant"] == reference]
     others = [
         v
         for v in dict.fromkeys(t["variant"])
-        if v != reference and t[t["variant"] == v]["slot_label"].tolist() == ref["slot_label"].tolist()
+        if v != reference
+        and t[t["variant"] == v]["slot_label"].tolist() == ref["slot_label"].tolist()
+        and not (beyond_floor and (t[t["variant"] == v].get("floor_diff", pd.Series(dtype=float)).isna().all()))
     ]
     if ref.empty or not others:
         return None
@@ -147,6 +168,9 @@ def manifold_difference(scores: pd.DataFrame, probe_set: str, reference: str, va
         horizontal_spacing=0.03,
     )
     diffs = {v: _grid(t[t["variant"] == v], value)[0] - base for v in others}
+    if beyond_floor:
+        for v in others:
+            diffs[v][_grid(t[t["variant"] == v], "beyond_floor")[0] != 1] = np.nan
     scale = max(reach(d, 0.15) for d in diffs.values())  # one scale for every panel, never clipping a cell
     for c, v in enumerate(others, start=1):
         fig.add_trace(
@@ -154,6 +178,7 @@ def manifold_difference(scores: pd.DataFrame, probe_set: str, reference: str, va
                 diffs[v],
                 points,
                 slots,
+                _difference_detail(t[t["variant"] == v]),
                 colorscale="RdBu_r",
                 zmid=0,
                 zmin=-scale,
@@ -166,9 +191,10 @@ def manifold_difference(scores: pd.DataFrame, probe_set: str, reference: str, va
         )
         _mark_landmarks(fig, marks, c)
     _axes(fig, points, slots, marks, len(others))
+    blank = "; blank: within the noise floor (no larger than a noise-floor variant's difference at that cell)"
     fig.update_layout(
         **LAYOUT,
-        title=f"Where the manifold moves ('{probe_set}'): score minus {reference}'s",
+        title=f"Where the manifold moves ('{probe_set}'): score minus {reference}'s{blank if beyond_floor else ''}",
         height=620,
         width=max(700, 520 * len(others)),
     )
@@ -366,7 +392,8 @@ class ManifoldView(param.Parameterized):
     probe_set = param.Selector(objects=[])
     variant = param.Selector(objects=[])
     view = param.Selector(
-        default="score", objects=["score", "difference", "score_orthonormal", "rigid_gap", "score_reuse"]
+        default="score",
+        objects=["score", "difference", "beyond_floor", "score_orthonormal", "rigid_gap", "score_reuse"],
     )
     point = param.Integer(default=0, bounds=(0, None))
     slot = param.Integer(default=0, bounds=(0, None))
@@ -400,12 +427,17 @@ class ManifoldView(param.Parameterized):
 
     def heatmap(self) -> go.Figure:
         t = self.scores[self.scores["set"] == self.probe_set]
-        if self.view == "difference":
+        if self.view in ("difference", "beyond_floor"):
             if self.variant == self.reference:
                 return empty_figure(f"{self.variant} is the reference; pick another variant to see its difference")
-            fig = manifold_difference(
-                t[t["variant"].isin([self.reference, self.variant])], self.probe_set, self.reference
-            )
+            beyond = self.view == "beyond_floor"
+            pair = t[t["variant"].isin([self.reference, self.variant])]
+            fig = manifold_difference(pair, self.probe_set, self.reference, beyond_floor=beyond)
+            if fig is None and beyond:
+                return empty_figure(
+                    f"no noise floor to read {self.variant} against (a noise-floor variant, or {self.variant} itself "
+                    "is one); see the plain difference"
+                )
             if fig is None:
                 return empty_figure(
                     f"{self.variant} aligns the prompts to other tokens than {self.reference} "
@@ -463,6 +495,7 @@ def manifold_tab(tables: dict[str, pd.DataFrame], projections: dict) -> pn.viewa
         options={
             "score (ridge)": "score",
             "difference from the reference": "difference",
+            "difference beyond the noise floor": "beyond_floor",
             "score (orthonormal)": "score_orthonormal",
             "orthonormal − ridge": "rigid_gap",
             "reuse of the source token's map": "score_reuse",
@@ -514,6 +547,9 @@ def manifold_figures(t: dict[str, pd.DataFrame], projections: dict[str, Any]) ->
         diff = manifold_difference(s, probe_set, reference)
         if diff is not None:
             figs[f"manifold_{probe_set}_difference"] = diff
+        beyond = manifold_difference(s, probe_set, reference, beyond_floor=True)
+        if beyond is not None:
+            figs[f"manifold_{probe_set}_beyond_floor"] = beyond
         figs[f"manifold_{probe_set}_landmarks"] = manifold_landmark_curves(s, probe_set)
         figs[f"manifold_{probe_set}_rigid"] = manifold_heatmaps(s, probe_set, "rigid_gap")
         figs[f"manifold_{probe_set}_reuse"] = manifold_heatmaps(s, probe_set, "score_reuse")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_config
+from conftest import floor_of, make_config
 
 from layerdrift.analyses.manifold import (
     classical_mds,
@@ -272,10 +272,11 @@ def test_alignment_lines_up_landmarks_in_each_prompt(tiny_model):
 
 
 def manifold_config(out, base, other, vocab, **manifold):
-    """Base, an identical copy and another model; birthday and numbers probes, 48 prompts, 4 folds."""
+    """Base, an identical copy, another model and a bfloat16 floor of base; birthday and numbers probes, 48 prompts,
+    4 folds."""
     return make_config(
         out,
-        {"base": base, "same": base, "other": other},
+        {"base": base, "same": base, "other": other, "floor": floor_of(base)},
         vocab,
         name="tiny-manifold",
         capture={},
@@ -288,7 +289,10 @@ def test_manifold_run_on_tiny_models(tiny_model, tiny_model_tuned, vocab_file, t
 
     result = run(manifold_config(tmp_path / "run", tiny_model, tiny_model_tuned, vocab_file), quiet=True)
     scores = result.tables["manifold_scores"]
-    assert set(scores["variant"]) == {"base", "same", "other"} and set(scores["set"]) == {"birthday", "numbers"}
+    assert set(scores["variant"]) == {"base", "same", "other", "floor"} and set(scores["set"]) == {
+        "birthday",
+        "numbers",
+    }
     per = scores.groupby(["set", "variant"]).size()
     n_slots = scores[scores["variant"] == "base"].groupby("set")["slot"].nunique()
     assert (
@@ -314,12 +318,61 @@ def test_manifold_run_on_tiny_models(tiny_model, tiny_model_tuned, vocab_file, t
 
     summary = manifold_summary(scores)
     assert summary.set_index(["set", "variant"]).loc[("birthday", "same"), "max |Δ|"] < 1e-4
+    check_cells_against_reference_and_floor(result, scores)
     # a second run reuses everything: no model is loaded again, same tables
     import layerdrift.workbench.models.loading as variants
 
     monkeypatch.setattr(variants, "load_variant", lambda *a, **k: pytest.fail("a cached manifold run loaded a model"))
     again = run(manifold_config(tmp_path / "run", tiny_model, tiny_model_tuned, vocab_file), quiet=True)
     assert again.tables["manifold_scores"].equals(scores)
+
+
+def check_cells_against_reference_and_floor(result, scores):
+    """Every cell's score difference, activation drift and noise-floor threshold, against direct computations."""
+    key = ["set", "point", "slot"]
+    by = {v: scores[scores["variant"] == v].sort_values(key).reset_index(drop=True) for v in scores["variant"].unique()}
+    base, same, other, floor = by["base"], by["same"], by["other"], by["floor"]
+    np.testing.assert_allclose(other["score_diff"], other["score"] - base["score"], equal_nan=True)
+    np.testing.assert_allclose(other["floor_diff"], (floor["score"] - base["score"]).abs(), equal_nan=True)
+    assert (other["beyond_floor"] == (other["score_diff"].abs() > other["floor_diff"])).all()
+    assert base["floor_diff"].isna().all() and floor["floor_diff"].isna().all() and not floor["beyond_floor"].any()
+    assert same["drift"].max() < 1e-9 and same["beyond_floor"].mean() < 0.05  # an identical copy stays in the floor
+    assert 0 < floor["drift"].median() < other["drift"].median()
+    store = result.store
+    hook = store.manifest["captures"]["other/probe-birthday"]["residual_points"][3]
+    a = store.activations("other", "probe-birthday", hook, "slots").astype(np.float64)[:, 2]
+    b = store.activations("base", "probe-birthday", hook, "slots").astype(np.float64)[:, 2]
+    direct = np.mean([1 - x @ y / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b)])
+    cell = other[(other["set"] == "birthday") & (other["point"] == 3) & (other["slot"] == 2)]
+    assert cell["drift"].iloc[0] == pytest.approx(direct, rel=1e-9)
+    assert any(f.startswith("other changes the 'birthday' manifold score by up to") for f in result.findings())
+
+
+def test_a_score_change_is_read_against_the_floor_at_the_same_cell():
+    """A loss of 0.4 where the floor moves 0.01 is beyond the floor; a loss of 0.5 where the floor moves 0.6 is not."""
+    from layerdrift.workbench.experiments.manifold import variant_finding
+
+    cells = pd.DataFrame(
+        {
+            "variant": "int8",
+            "label": ["3", "4"],
+            "slot_label": [" May", " party"],
+            "score_diff": [-0.4, -0.5],
+            "floor_diff": [0.01, 0.6],
+            "drift": [0.002, 0.003],
+            "floor": False,
+        }
+    )
+    cells["beyond_floor"] = cells["score_diff"].abs() > cells["floor_diff"]
+    text = variant_finding(cells, "birthday")
+    assert "by up to -0.500 (at 4, token ' party', where its activations drift 0.003)" in text
+    assert "1 of 2 cells differ by more than a noise-floor variant" in text
+    assert "the largest such change is -0.400 at 3, token ' May' (floor |Δ| 0.010" in text
+    within = variant_finding(cells.assign(floor_diff=[0.5, 0.6], beyond_floor=False), "birthday")
+    assert within.endswith(
+        "0 of 2 cells differ by more than a noise-floor variant does at the same cell: no change beyond the floor."
+    )
+    assert "no noise-floor variant" in variant_finding(cells.assign(floor_diff=np.nan, beyond_floor=False), "birthday")
 
 
 def test_manifold_config_errors_before_anything_is_written(tiny_model, vocab_file, tmp_path):

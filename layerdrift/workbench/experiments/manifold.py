@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from layerdrift.analyses.manifold import default_components, smds_cells, subspace_similarity
+from layerdrift.analyses.manifold import cell_drift, default_components, smds_cells, subspace_similarity
 from layerdrift.concepts.probes import ProbeSet, load_probe_set
 from layerdrift.core.files import read_cached_json, write_json_atomic, write_npz_atomic
 from layerdrift.core.hashing import fingerprint
@@ -58,9 +58,11 @@ def manifold_sets(spec: ManifoldSpec, seed: int) -> list[ProbeSet]:
 
 
 def manifold_variants(config: ExperimentConfig) -> tuple[list[str], str]:
-    """(variants to probe, the one the difference maps subtract)."""
+    """(variants to probe, the one the difference maps subtract): by default the compared variants and the noise-floor
+    variants, whose score differences from the reference are the threshold the others' must exceed."""
     assert config.manifold is not None
-    variants = config.manifold.variants or config.non_floor_variants()
+    floors = [v.name for v in config.variants if v.noise_floor]
+    variants = config.manifold.variants or [*config.non_floor_variants(), *floors]
     reference = config.manifold.reference or (config.reference if config.reference in variants else variants[0])
     if reference not in variants:
         variants = [reference, *variants]
@@ -78,6 +80,7 @@ class ManifoldRun:
         self.spec: ManifoldSpec = config.manifold
         self.sets = manifold_sets(self.spec, config.seed)
         self.variants, self.reference = manifold_variants(config)
+        self.floors = [v for v in self.variants if config.variant(v).noise_floor]
         self.root = store.root / MANIFOLD
         self.identity = {v: ctx.identity(v) for v in self.variants}
         self.key = fingerprint(
@@ -236,11 +239,49 @@ class ManifoldRun:
             arrays[f"{v}/{s}/labels"] = res["labels"]
         return arrays
 
+    def drift_from_reference(self, probe_set: str, v: str, results: dict) -> np.ndarray | None:
+        """Mean activation drift (points, slots) of a variant from the reference at every cell, over the prompts both
+        keep; None where the cells do not correspond (another tokenizer's tokens, depth or width)."""
+        (al_v, hooks_v, _), (al_r, hooks_r, _) = results[(v, probe_set)], results[(self.reference, probe_set)]
+        if al_v.slots != al_r.slots or len(hooks_v) != len(hooks_r):
+            return None
+        both = sorted(set(al_v.kept) & set(al_r.kept))
+        iv = [al_v.kept.index(i) for i in both]
+        ir = [al_r.kept.index(i) for i in both]
+        grid = []
+        for hv, hr in zip(hooks_v, hooks_r):
+            a = self.store.activations(v, f"probe-{probe_set}", hv, POSITION)[iv]
+            b = self.store.activations(self.reference, f"probe-{probe_set}", hr, POSITION)[ir]
+            if a.shape[-1] != b.shape[-1]:
+                return None
+            grid.append(cell_drift(a, b))
+        return np.stack(grid)
+
+    def cell_comparisons(self, results: dict) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+        """Per (variant, set), grids (points, slots) of ``score_diff`` (score minus the reference's), ``drift`` (mean
+        activation drift from the reference) and ``floor_diff`` (the largest |score_diff| of a noise-floor variant
+        at that cell: the threshold a difference must exceed); NaN where they do not apply."""
+        out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        for (v, probe_set), (_, _, res) in results.items():
+            nan = np.full_like(res["score"], np.nan, dtype=np.float64)
+            drift = self.drift_from_reference(probe_set, v, results)
+            ref = results[(self.reference, probe_set)][2]["score"]
+            out[(v, probe_set)] = {
+                "score_diff": res["score"] - ref if drift is not None else nan,
+                "drift": drift if drift is not None else nan,
+            }
+        for (v, probe_set), grids in out.items():
+            floors = [np.abs(out[(f, probe_set)]["score_diff"]) for f in self.floors if f != v]
+            usable = v not in self.floors and v != self.reference and floors
+            grids["floor_diff"] = np.fmax.reduce(floors) if usable else np.full_like(grids["drift"], np.nan)
+        return out
+
     def tables(
         self, results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]
     ) -> dict[str, pd.DataFrame]:
         score_rows, sim_rows = [], []
         by_name = {s.name: s for s in self.sets}
+        compared = self.cell_comparisons(results)
         for (v, set_name), (alignment, hooks, res) in results.items():
             shape, k = self.shape(by_name[set_name])
             marks = {slot: name for name, slot in alignment.landmarks.items()}
@@ -261,6 +302,7 @@ class ManifoldRun:
                             "score_orthonormal": float(res["score_orthonormal"][p, t]),
                             "score_chance": float(res["score_chance"][p, t]),
                             "score_reuse": float(res["score_reuse"][p, t]),
+                            **{c: float(grid[p, t]) for c, grid in compared[(v, set_name)].items()},
                             "shape": shape,
                             "period": by_name[set_name].period,
                             "components": k,
@@ -283,6 +325,8 @@ class ManifoldRun:
                         )
         scores = pd.DataFrame(score_rows)
         scores["reference"] = self.reference
+        scores["floor"] = scores["variant"].isin(self.floors)
+        scores["beyond_floor"] = scores["score_diff"].abs() > scores["floor_diff"]  # False where there is no floor
         return {"manifold_scores": scores, "manifold_similarity": pd.DataFrame(sim_rows)}
 
 
@@ -315,6 +359,8 @@ def manifold_summary(scores: pd.DataFrame) -> pd.DataFrame:
             diff = g["score"].to_numpy() - ref["score"].to_numpy()
             row["mean |Δ| vs reference"] = float(np.nanmean(np.abs(diff)))
             row["max |Δ|"] = float(np.nanmax(np.abs(diff)))
+        if "floor_diff" in g and g["floor_diff"].notna().any():
+            row["cells beyond the floor"] = f"{int(g['beyond_floor'].sum())} of {len(g)}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -330,13 +376,52 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
     return {title: manifold_summary(scores)}
 
 
+def cell_text(row: pd.Series) -> str:
+    return f"at {row['label']}, token {row['slot_label']!r}"
+
+
+def variant_finding(g: pd.DataFrame, probe_set: str) -> str:
+    """One variant's largest score change, its activation drift there, and how many cells change beyond the floor."""
+    v, worst = g["variant"].iloc[0], g.loc[g["score_diff"].abs().idxmax()]
+    text = (
+        f"{v} changes the '{probe_set}' manifold score by up to {worst['score_diff']:+.3f} ({cell_text(worst)}, "
+        f"where its activations drift {worst['drift']:.3g})"
+    )
+    if g["floor"].iloc[0]:
+        return text + ": a noise-floor variant, so this is how fragile the score itself is."
+    if g["floor_diff"].isna().all():
+        return text + "; the run has no noise-floor variant to read it against."
+    beyond = g[g["beyond_floor"]]
+    text += f"; {len(beyond)} of {len(g)} cells differ by more than a noise-floor variant does at the same cell"
+    if beyond.empty:
+        return text + ": no change beyond the floor."
+    top = beyond.loc[beyond["score_diff"].abs().idxmax()]
+    return (
+        f"{text}; the largest such change is {top['score_diff']:+.3f} {cell_text(top)} (floor |Δ| "
+        f"{top['floor_diff']:.3f}, activation drift {top['drift']:.3g})."
+    )
+
+
+def findings(results: Any) -> list[str]:
+    """Per probe set and variant: the largest score change against the noise floor at the same cell."""
+    scores = results.tables.get("manifold_scores")
+    if scores is None or scores.empty or "score_diff" not in scores:
+        return []
+    out = []
+    for (probe_set, v), g in scores.groupby(["set", "variant"], sort=False):
+        if v != g["reference"].iloc[0] and g["score_diff"].notna().any():
+            out.append(variant_finding(g, probe_set))
+    return out
+
+
 EXPERIMENT = Experiment(
     name="manifold",
-    version="1",
+    version="2",
     settings=lambda config: config.manifold,
     runner=ManifoldRun,
     tables=("manifold_scores", "manifold_similarity"),
     artifacts=("projections",),
     check=lambda config: manifold_sets(config.manifold, config.seed),
     summaries=summaries,
+    findings=findings,
 )
