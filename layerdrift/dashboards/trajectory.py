@@ -119,12 +119,15 @@ def velocity_curves(band: pd.DataFrame, concentration: pd.DataFrame, layer: str 
                 row=1,
                 col=col,
             )
+        floor = b["floor"].dropna() if "floor" in b else pd.Series(dtype=float)
+        if len(floor):
+            fig.add_hline(y=float(floor.iloc[0]), line=dict(color="#888", dash="dash", width=1.5), row=1, col=col)
         fig.update_xaxes(title_text="checkpoint interval (steps)", type="category", row=1, col=col)
     where = "mean over residual points" if layer == "all" else f"residual point {layer}"
     fig.update_layout(
         **{**LAYOUT, "margin": dict(l=70, r=30, t=100, b=60)},
         title=f"Velocity along training ({where})<br><sup>bands: 95% of random checkpoint "
-        "orderings; C = share of the change in the first third of the intervals</sup>",
+        "orderings; C = share of the change in the first third of the intervals; dashed: noise floor</sup>",
         height=500,
         width=max(760, 520 * len(metrics)),
         legend=dict(orientation="h", y=-0.25),

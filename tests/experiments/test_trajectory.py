@@ -190,6 +190,33 @@ def test_series_run_tables(series_run):
     assert np.allclose(emb.wasserstein, 0) and np.allclose(emb.bottleneck, 0)  # identical states: identical diagrams
     proj = t["trajectory_projection"]
     assert set(proj.variant) == {"base", "memo.step0", "memo.step1", "memo.step2", "memo.step4"}
+    check_velocities_against_the_floor(series_run, band, conc, dist)
+
+
+def check_velocities_against_the_floor(run, band, conc, dist):
+    """The representation velocity's floor is the reference's drift from its noise-floor variant at that point, and
+    the topological velocity's is their W2 distance (the same floor logic for both)."""
+    store = run.store
+    drift = band[band.metric == "drift"]
+    for label, hook in zip(run.meta["labels"], store.residual_points("base", "concepts")):
+        a, b = (store.activations(v, "concepts", hook, "last").astype(np.float64) for v in ("base", "floor"))
+        direct = np.mean(1 - (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300))
+        assert np.allclose(drift[drift.label == label].floor, direct, rtol=1e-9, atol=1e-15)
+    assert (band.above_floor == (band.velocity > band.floor)).all()
+    counted = band.groupby(["metric", "label"]).above_floor.sum()
+    assert (
+        conc.set_index(["metric", "label"]).intervals_above_floor
+        == counted.reindex(conc.set_index(["metric", "label"]).index)
+    ).all()
+    w1 = band[(band.metric == "wasserstein_h1") & (band.label == "final")].floor.iloc[0]
+    floor_row = dist[(dist.kind == "floor") & (dist.dim == 1) & (dist.label == "final")]
+    assert w1 == pytest.approx(floor_row.wasserstein.iloc[0])
+    drift_all = conc[(conc.metric == "drift") & (conc.label == "all")].iloc[0]
+    assert any(
+        f.startswith("Series memo: representation drift velocity")
+        and f"{drift_all.intervals_above_floor} of 3 checkpoint intervals move more than the noise floor" in f
+        for f in run.findings()
+    )
 
 
 def test_series_run_reopens_without_recomputing(series_run):

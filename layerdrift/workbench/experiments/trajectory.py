@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from layerdrift.analyses.drift import drift_by_layer
+from layerdrift.analyses.headline import SIGNIFICANCE
 from layerdrift.analyses.neighbours import knn_jaccard
 from layerdrift.analyses.projection import joint_umap
 from layerdrift.analyses.similarity import linear_cka
@@ -171,13 +173,22 @@ class TrajectoryRun:
         return Output(tables)
 
     def _concentration_rows(
-        self, series: str, metric: str, distances: np.ndarray, layer_labels: list[str], steps: list[int]
+        self,
+        series: str,
+        metric: str,
+        distances: np.ndarray,
+        layer_labels: list[str],
+        steps: list[int],
+        floor: np.ndarray | None,
     ) -> tuple[list[dict], list[dict]]:
-        """Concentration test per layer and for the mean over layers; distances: (layers, k, k)."""
+        """Concentration test per layer and for the mean over layers; distances: (layers, k, k); floor: the same
+        distance between the reference and the noise-floor variant per layer (None without one), which a velocity
+        must exceed to be more than numerical noise."""
         stacked = np.concatenate([distances, distances.mean(0, keepdims=True)])
         names = [*layer_labels, "all"]
         test = concentration_test(stacked, self.spec.n_perm, self.config.seed)
         velocity = path_velocities(stacked)
+        floors = np.append(floor, floor.mean()) if floor is not None else np.full(len(names), np.nan)
         half = half_distance_step(stacked[:, 0, :], np.asarray(steps))
         conc = [
             {
@@ -192,6 +203,8 @@ class TrajectoryRun:
                 "first_third_until_step": steps[max(1, (len(steps) - 1) // 3)],
                 "half_distance_step": float(half[i]),
                 "last_step": steps[-1],
+                "floor": float(floors[i]),
+                "intervals_above_floor": int((velocity[i] > floors[i]).sum()),
             }
             for i, name in enumerate(names)
         ]
@@ -207,11 +220,19 @@ class TrajectoryRun:
                 "q025": float(test.band[i, t, 0]),
                 "q50": float(test.band[i, t, 1]),
                 "q975": float(test.band[i, t, 2]),
+                "floor": float(floors[i]),
+                "above_floor": bool(velocity[i, t] > floors[i]),
             }
             for i, name in enumerate(names)
             for t in range(len(steps) - 1)
         ]
         return conc, band
+
+    def _drift_floor(self, stacks: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Mean cosine drift between the reference and the first noise-floor variant at every point, or None."""
+        if not self.floors:
+            return None
+        return drift_by_layer(stacks[self.store.reference], stacks[self.floors[0]]).mean(axis=1)
 
     def _trajectories(
         self, stacks: dict[str, np.ndarray], labels: list[str]
@@ -241,7 +262,9 @@ class TrajectoryRun:
                             "rankme": effective_ranks(xc)["rankme"],
                         }
                     )
-            c_rows, b_rows = self._concentration_rows(name, "drift", distances, labels, steps)
+            c_rows, b_rows = self._concentration_rows(
+                name, "drift", distances, labels, steps, self._drift_floor(stacks)
+            )
             conc += c_rows
             band += b_rows
         return pd.DataFrame(rows), conc, band
@@ -293,8 +316,13 @@ class TrajectoryRun:
                 for li, p in enumerate(points):
                     for i, j in combinations(range(len(members)), 2):
                         w[li, i, j] = w[li, j, i] = paired.wasserstein(members[i], members[j], p, dim).mean()
+                floor = (
+                    np.array([paired.wasserstein(self.store.reference, self.floors[0], p, dim).mean() for p in points])
+                    if self.floors
+                    else None
+                )
                 c_rows, b_rows = self._concentration_rows(
-                    name, f"wasserstein_h{dim}", w, [labels[p] for p in points], steps
+                    name, f"wasserstein_h{dim}", w, [labels[p] for p in points], steps, floor
                 )
                 conc += c_rows
                 band += b_rows
@@ -431,6 +459,10 @@ def trajectory_summary(concentration: pd.DataFrame, traj: pd.DataFrame) -> pd.Da
                 row[f"C {name}"], row[f"p {name}"] = float(c.loc[metric, "c"]), float(c.loc[metric, "p"])
         if "drift" in c.index:
             row["C even"] = float(c.loc["drift", "expected"])
+            if np.isfinite(c.loc["drift", "floor"]):
+                row["intervals above the floor"] = (
+                    f"{c.loc['drift', 'intervals_above_floor']} of {row['checkpoints'] - 1}"
+                )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -464,9 +496,39 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
     return out
 
 
+METRIC_NAMES = {"drift": "representation drift", "wasserstein_h0": "H0 topology", "wasserstein_h1": "H1 topology"}
+
+
+def velocity_finding(row: pd.Series) -> str:
+    """One series' velocity along training (mean over points): where it concentrates, and against the noise floor."""
+    what = METRIC_NAMES.get(row["metric"], row["metric"])
+    early = (
+        "concentrates early" if row["p"] < SIGNIFICANCE and row["c"] > row["expected"] else "is not concentrated early"
+    )
+    text = (
+        f"Series {row['series']}: {what} velocity {early} (C = {row['c']:.2f} vs {row['expected']:.2f} for even "
+        f"change, p = {row['p']:.2g})"
+    )
+    intervals = row["n_checkpoints"] - 1
+    if not np.isfinite(row["floor"]):
+        return text + "; the run has no noise-floor variant to read the velocities against."
+    return (
+        f"{text}; {row['intervals_above_floor']} of {intervals} checkpoint intervals move more than the noise floor "
+        f"(the reference against its noise-floor variant: {row['floor']:.3g})."
+    )
+
+
+def findings(results: Any) -> list[str]:
+    """Per series and velocity (mean over points): early concentration and the intervals above the noise floor."""
+    conc = results.tables.get("concentration")
+    if conc is None or conc.empty or "floor" not in conc:
+        return []
+    return [velocity_finding(row) for _, row in conc[conc["label"] == "all"].iterrows()]
+
+
 EXPERIMENT = Experiment(
     name="trajectory",
-    version="3",
+    version="4",
     settings=trajectory_settings,
     runner=TrajectoryRun,
     tables=(
@@ -479,4 +541,5 @@ EXPERIMENT = Experiment(
         "trajectory_projection",
     ),
     summaries=summaries,
+    findings=findings,
 )
