@@ -191,13 +191,18 @@ def manifold_difference(
         )
         _mark_landmarks(fig, marks, c)
     _axes(fig, points, slots, marks, len(others))
-    blank = "; blank: within the noise floor (no larger than a noise-floor variant's difference at that cell)"
+    blank = (
+        "<br><sup>grey: within the noise floor (no larger than a noise-floor variant's difference there) "
+        "or not scored</sup>"
+    )
     fig.update_layout(
         **LAYOUT,
         title=f"Where the manifold moves ('{probe_set}'): score minus {reference}'s{blank if beyond_floor else ''}",
         height=620,
         width=max(700, 520 * len(others)),
     )
+    if beyond_floor:
+        fig.update_layout(plot_bgcolor="#d0d0d0", margin=dict(t=100))
     return fig
 
 

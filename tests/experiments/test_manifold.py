@@ -365,9 +365,9 @@ def test_a_score_change_is_read_against_the_floor_at_the_same_cell():
     )
     cells["beyond_floor"] = cells["score_diff"].abs() > cells["floor_diff"]
     text = variant_finding(cells, "birthday")
-    assert "by up to -0.500 (at 4, token ' party', where its activations drift 0.003)" in text
+    assert "by up to -0.500 (at layer 4, token ' party', where its activations drift 0.003)" in text
     assert "1 of 2 cells differ by more than a noise-floor variant" in text
-    assert "the largest such change is -0.400 at 3, token ' May' (floor |Δ| 0.010" in text
+    assert "the largest such change is -0.400 at layer 3, token ' May' (floor |Δ| 0.010" in text
     within = variant_finding(cells.assign(floor_diff=[0.5, 0.6], beyond_floor=False), "birthday")
     assert within.endswith(
         "0 of 2 cells differ by more than a noise-floor variant does at the same cell: no change beyond the floor."

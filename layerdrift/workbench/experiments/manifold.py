@@ -377,7 +377,7 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
 
 
 def cell_text(row: pd.Series) -> str:
-    return f"at {row['label']}, token {row['slot_label']!r}"
+    return f"at layer {row['label']}, token {row['slot_label']!r}"
 
 
 def variant_finding(g: pd.DataFrame, probe_set: str) -> str:
