@@ -162,8 +162,10 @@ def test_findings_read_each_pair_against_the_floor(tiny_run):
     t = tiny_run.tables
     pairs = t["pairs"].set_index("pair")
     tuned, floor = pairs.loc["base→tuned"], pairs.loc["base→floor"]
-    findings = tiny_run.findings()  # drift first (the registry's order): the pair's drift, then its categories
-    assert findings[2].startswith("The behaviour vectors of base→tuned") and findings[-1].startswith("Steering tuned")
+    findings = tiny_run.findings()  # in the registry's order: drift (the pair, its categories), behaviour, manifold
+    assert findings[2].startswith("The behaviour vectors of base→tuned")
+    assert [f.split(" toward")[0] for f in findings[3:5]] == ["Steering base", "Steering tuned"]
+    assert [f.split(" changes the")[0] for f in findings[5:]] == ["tuned", "floor"]  # manifold: every probed variant
     times = tuned["mean"] / floor["mean"]
     assert findings[0] == (
         f"base→tuned drifts {tuned['mean']:.4g} [{tuned['ci_low']:.4g}, {tuned['ci_high']:.4g}] at final, "

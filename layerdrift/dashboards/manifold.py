@@ -143,6 +143,19 @@ def _difference_detail(t: pd.DataFrame) -> np.ndarray | None:
     return text(drift, floor).astype(object)
 
 
+def _comparable(t: pd.DataFrame, reference: str, beyond_floor: bool) -> list[str]:
+    """The variants whose cells correspond to the reference's (the same aligned tokens) and, for the beyond-the-floor
+    map, that have a noise floor to be read against."""
+    ref_slots = t[t["variant"] == reference]["slot_label"].tolist()
+    out = []
+    for v in dict.fromkeys(t["variant"]):
+        own = t[t["variant"] == v]
+        no_floor = "floor_diff" not in own or own["floor_diff"].isna().all()
+        if v != reference and own["slot_label"].tolist() == ref_slots and not (beyond_floor and no_floor):
+            out.append(v)
+    return out
+
+
 def manifold_difference(
     scores: pd.DataFrame, probe_set: str, reference: str, value: str = "score", beyond_floor: bool = False
 ) -> go.Figure | None:
@@ -150,13 +163,7 @@ def manifold_difference(
     with ``beyond_floor``, only the cells where the difference exceeds the noise floor variant's at that cell."""
     t = scores[scores["set"] == probe_set]
     ref = t[t["variant"] == reference]
-    others = [
-        v
-        for v in dict.fromkeys(t["variant"])
-        if v != reference
-        and t[t["variant"] == v]["slot_label"].tolist() == ref["slot_label"].tolist()
-        and not (beyond_floor and (t[t["variant"] == v].get("floor_diff", pd.Series(dtype=float)).isna().all()))
-    ]
+    others = _comparable(t, reference, beyond_floor)
     if ref.empty or not others:
         return None
     base, points, slots, marks = _grid(ref, value)
