@@ -163,9 +163,18 @@ def test_findings_read_each_pair_against_the_floor(tiny_run):
     pairs = t["pairs"].set_index("pair")
     tuned, floor = pairs.loc["base→tuned"], pairs.loc["base→floor"]
     findings = tiny_run.findings()  # in the registry's order: drift (the pair, its categories), behaviour, manifold
-    assert findings[2].startswith("The behaviour vectors of base→tuned")
-    assert [f.split(" toward")[0] for f in findings[3:5]] == ["Steering base", "Steering tuned"]
-    assert [f.split(" changes the")[0] for f in findings[5:]] == ["tuned", "floor"]  # manifold: every probed variant
+    heads = [f.split(" (")[0].split(" toward")[0].split(" changes the")[0].split(" have")[0] for f in findings[2:]]
+    assert heads == [  # then patching per direction and component, behaviour, steering, manifold per probed variant
+        "Patching tuned into base",
+        "Patching tuned into base",
+        "Patching base into tuned",
+        "Patching base into tuned",
+        "The behaviour vectors of base→tuned",
+        "Steering base",
+        "Steering tuned",
+        "tuned",
+        "floor",
+    ]
     times = tuned["mean"] / floor["mean"]
     assert findings[0] == (
         f"base→tuned drifts {tuned['mean']:.4g} [{tuned['ci_low']:.4g}, {tuned['ci_high']:.4g}] at final, "

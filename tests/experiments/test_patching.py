@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import build_tiny_llama, make_config
@@ -223,3 +224,26 @@ def test_patching_refuses_different_tokenizers(tiny_model, patch_files, tmp_path
     (other / "tokenizer.json").write_text(json.dumps(tok))
     with pytest.raises(LayerdriftError, match="one tokenizer"):
         run(patch_config(tmp_path, tiny_model, other, patch_files), quiet=True)
+
+
+def test_patching_finding_needs_the_whole_ci_above_one_half():
+    """Block 1 reaches 0.6 but its CI dips to 0.3; block 2's CI is [0.55, 0.9]: the finding names block 2."""
+    from layerdrift.workbench.experiments.patching import direction_finding
+
+    table = pd.DataFrame(
+        {
+            "position": ["all"] * 3 + ["-1"],
+            "block": [0, 1, 2, 2],
+            "normalised_logit_diff": [0.1, 0.6, 0.7, 0.9],
+            "normalised_logit_diff_ci_low": [-0.2, 0.3, 0.55, 0.8],
+            "normalised_logit_diff_ci_high": [0.4, 0.9, 0.9, 1.0],
+            "near_ties_logit_diff": [3, 3, 3, 3],
+        }
+    )
+    text = direction_finding("nf4 into reference", "resid", table)
+    assert text == (
+        "Patching nf4 into reference (resid, all tokens) first recovers at least half the behaviour with its whole "
+        "95% CI: 0.70 [0.55, 0.90] at block 2 (3 near-ties left out)."
+    )
+    unsure = direction_finding("nf4 into reference", "resid", table.assign(normalised_logit_diff_ci_low=0.2))
+    assert "at no block with its whole 95% CI; the largest is 0.70 [0.20, 0.90] at block 2" in unsure

@@ -462,6 +462,32 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
     return {title: pd.DataFrame(rows)}
 
 
+def direction_finding(direction: str, component: str, g: pd.DataFrame) -> str:
+    """Where patching one component at every token first recovers at least half the behaviour, CI included."""
+    every = g[g["position"] == "all"].sort_values("block").dropna(subset=["normalised_logit_diff"])
+    text = f"Patching {direction} ({component}, all tokens)"
+    ties = f"{int(g['near_ties_logit_diff'].max())} near-ties left out"
+    if every.empty:
+        return f"{text}: no prompt is left to normalise by ({ties})."
+    reliable = every[every["normalised_logit_diff_ci_low"] >= 0.5]
+    row = reliable.iloc[0] if len(reliable) else every.loc[every["normalised_logit_diff"].idxmax()]
+    effect = (
+        f"{row['normalised_logit_diff']:.2f} [{row['normalised_logit_diff_ci_low']:.2f}, "
+        f"{row['normalised_logit_diff_ci_high']:.2f}] at block {int(row['block'])}"
+    )
+    if len(reliable):
+        return f"{text} first recovers at least half the behaviour with its whole 95% CI: {effect} ({ties})."
+    return f"{text} recovers half the behaviour at no block with its whole 95% CI; the largest is {effect} ({ties})."
+
+
+def findings(results: Any) -> list[str]:
+    """Per direction and component: the first block whose normalised effect is reliably at least 0.5."""
+    patching = results.tables.get("patching")
+    if patching is None or not len(patching) or "normalised_logit_diff_ci_low" not in patching:
+        return []
+    return [direction_finding(d, c, g) for (d, c), g in patching.groupby(["direction", "component"], sort=False)]
+
+
 EXPERIMENT = Experiment(
     name="patching",
     version="2",
@@ -470,4 +496,5 @@ EXPERIMENT = Experiment(
     tables=("patching", "patching_prompts"),
     check=check_patching,
     summaries=summaries,
+    findings=findings,
 )
