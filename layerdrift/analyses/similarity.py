@@ -46,8 +46,11 @@ class GramStack:
     tri: Float[np.ndarray, "l nn"]
     diag: Float[np.ndarray, "l n"]
 
-    def take(self, rows: np.ndarray) -> "GramStack":
-        """The Grams of the given representations, in that order."""
+    def __len__(self) -> int:
+        return len(self.tri)
+
+    def __getitem__(self, rows: np.ndarray) -> "GramStack":
+        """The Grams of the given representations, in that order (indexed like an array of them)."""
         return GramStack(self.tri[rows], self.diag[rows])
 
     def inner(self, other: "GramStack") -> Float[np.ndarray, "la lb"]:

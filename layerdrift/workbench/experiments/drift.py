@@ -281,10 +281,8 @@ class Headline:
 
 def rows_of(x: Any, idx: np.ndarray) -> Any:
     """``x[idx]`` (an array or a GramStack), without a copy when ``idx`` is every row in order."""
-    n = len(x.tri) if hasattr(x, "tri") else len(x)
-    if len(idx) == n and (idx == np.arange(n)).all():
-        return x
-    return x.take(idx) if hasattr(x, "tri") else x[idx]
+    every = len(idx) == len(x) and (idx == np.arange(len(x))).all()
+    return x if every else x[idx]
 
 
 def metric_values(
