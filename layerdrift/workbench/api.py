@@ -27,7 +27,7 @@ from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.drift import RESULT_SET as DRIFT
 from layerdrift.workbench.experiments.drift import TABLES as DRIFT_TABLES
 from layerdrift.workbench.experiments.protocol import Experiment
-from layerdrift.workbench.store.extract import extract
+from layerdrift.workbench.store.extract import engine_for, extract
 from layerdrift.workbench.store.results import StoredResultSet, remove_orphan_generations, stored_result_sets
 from layerdrift.workbench.store.runstore import RunStore
 
@@ -140,12 +140,14 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
 
     config = expand_series(config, quiet, say)
     registry.check_experiments(config)
-    with RunLock(config.out_dir(out)):  # one writer per run folder
-        store = extract(config, out=out, quiet=quiet, say=say)
+    with RunLock(config.out_dir(out)), engine_for(config) as engine:  # one writer per run folder
+        if engine.name != "local":
+            say(f"engine: {engine.name} ({engine.where})")
+        store = extract(config, out=out, quiet=quiet, say=say, engine=engine)
         remove_orphan_generations(store.root)
         say("analyses")
         with progress_bars(quiet) as progress:
-            registry.run_experiments(RunContext(config, store, progress, say))
+            registry.run_experiments(RunContext(config, store, progress, say, engine))
         result = open_run(store.root)
         say("report")
         result.notes += write_report(result, png=config.analysis.png)

@@ -37,9 +37,14 @@ def _quiet_libraries() -> None:
 
 
 def _load_config(args: argparse.Namespace):
+    """The config file's (or the default) config, with the command line's execution settings on top."""
     from layerdrift.workbench.config import default_config, load_config
 
-    return load_config(args.config) if args.config else default_config()
+    config = load_config(args.config) if args.config else default_config()
+    given = {k: v for k in ("engine", "address") if (v := getattr(args, k, None)) is not None}
+    if not given:
+        return config
+    return config.model_copy(update={"execution": config.execution.model_copy(update=given)})
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
@@ -136,6 +141,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
 }
 
 
+def _execution_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["local", "ray"], help="where the work runs (default: the config's execution)")
+    p.add_argument(
+        "--address", help="ray: 'auto', 'ray://host:10001' or host:port of a running cluster (default: start one)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layerdrift",
@@ -147,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
     p.add_argument("--out", help="run folder (default: the config's `out`)")
     p.add_argument("--quiet", action="store_true", help="no progress output or tables")
+    _execution_arguments(p)
     p = sub.add_parser("report", help="print the headline tables of a finished run")
     p.add_argument("run", help="run folder")
     p = sub.add_parser("dashboard", help="serve the Panel dashboard of a finished run")
@@ -158,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
     p.add_argument("--out", help="run folder (default: the config's `out`)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+    _execution_arguments(p)
     p = sub.add_parser("finetune", help="fine-tune a model on an instruction set, saving checkpoints on a schedule")
     p.add_argument(
         "--config",

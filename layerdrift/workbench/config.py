@@ -286,6 +286,23 @@ class TrajectorySpec(_Strict):
     umap_layer: int | Literal["final"] = Field("final", description="residual point of the UMAP across checkpoints")
 
 
+class ExecutionSpec(_Strict):
+    """Where the work runs: in this process (``local``) or as tasks on a Ray cluster (``ray``). It never changes a
+    number, so it is not part of the run's identity (``ExperimentConfig.hash``)."""
+
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        None, description="ray: 'auto' (a cluster started with `ray start`), 'ray://host:10001', or none: start one"
+    )
+    num_cpus: int | None = Field(None, ge=1, description="ray, no address: CPUs of the local cluster (default: all)")
+    cpus_per_task: float = Field(1.0, gt=0)
+    gpus_per_variant: float = Field(0.0, ge=0, description="GPUs each task that loads a model asks for")
+    max_retries: int = Field(3, ge=0, description="times a task is retried when its worker dies")
+    batches_per_task: int | None = Field(
+        None, ge=1, description="ray: split a capture into tasks of this many batches (default: one per prompt set)"
+    )
+
+
 class ExperimentConfig(_Strict):
     """The whole experiment: variants x prompt sets x capture settings, and where results go."""
 
@@ -297,6 +314,7 @@ class ExperimentConfig(_Strict):
     variants: list[VariantSpec] = Field(default_factory=list)
     prompt_sets: list[PromptSetSpec] = Field(default_factory=lambda: [PromptSetSpec(name="concepts")], min_length=1)
     capture: CaptureSpec = CaptureSpec()
+    execution: ExecutionSpec = ExecutionSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     patching: PatchingSpec | None = None
     behaviour: BehaviourSpec | None = None
@@ -367,8 +385,8 @@ class ExperimentConfig(_Strict):
         return Path(override) if override is not None else Path(self.out.format(name=self.name))
 
     def hash(self) -> str:
-        """sha256 of the canonical JSON of the config (the run's identity)."""
-        return fingerprint(self.model_dump(mode="json"))
+        """sha256 of the canonical JSON of the config (the run's identity; where it runs is not part of it)."""
+        return fingerprint(self.model_dump(mode="json", exclude={"execution"}))
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

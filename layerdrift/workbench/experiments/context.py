@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from layerdrift.core.engine import Engine, LocalEngine
 from layerdrift.core.hashing import fingerprint
 from layerdrift.workbench.config import ExperimentConfig
 from layerdrift.workbench.experiments.protocol import Experiment
@@ -39,6 +40,7 @@ class RunContext:
     store: RunStore
     progress: Any = None  # a rich Progress, or None when quiet
     say: Callable[[str], None] = _silent
+    engine: Engine = field(default_factory=LocalEngine)
     _identities: dict[str, str] = field(default_factory=dict, repr=False)
 
     def identity(self, variant: str) -> str:
@@ -67,9 +69,10 @@ class RunContext:
         task = self.progress.add_task(description, total=total)
         return lambda n=1: self.progress.update(task, advance=n)
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """Apply ``fn`` to independent items, results in item order (the execution engine's seam; local today)."""
-        return [fn(item) for item in items]
+    def map(self, fn: Callable[..., R], items: Iterable[T], shared: Any = None, what: str = "a task") -> list[R]:
+        """``[fn(item, shared) for item in items]`` on the run's engine, results in item order; ``fn`` is a
+        module-level function of plain data, and ``shared`` (e.g. the stacked activations) is shipped once."""
+        return self.engine.map(fn, list(items), shared, None, what)
 
     def results(self, experiment: Experiment) -> ResultSet:
         """The experiment's result set: reused when saved under the same fingerprint and intact, else computed and

@@ -26,6 +26,7 @@ from layerdrift.analyses.projection import joint_pca, joint_umap
 from layerdrift.analyses.similarity import cka_from_stacks, gram_stack
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
+from layerdrift.core.engine import Engine, LocalEngine
 from layerdrift.core.files import atomic_path
 from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import EMBED_HOOK, FINAL_NORM_HOOK, RESIDUAL, point_label
@@ -427,11 +428,20 @@ def cross_cka_rows(pairs: list[Pair], stacks: Stacks, grams: dict[str, Any]) -> 
     return rows
 
 
-def variant_rows(stacks: Stacks, k: int, terms: list[str]) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
-    """Per variant and point: the effective ranks, and each concept's k nearest neighbours (neither at a degenerate
-    point, where every neighbour is a tie: the ranks are NaN and the neighbour lists left out)."""
+def variant_task(v: str, inputs: DriftInputs) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """One variant's rows of ``variant_rows``."""
+    return variant_rows(inputs.stacks, inputs.at.spec.k, inputs.at.concepts.terms, [v])
+
+
+def variant_rows(
+    stacks: Stacks, k: int, terms: list[str], variants: list[str] | None = None
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """Per variant (every one, or those given) and point: the effective ranks, and each concept's k nearest
+    neighbours (neither at a degenerate point, where every neighbour is a tie: the ranks are NaN and the neighbour
+    lists left out)."""
     rank_rows, neighbour_frames = [], []
-    for v, arr in stacks.arrays.items():
+    for v in variants or list(stacks.arrays):
+        arr = stacks.arrays[v]
         for i in range(arr.shape[0]):
             point = {"variant": v, "layer": i, "label": stacks.labels[v][i]}
             if stacks.degenerate[v][i]:
@@ -456,13 +466,44 @@ def variant_rows(stacks: Stacks, k: int, terms: list[str]) -> tuple[list[dict[st
     return rank_rows, neighbour_frames
 
 
-def tables_of_pairs(pairs: list[Pair], stacks: Stacks, grams: dict[str, Any], at: Headline) -> list[PairTables]:
-    """Every pair's tables, in the order of ``pairs``; the noise-floor pairs first, so that the other pairs are
-    read against the first floor variant's drift."""
-    done = {p: pair_tables(p, stacks, grams, at) for p in pairs if p.floor}
-    floor = next((t.drift_values for t in done.values() if t.drift_values is not None), None)
-    against = replace(at, floor=floor)
-    return [done[p] if p in done else pair_tables(p, stacks, grams, against) for p in pairs]
+@dataclass(frozen=True)
+class DriftInputs:
+    """What every piece of the drift analyses reads, shipped once to wherever the pieces run."""
+
+    stacks: Stacks
+    grams: dict[str, Any]
+    at: Headline
+
+
+@dataclass(frozen=True)
+class PairJob:
+    """One pair's piece of the analyses, with the noise floor's per-concept drift it is read against (or None)."""
+
+    pair: Pair
+    floor: np.ndarray | None = None
+
+    @property
+    def label(self) -> str:
+        return f"pair {self.pair.label}"
+
+
+def pair_task(job: PairJob, inputs: DriftInputs) -> tuple[PairTables, list[dict[str, Any]]]:
+    """One pair's tables and its cross-layer CKA rows."""
+    at = replace(inputs.at, floor=job.floor)
+    tables = pair_tables(job.pair, inputs.stacks, inputs.grams, at)
+    return tables, cross_cka_rows([job.pair], inputs.stacks, inputs.grams)
+
+
+def tables_of_pairs(pairs: list[Pair], inputs: Any, engine: Engine) -> tuple[list[PairTables], list[dict[str, Any]]]:
+    """Every pair's tables and cross-layer CKA rows, in the order of ``pairs``; the noise-floor pairs first, so that
+    the other pairs are read against the first floor variant's drift."""
+    floors = [p for p in pairs if p.floor]
+    done = dict(zip(floors, engine.map(pair_task, [PairJob(p) for p in floors], inputs, what="a drift task")))
+    floor = next((t.drift_values for t, _ in done.values() if t.drift_values is not None), None)
+    others = [p for p in pairs if not p.floor]
+    done |= dict(zip(others, engine.map(pair_task, [PairJob(p, floor) for p in others], inputs, what="a drift task")))
+    per_pair = [done[p] for p in pairs]
+    return [t for t, _ in per_pair], [r for _, rows in per_pair for r in rows]
 
 
 def joined_pair_tables(per_pair: list[PairTables]) -> dict[str, pd.DataFrame]:
@@ -485,10 +526,16 @@ def joined_pair_tables(per_pair: list[PairTables]) -> dict[str, pd.DataFrame]:
 
 
 def analyze(
-    store: RunStore, spec: AnalysisSpec, seed: int = 0, progress: Callable[[str], None] | None = None
+    store: RunStore,
+    spec: AnalysisSpec,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> Output:
     """Compute every table (drift, Jaccard, CKA, ranks, projections, headline) for a run; meta says what the report
-    needs to know about them (terms, pairs, labels, headline layer, warnings)."""
+    needs to know about them (terms, pairs, labels, headline layer, warnings). The pieces (one per pair, per variant,
+    per map layer) run on ``engine`` (default: this process)."""
+    engine = engine or LocalEngine()
     say = progress or (lambda msg: None)
     ps = spec.prompt_set or store.prompt_sets[0]
     info = store.manifest["prompt_sets"][ps]
@@ -501,14 +548,15 @@ def analyze(
 
     say("centred Grams")
     grams = {v: (gram_stack(list(arr)), gram_stack(list(arr), debiased=True)) for v, arr in stacks.arrays.items()}
-    say("drift and neighbourhoods")
-    per_pair = tables_of_pairs(pairs, stacks, grams, Headline(spec, seed, store.reference, head, concepts))
-    say("cross-layer CKA")
-    cross_rows = cross_cka_rows(pairs, stacks, grams)
+    inputs = engine.share(DriftInputs(stacks, grams, Headline(spec, seed, store.reference, head, concepts)))
+    say("drift, neighbourhoods and cross-layer CKA")
+    per_pair, cross_rows = tables_of_pairs(pairs, inputs, engine)
     say("effective rank and neighbour lists")
-    rank_rows, neighbour_frames = variant_rows(stacks, spec.k, concepts.terms)
+    per_variant = engine.map(variant_task, list(stacks.arrays), inputs, what="a drift task")
+    rank_rows = [r for rows, _ in per_variant for r in rows]
+    neighbour_frames = [f for _, frames in per_variant for f in frames]
     say("projections (UMAP, PCA)")
-    projection = project_layers(store, stacks, spec, seed, ps, head, say)
+    projection = project_layers(store, stacks, spec, seed, ps, head, say, engine, inputs)
 
     tables = {
         **joined_pair_tables(per_pair),
@@ -537,13 +585,9 @@ def analyze(
     return Output(tables, meta=meta)
 
 
-def project_layers(
-    store: RunStore, stacks: Stacks, spec: AnalysisSpec, seed: int, ps: str, head: int, say: Callable[[str], None]
-) -> pd.DataFrame:
-    """Joint UMAP and PCA per layer, each layer cached in ``results/projections/`` by its own fingerprint."""
-    if maps_reason(stacks) or spec.umap_layers == []:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PROJECTION_COLUMNS.items()})
-    n_points = len(stacks.labels[store.reference])
+def map_layers(spec: AnalysisSpec, stacks: Stacks, variants: list[str], head: int) -> list[int]:
+    """The points ``analysis.umap_layers`` asks maps of, leaving out those degenerate in any variant."""
+    n_points = len(stacks.labels[variants[0]])
     layers = (
         list(range(n_points))
         if spec.umap_layers == "all"
@@ -551,42 +595,67 @@ def project_layers(
         if spec.umap_layers == "headline"
         else [l for l in spec.umap_layers if 0 <= l < n_points]
     )
+    return [l for l in layers if not any(stacks.degenerate[v][l] for v in variants)]
+
+
+def project_layers(
+    store: RunStore,
+    stacks: Stacks,
+    spec: AnalysisSpec,
+    seed: int,
+    ps: str,
+    head: int,
+    say: Callable[[str], None],
+    engine: Engine,
+    inputs: Any,
+) -> pd.DataFrame:
+    """Joint UMAP and PCA per layer, one task per layer, each layer cached in ``results/projections/`` by its own
+    fingerprint as soon as it is done."""
+    if maps_reason(stacks) or spec.umap_layers == []:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PROJECTION_COLUMNS.items()})
     cache = results_dir(store.root) / "projections"
     key = analysis_fingerprint(
         store, ps, AnalysisSpec(umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist), seed
     )[:16]
-    frames = []
-    variants = store.main_variants
-    for layer in [l for l in layers if not any(stacks.degenerate[v][l] for v in variants)]:
-        path = cache / f"layer-{layer:03d}-{key}.parquet"
-        if path.is_file():
-            frames.append(pd.read_parquet(path))
-            continue
-        say(f"projections: layer {layer + 1}/{n_points}")
-        xs = [stacks.arrays[v][layer] for v in variants]
-        umap_xy = joint_umap(xs, seed=seed, n_neighbors=spec.umap_neighbors, min_dist=spec.umap_min_dist)
-        pca_xy, _ = joint_pca(xs)
-        parts = []
-        for method, xy in (("umap", umap_xy), ("pca", pca_xy)):
-            for vi, v in enumerate(variants):
-                parts.append(
-                    pd.DataFrame(
-                        {
-                            "layer": layer,
-                            "label": stacks.labels[v][layer],
-                            "method": method,
-                            "variant": v,
-                            "concept": np.arange(xy.shape[1]),
-                            "x": xy[vi, :, 0],
-                            "y": xy[vi, :, 1],
-                        }
-                    )
-                )
-        frame = pd.concat(parts, ignore_index=True)
-        with atomic_path(path) as tmp:
+    layers = map_layers(spec, stacks, store.main_variants, head)
+    path = {layer: cache / f"layer-{layer:03d}-{key}.parquet" for layer in layers}
+    frames = {layer: pd.read_parquet(path[layer]) for layer in layers if path[layer].is_file()}
+    todo = [layer for layer in layers if layer not in frames]
+
+    def save(i: int, frame: pd.DataFrame) -> None:
+        say(f"projections: layer {todo[i] + 1}/{len(stacks.labels[store.reference])}")
+        with atomic_path(path[todo[i]]) as tmp:
             frame.to_parquet(tmp, index=False)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+        frames[todo[i]] = frame
+
+    engine.map(projection_task, todo, inputs, what="a map task", each=save)
+    return pd.concat([frames[layer] for layer in layers], ignore_index=True)
+
+
+def projection_task(layer: int, inputs: DriftInputs) -> pd.DataFrame:
+    """The joint UMAP and PCA of every variant at one point."""
+    stacks, spec = inputs.stacks, inputs.at.spec
+    variants = list(stacks.arrays)
+    xs = [stacks.arrays[v][layer] for v in variants]
+    umap_xy = joint_umap(xs, seed=inputs.at.seed, n_neighbors=spec.umap_neighbors, min_dist=spec.umap_min_dist)
+    pca_xy, _ = joint_pca(xs)
+    parts = []
+    for method, xy in (("umap", umap_xy), ("pca", pca_xy)):
+        for vi, v in enumerate(variants):
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "layer": layer,
+                        "label": stacks.labels[v][layer],
+                        "method": method,
+                        "variant": v,
+                        "concept": np.arange(xy.shape[1]),
+                        "x": xy[vi, :, 0],
+                        "y": xy[vi, :, 1],
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
 
 
 class DriftRun:
@@ -598,7 +667,7 @@ class DriftRun:
         self.key = analysis_fingerprint(ctx.store, spec.prompt_set or ctx.store.prompt_sets[0], spec, ctx.config.seed)
 
     def run(self) -> Output:
-        return analyze(self.ctx.store, self.ctx.config.analysis, self.ctx.config.seed, self.ctx.say)
+        return analyze(self.ctx.store, self.ctx.config.analysis, self.ctx.config.seed, self.ctx.say, self.ctx.engine)
 
 
 def summaries(results: Any, top_n: int = 10) -> dict[str, pd.DataFrame]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from layerdrift.concepts.vocabulary import Vocabulary, load_vocabulary, render_prompts
+from layerdrift.core.engine import Engine, chunks, open_engine
 from layerdrift.core.files import RunLock
 from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import residual_hook_names
@@ -91,16 +93,15 @@ def run_capture(
     positions: list[PositionSpec],
     hooks: list[str],
     padding_side: str,
+    todo: list[int],
     progress: Any = None,
 ) -> None:
-    """Capture every unfinished batch of a job into the store."""
-    done = job.prepare()
-    task = progress.add_task(f"{loaded.name}", total=job.n_batches, completed=len(done)) if progress else None
+    """Capture the batches ``todo`` of a job into the store."""
+    done = job.n_batches - len(todo)
+    task = progress.add_task(f"{loaded.name}", total=job.n_batches, completed=done) if progress else None
     pid = pad_id(loaded.tokenizer)
     max_len = max(len(e.ids) for e in encoded)
-    for batch in range(job.n_batches):
-        if batch in done:
-            continue
+    for batch in todo:
         rows = range(batch * job.batch_size, min(len(encoded), (batch + 1) * job.batch_size))
         ids, mask, shifts = pad_batch([encoded[r] for r in rows], pid, padding_side)  # type: ignore[arg-type]
         # One forward gathers every position spec: concatenate their indices along the slot axis.
@@ -234,6 +235,69 @@ def intact_or_todo(jobs: dict[str, CaptureJob], say: Callable[[str], None]) -> l
     return todo
 
 
+def capture_jobs(config: ExperimentConfig, spec: VariantSpec, root: Path, prompts: dict[str, list[str]]):
+    """The capture job of each prompt set of one variant (what is asked; nothing is read or written)."""
+    return {
+        ps.name: CaptureJob(
+            root / "captures" / spec.name / ps.name,
+            capture_fingerprint(config, spec, ps, prompts[ps.name]),
+            len(prompts[ps.name]),
+            config.capture.batch_size,
+        )
+        for ps in config.prompt_sets
+    }
+
+
+@dataclass(frozen=True)
+class CaptureTask:
+    """One piece of capture work, plain data a worker anywhere can run: a variant, and for each of its prompt sets
+    the batches to capture (None: the whole job, prepared and resumed by the task itself)."""
+
+    config: ExperimentConfig
+    variant: str
+    root: str
+    batches: dict[str, list[int] | None]
+
+    @property
+    def label(self) -> str:
+        parts = [ps if b is None else f"{ps} {batch_list(b)}" for ps, b in self.batches.items()]
+        return f"capture of variant '{self.variant}' ({'; '.join(parts)})"
+
+
+def capture_task(task: CaptureTask, progress: Any = None) -> dict[str, dict[str, Any]]:
+    """Load the task's variant in this process, capture its batches (each with its finished-batch marker), free the
+    model; returns each prompt set's capture record. Only the driver marks captures complete and writes the
+    manifest."""
+    config, root = task.config, Path(task.root)
+    spec = config.variant(task.variant)
+    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
+    prompts = {
+        n: render_prompts(v, next(p for p in config.prompt_sets if p.name == n).template)
+        for n, v in vocabularies.items()
+    }
+    jobs = capture_jobs(config, spec, root, prompts)
+    loaded = load_variant(spec, config.device, config.dtype)
+    try:
+        hooks = expand_hook_names(
+            config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'"
+        )
+        records = {}
+        for ps in (p for p in config.prompt_sets if p.name in task.batches):
+            job, batches = jobs[ps.name], task.batches[ps.name]
+            if batches is None:
+                finished = job.prepare()
+                todo = [b for b in range(job.n_batches) if b not in finished]
+            else:
+                finished = set(job.markers())
+                todo = [b for b in batches if b not in finished]
+            records[ps.name] = capture_prompt_set(
+                loaded, spec, ps, vocabularies[ps.name], job, config, hooks, todo, progress
+            )
+        return records
+    finally:
+        free(loaded)
+
+
 def capture_prompt_set(
     loaded: LoadedVariant,
     spec: VariantSpec,
@@ -242,28 +306,27 @@ def capture_prompt_set(
     job: CaptureJob,
     config: ExperimentConfig,
     hooks: list[str],
+    todo: list[int],
     progress: Any,
 ) -> dict[str, Any]:
-    """Capture one prompt set with a loaded variant; returns the capture's finished record."""
+    """Capture batches of one prompt set with a loaded variant; returns the capture's record."""
     positions = [parse_position(p) for p in config.capture.positions]
     encoded, chosen, tok = encode_prompt_set(loaded, spec, ps, vocab, positions)
-    run_capture(loaded, job, encoded, chosen, positions, hooks, config.capture.padding_side, progress)
+    run_capture(loaded, job, encoded, chosen, positions, hooks, config.capture.padding_side, todo, progress)
     job.write_tokens(tok["tokens"])
-    return job.mark_complete(
-        {
-            "complete": True,
-            "hooks": hooks,
-            "residual_points": residual_hook_names(loaded.n_layers),
-            "positions": {p.spec: p.folder for p in positions},
-            "n_prompts": len(encoded),
-            "max_len": max(len(e.ids) for e in encoded),
-            "multi_token_terms": tok["multi_token_terms"],
-            "n_multi_token_terms": len(tok["multi_token_terms"]),
-            "tokens_file": str(job.folder.relative_to(job.root) / "tokens.json"),
-            "tokenizer_sha256": loaded.info["tokenizer_sha256"],
-            "variant_info": loaded.info,
-        }
-    )
+    return {
+        "complete": True,
+        "hooks": hooks,
+        "residual_points": residual_hook_names(loaded.n_layers),
+        "positions": {p.spec: p.folder for p in positions},
+        "n_prompts": len(encoded),
+        "max_len": max(len(e.ids) for e in encoded),
+        "multi_token_terms": tok["multi_token_terms"],
+        "n_multi_token_terms": len(tok["multi_token_terms"]),
+        "tokens_file": str(job.folder.relative_to(job.root) / "tokens.json"),
+        "tokenizer_sha256": loaded.info["tokenizer_sha256"],
+        "variant_info": loaded.info,
+    }
 
 
 def extract(
@@ -271,39 +334,96 @@ def extract(
     out: str | Path | None = None,
     quiet: bool = False,
     say: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> RunStore:
     """Capture every (variant, prompt set) of the config into its run folder, reusing finished work.
 
-    Finished captures are verified batch by batch and damaged batches are recaptured. Nothing is
-    written to a new folder until the first model loads and the hook names check out. A config with
-    checkpoint series must be expanded first (``layerdrift.training.series.expand_series``).
+    Finished captures are verified batch by batch and damaged batches are recaptured. The pieces of capture
+    work run on ``engine`` (default: the config's ``execution``): locally one variant at a time, and nothing is
+    written to a new folder until the first model loads and its hook names check out; on Ray one task per
+    (variant, prompt set), or per range of batches, each loading its own model. Only this process writes the
+    manifest. A config with checkpoint series must be expanded first (``layerdrift.training.series.expand_series``).
     """
     say = say or (lambda msg: None if quiet else print(msg, flush=True))
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     vocabularies, prompts = checked_inputs(config)
     root = config.out_dir(out)
-    with RunLock(root):
+    with RunLock(root), engine_or_config(engine, config) as ran:
         store = _StoreOnFirstUse(root, config, vocabularies)
-        if is_run_folder(root):
+        if is_run_folder(root) or ran.name != "local":  # a cluster's workers write into a folder that exists
             store.get()
+        jobs = {spec.name: capture_jobs(config, spec, root, prompts) for spec in config.variants}
+        tasks = capture_tasks(config, root, jobs, ran, say)
         with progress_bars(quiet) as progress:
-            for spec in config.variants:
-                jobs = {
-                    ps.name: CaptureJob(
-                        root / "captures" / spec.name / ps.name,
-                        capture_fingerprint(config, spec, ps, prompts[ps.name]),
-                        len(prompts[ps.name]),
-                        config.capture.batch_size,
-                    )
-                    for ps in config.prompt_sets
-                }
-                todo = intact_or_todo(jobs, say)
-                if todo:
-                    capture_variant(config, spec, {n: jobs[n] for n in todo}, vocabularies, store.get, progress)
+            local = ran.name == "local"  # a terminal's progress bars draw in this process only
+            bar = None if local or progress is None else progress.add_task("capture tasks", total=len(tasks))
+
+            def finish(i: int, records: dict[str, dict[str, Any]]) -> None:
+                for ps, record in records.items():
+                    finish_capture(store.get(), jobs[tasks[i].variant][ps], tasks[i].variant, ps, record)
+                if bar is not None:
+                    progress.update(bar, advance=1)
+
+            ran.map(capture_task, tasks, progress if local else None, ran.model_task, "capture", finish)
         finished = store.get()
         finished.save()
     return finished
+
+
+def capture_tasks(
+    config: ExperimentConfig, root: Path, jobs: dict[str, dict[str, CaptureJob]], engine: Engine, say: Callable
+) -> list[CaptureTask]:
+    """The capture work left: locally one task per variant; on a cluster one per (variant, prompt set), or per
+    ``execution.batches_per_task`` batches (those jobs are prepared here, before any task starts)."""
+    tasks = []
+    per_task = config.execution.batches_per_task if engine.name != "local" else None
+    for spec in config.variants:
+        todo = intact_or_todo(jobs[spec.name], say)
+        if not todo:
+            continue
+        if engine.name == "local":
+            tasks.append(CaptureTask(config, spec.name, str(root), dict.fromkeys(todo)))
+            continue
+        for ps in todo:
+            if per_task is None:
+                tasks.append(CaptureTask(config, spec.name, str(root), {ps: None}))
+                continue
+            job = jobs[spec.name][ps]
+            finished = job.prepare()
+            left = [b for b in range(job.n_batches) if b not in finished]
+            tasks += [CaptureTask(config, spec.name, str(root), {ps: part}) for part in chunks(left, per_task)]
+    return tasks
+
+
+def finish_capture(store: RunStore, job: CaptureJob, variant: str, prompt_set: str, record: dict[str, Any]) -> None:
+    """Mark a capture complete and index it, once every one of its batches is verified against its marker (a
+    record is written only here, by the driver; a piece of work split over tasks is finished by its last)."""
+    if job.is_complete() or any(b not in job.markers() for b in range(job.n_batches)):
+        return  # done already, or other tasks of this capture are still to report
+    damaged = job.damaged_batches()
+    if damaged:
+        job.forget(list(damaged))
+        raise LayerdriftError(
+            f"capture '{job.label}' in {str(job.root)!r} has {batch_list(list(damaged))} that did not verify after "
+            f"capture ({next(iter(damaged.values()))}); run `layerdrift run` again with the same config and --out to "
+            "recapture them."
+        )
+    store.manifest["variants"][variant] = record["variant_info"]
+    store.record_capture(variant, prompt_set, job.mark_complete(record))
+
+
+def engine_or_config(engine: Engine | None, config: ExperimentConfig):
+    """The engine given, or the one the config's ``execution`` asks for (opened and closed here)."""
+    if engine is not None:
+        return nullcontext(engine)
+    return engine_for(config)
+
+
+def engine_for(config: ExperimentConfig):
+    """Open the execution engine of a config (``[execution]``) for the length of a ``with`` block."""
+    ex = config.execution
+    return open_engine(ex.engine, ex.address, ex.cpus_per_task, ex.gpus_per_variant, ex.max_retries, ex.num_cpus)
 
 
 def checked_inputs(config: ExperimentConfig) -> tuple[dict[str, Vocabulary], dict[str, list[str]]]:
@@ -338,25 +458,3 @@ class _StoreOnFirstUse:
             captures = self.store.manifest["captures"]
             self.store.manifest["captures"] = {k: v for k, v in captures.items() if k.split("/")[0] in names}
         return self.store
-
-
-def capture_variant(
-    config: ExperimentConfig,
-    spec: VariantSpec,
-    jobs: dict[str, CaptureJob],
-    vocabularies: dict[str, Vocabulary],
-    store: Callable[[], RunStore],
-    progress: Any,
-) -> None:
-    """Load one variant, capture the prompt sets of ``jobs`` and record each in the manifest; free the model."""
-    loaded = load_variant(spec, config.device, config.dtype)
-    try:
-        hooks = expand_hook_names(
-            config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'"
-        )
-        store().manifest["variants"][spec.name] = loaded.info
-        for ps in (p for p in config.prompt_sets if p.name in jobs):
-            record = capture_prompt_set(loaded, spec, ps, vocabularies[ps.name], jobs[ps.name], config, hooks, progress)
-            store().record_capture(spec.name, ps.name, record)
-    finally:
-        free(loaded)
