@@ -197,6 +197,8 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
         ) from None
     if ray.is_initialized():
         return False
+    if address and address != "auto":
+        check_reachable(address)
     env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("LAYERDRIFT_")}}
     try:
         if address:
@@ -211,6 +213,31 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
             "execution.address (or --address), or leave it empty to start a local cluster."
         ) from None
     return not address
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once an address nothing answers on (Ray itself would retry for minutes)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise LayerdriftError(
+            f"Ray address {address!r} is not 'auto', 'host:port' or 'ray://host:port'; check execution.address "
+            "(or --address)."
+        )
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise LayerdriftError(
+            f"nothing answers at the Ray address {address!r} ({err.strerror or type(err).__name__}); start the "
+            "cluster (`ray start --head`) or fix execution.address (or --address), or leave it empty to start a "
+            "local cluster."
+        ) from None
 
 
 @contextmanager

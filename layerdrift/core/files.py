@@ -28,6 +28,7 @@ FAULT_AT_ENV = (
     "LAYERDRIFT_FAULT_AT"  # tests: SIGKILL this process at the N-th fault point, or at the one with this label
 )
 FAULT_LOG_ENV = "LAYERDRIFT_FAULT_LOG"  # tests: append "N<TAB>label" of every fault point to this file
+FAULT_ONCE_ENV = "LAYERDRIFT_FAULT_ONCE"  # tests: kill only while this file exists, and delete it (a retry lives)
 _faults_seen = 0
 
 STORAGE_REASONS = {
@@ -55,6 +56,12 @@ def fault_point(label: str) -> None:
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"{_faults_seen}\t{label}\n")
     if at and (_faults_seen == int(at) if at.isdigit() else label == at):
+        once = os.environ.get(FAULT_ONCE_ENV)
+        if once:
+            try:
+                os.remove(once)
+            except FileNotFoundError:
+                return
         os.kill(os.getpid(), signal.SIGKILL)
 
 
