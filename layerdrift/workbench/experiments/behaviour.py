@@ -261,25 +261,38 @@ class BehaviourRun:
         return p_matching(logits)
 
     def run(self) -> Output:
-        """Capture, vectors, steering, and the comparison tables."""
-        progress, say = self.ctx.progress, self.ctx.say
+        """Capture, vectors, steering (one piece of work per variant), and the comparison tables."""
         vectors: dict[str, dict[str, np.ndarray]] = {}
         labels: dict[str, list[str]] = {}
         steering: list[dict[str, Any]] = []
         differences: dict[str, dict[str, np.ndarray]] = {}  # set -> variant -> per-item differences (points, n, d)
-        for v in self.variants:
-            say(f"behaviour vectors: {v}")
-            with self.ctx.model(v) as model:
-                for s in self.sets:
-                    matching, other, labels[v] = self.capture(s, v, model, progress)
-                    train, _ = self.split(s)
-                    differences.setdefault(s.name, {})[v] = matching[:, train] - other[:, train]
-                    vectors.setdefault(v, {})[s.name] = contrast_vectors(matching[:, train], other[:, train])
-                    if self.spec.steering_items:
-                        steering += self.steer(s, v, vectors[v][s.name], model)
+        for v, (vecs, labs, steered, diffs) in zip(
+            self.variants, self.ctx.pieces("variant_piece", [(v,) for v in self.variants], loads_model=True)
+        ):
+            vectors[v], labels[v] = vecs, labs
+            steering += steered
+            for name, d in diffs.items():
+                differences.setdefault(name, {})[v] = d
         flat = {f"{v}/{s}": arr.astype(np.float32) for v, sets in vectors.items() for s, arr in sets.items()}
         tables = self.tables(vectors, labels, steering) | self.reliability(differences, labels)
         return Output(tables, arrays={"vectors": flat})
+
+    def variant_piece(
+        self, v: str
+    ) -> tuple[dict[str, np.ndarray], list[str], list[dict[str, Any]], dict[str, np.ndarray]]:
+        """Everything about one variant, with its model loaded once: per set its contrast vectors and per-item
+        differences (training half), its point labels, and its steering rows."""
+        self.ctx.say(f"behaviour vectors: {v}")
+        vectors, differences, steering, labels = {}, {}, [], []
+        with self.ctx.model(v) as model:
+            for s in self.sets:
+                matching, other, labels = self.capture(s, v, model, self.ctx.progress)
+                train, _ = self.split(s)
+                differences[s.name] = matching[:, train] - other[:, train]
+                vectors[s.name] = contrast_vectors(matching[:, train], other[:, train])
+                if self.spec.steering_items:
+                    steering += self.steer(s, v, vectors[s.name], model)
+        return vectors, labels, steering, differences
 
     def tables(
         self, vectors: dict[str, dict[str, np.ndarray]], labels: dict[str, list[str]], steering: list[dict[str, Any]]

@@ -32,6 +32,33 @@ def _silent(message: str) -> None:
     return None
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One call of a runner's method, as plain data a worker anywhere can run: which experiment, which method,
+    its arguments, and the config and run folder the worker rebuilds the runner from."""
+
+    experiment: str
+    method: str
+    args: tuple[Any, ...]
+    config: ExperimentConfig
+    root: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment} {self.method}({', '.join(map(repr, self.args))})"
+
+
+def run_piece(piece: Piece) -> Any:
+    """A piece of an experiment on a worker: the runner rebuilt on the run folder (whose manifest the worker never
+    writes: its captures are indexed by the driver from their own records), then the one method called."""
+    from layerdrift.workbench.experiments.registry import experiment_named
+
+    store = RunStore.open(piece.root)
+    store.read_only = True
+    runner = experiment_named(piece.experiment).runner(RunContext(piece.config, store))
+    return getattr(runner, piece.method)(*piece.args)
+
+
 @dataclass
 class RunContext:
     """Everything a runner needs besides its own settings: the config, the store, models, progress, the engine."""
@@ -42,6 +69,7 @@ class RunContext:
     say: Callable[[str], None] = _silent
     engine: Engine = field(default_factory=LocalEngine)
     _identities: dict[str, str] = field(default_factory=dict, repr=False)
+    _running: tuple[str, Any] | None = field(default=None, repr=False)  # (experiment name, its runner)
 
     def identity(self, variant: str) -> str:
         """Fingerprint of everything about a variant that changes its activations (weights, loading, device, dtype)."""
@@ -74,6 +102,24 @@ class RunContext:
         module-level function of plain data, and ``shared`` (e.g. the stacked activations) is shipped once."""
         return self.engine.map(fn, list(items), shared, None, what)
 
+    def pieces(self, method: str, items: Iterable[tuple[Any, ...]], loads_model: bool = False) -> list[Any]:
+        """``[runner.method(*args) for args in items]`` for the running experiment, on the run's engine, results in
+        item order. In this process the runner itself is called (its progress bars draw); on a cluster each call is
+        a task (asking for the GPUs of a model when ``loads_model``) and the captures the tasks finished are indexed
+        into the manifest here."""
+        assert self._running is not None, "pieces() runs inside results()"
+        name, runner = self._running
+        items = [tuple(args) for args in items]
+        if self.engine.name == "local":
+            return [getattr(runner, method)(*args) for args in items]
+        jobs = [Piece(name, method, args, self.config, str(self.store.root)) for args in items]
+        resources = self.engine.model_task if loads_model else None
+        try:
+            return self.engine.map(run_piece, jobs, None, resources, f"{name} work")
+        finally:
+            self.store.reindex_captures()
+            self.store.save()
+
     def results(self, experiment: Experiment) -> ResultSet:
         """The experiment's result set: reused when saved under the same fingerprint and intact, else computed and
         saved at once."""
@@ -82,7 +128,11 @@ class RunContext:
         cached = cached_result_set(self.store.root, experiment.name, key)
         if cached is not None and set(experiment.tables) <= set(cached.tables):
             return cached
-        out = runner.run()
+        self._running = (experiment.name, runner)
+        try:
+            out = runner.run()
+        finally:
+            self._running = None
         result = ResultSet(experiment.name, key, out.tables, out.meta, out.arrays)
         save_result_set(self.store.root, result)
         return result

@@ -209,24 +209,27 @@ class ManifoldRun:
 
     # ---- the whole experiment -----------------------------------------------------------
     def run(self) -> Output:
-        progress, say = self.ctx.progress, self.ctx.say
+        """Capture and score every probe set in every variant (one piece of work per variant), then the tables."""
         results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]] = {}
-        for v in self.variants:
-            say(f"manifold probes: {v}")
-            with self.ctx.model(v) as model:
-                for s in self.sets:
-                    alignment, hooks = self.capture(s, v, model, progress)
-                    if alignment.rejected:
-                        first = alignment.rejected[0]
-                        say(
-                            f"manifold probes: {len(alignment.rejected)} of {len(s.items)} '{s.name}' prompts "
-                            f"left out in {v} (first: {first['prompt']!r}, {first['reason']})"
-                        )
-                    results[(v, s.name)] = (alignment, hooks, {})
-            for s in self.sets:  # scoring needs no model
-                alignment, hooks, _ = results[(v, s.name)]
-                results[(v, s.name)] = (alignment, hooks, self.score(s, v, alignment, hooks, progress))
+        for v, per_set in zip(self.variants, self.ctx.pieces("variant_piece", [(v,) for v in self.variants], True)):
+            for s in self.sets:
+                results[(v, s.name)] = per_set[s.name]
+                rejected = per_set[s.name][0].rejected
+                if rejected:
+                    self.ctx.say(
+                        f"manifold probes: {len(rejected)} of {len(s.items)} '{s.name}' prompts left out in {v} "
+                        f"(first: {rejected[0]['prompt']!r}, {rejected[0]['reason']})"
+                    )
         return Output(self.tables(results), arrays={"projections": self.projection_arrays(results)})
+
+    def variant_piece(self, v: str) -> dict[str, tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]]:
+        """One variant: every probe set aligned and captured with its model loaded once, then scored (no model)."""
+        self.ctx.say(f"manifold probes: {v}")
+        captured = {}
+        with self.ctx.model(v) as model:
+            for s in self.sets:
+                captured[s.name] = self.capture(s, v, model, self.ctx.progress)
+        return {s.name: (*captured[s.name], self.score(s, v, *captured[s.name], self.ctx.progress)) for s in self.sets}
 
     @staticmethod
     def projection_arrays(

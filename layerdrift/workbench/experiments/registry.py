@@ -26,6 +26,11 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 )
 
 
+def experiment_named(name: str) -> Experiment:
+    """The registered experiment whose result set is ``name``."""
+    return next(e for e in EXPERIMENTS if e.name == name)
+
+
 def asked_for(config: ExperimentConfig) -> list[Experiment]:
     """The experiments a config asks for, in run order."""
     return [e for e in EXPERIMENTS if e.asked_for(config)]

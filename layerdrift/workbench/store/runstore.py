@@ -284,6 +284,7 @@ class RunStore:
     def __init__(self, root: Path, manifest: dict[str, Any]):
         self.root = root
         self.manifest = manifest
+        self.read_only = False  # a cluster worker's view: the driver alone writes the manifest
 
     # ---- opening and saving -------------------------------------------------------------
     @classmethod
@@ -347,6 +348,8 @@ class RunStore:
         self.manifest["captures"] = captures
 
     def save(self) -> None:
+        if self.read_only:
+            return
         self.manifest["updated"] = now()
         write_json_atomic(self.root / MANIFEST, self.manifest)
 
