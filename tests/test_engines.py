@@ -136,3 +136,20 @@ def test_a_bad_ray_address_is_one_sentence(tiny_model, ten_terms, tmp_path, addr
     )
     assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_fine_tuning_and_trajectories_on_ray_equal_the_local_engine(series_run, ray_cluster, tmp_path):
+    """The series' fine-tune is a Ray task (into a fresh checkpoint folder), the persistent homology runs one task
+    per (variant, point): the checkpoints' trajectories and topology equal the local run's."""
+    from layerdrift import run
+
+    config = dict(series_run.store.manifest["config"])
+    series = [dict(s, finetune=dict(s["finetune"], out=str(tmp_path / "ft"))) for s in config["series"]]
+    variants = [v for v in config["variants"] if not v["name"].startswith("memo.step")]
+    on_ray = run(
+        on_engine({**config, "series": series, "variants": variants}, tmp_path / "ray", engine="ray"), quiet=True
+    )
+    assert (tmp_path / "ft").is_dir()
+    assert on_ray.store.variants == series_run.store.variants
+    for name in ("trajectory", "topology", "topology_distances", "concentration", "velocity_band", "pairs"):
+        pd.testing.assert_frame_equal(series_run.tables[name], on_ray.tables[name], check_exact=True, obj=name)

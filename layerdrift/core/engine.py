@@ -121,7 +121,7 @@ class RayEngine:
         if not items:
             return []
         res = resources or self.default
-        self.check_gpus(res, what)
+        self.check_fits(res, what)
         remote = ray.remote(_in_worker).options(
             num_cpus=res.cpus, num_gpus=res.gpus, max_retries=self.max_retries, name=fn.__name__
         )
@@ -137,18 +137,26 @@ class RayEngine:
                 each(i, results[i])
         return results
 
-    def check_gpus(self, res: Resources, what: str) -> None:
+    def check_fits(self, res: Resources, what: str) -> None:
         """Refuse a task no node can ever run (Ray would keep it pending forever)."""
         import ray
 
-        if res.gpus <= 0:
-            return
-        have = max((n.get("Resources", {}).get("GPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
-        if have < res.gpus:
-            raise LayerdriftError(
-                f"{what} asks for {res.gpus:g} GPU(s), but no node of the Ray cluster at {self.where} has that many "
-                f"(the most on one node: {have:g}); lower execution.gpus_per_variant or add GPU nodes."
-            )
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        for kind, asked, fix in (
+            ("GPU", res.gpus, "lower execution.gpus_per_variant or add GPU nodes"),
+            (
+                "CPU",
+                res.cpus,
+                "lower execution.cpus_per_task (a CPU-only model task asks for the driver's torch "
+                "threads too, LAYERDRIFT_TORCH_THREADS) or add bigger nodes",
+            ),
+        ):
+            have = max((n.get(kind, 0) for n in nodes), default=0)
+            if asked > have:
+                raise LayerdriftError(
+                    f"{what} asks for {asked:g} {kind}(s), but no node of the Ray cluster at {self.where} has that "
+                    f"many (the most on one node: {have:g}); {fix}."
+                )
 
     @property
     def where(self) -> str:
@@ -256,8 +264,10 @@ def open_engine(
     if kind != "ray":
         raise LayerdriftError(f"execution engine {kind!r} is not one of {', '.join(ENGINES)}.")
     started = connect_ray(address, num_cpus)
+    # a model on the CPU computes with the driver's torch threads (so its numbers are the local ones): it asks for them
+    model_cpus = cpus_per_task if gpus_per_task > 0 else max(cpus_per_task, driver_threads()[0])
     try:
-        yield RayEngine(Resources(cpus_per_task), Resources(cpus_per_task, gpus_per_task), max_retries, address)
+        yield RayEngine(Resources(cpus_per_task), Resources(model_cpus, gpus_per_task), max_retries, address)
     finally:
         if started:
             import ray

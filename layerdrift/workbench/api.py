@@ -138,11 +138,11 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
         if not quiet:
             print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
-    config = expand_series(config, quiet, say)
-    registry.check_experiments(config)
     with RunLock(config.out_dir(out)), engine_for(config) as engine:  # one writer per run folder
         if engine.name != "local":
             say(f"engine: {engine.name} ({engine.where})")
+        config = expand_series(config, quiet, say, engine)
+        registry.check_experiments(config)
         store = extract(config, out=out, quiet=quiet, say=say, engine=engine)
         remove_orphan_generations(store.root)
         say("analyses")

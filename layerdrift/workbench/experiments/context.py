@@ -97,10 +97,18 @@ class RunContext:
         task = self.progress.add_task(description, total=total)
         return lambda n=1: self.progress.update(task, advance=n)
 
-    def map(self, fn: Callable[..., R], items: Iterable[T], shared: Any = None, what: str = "a task") -> list[R]:
+    def map(
+        self,
+        fn: Callable[..., R],
+        items: Iterable[T],
+        shared: Any = None,
+        what: str = "a task",
+        each: Callable[[int, R], None] | None = None,
+    ) -> list[R]:
         """``[fn(item, shared) for item in items]`` on the run's engine, results in item order; ``fn`` is a
-        module-level function of plain data, and ``shared`` (e.g. the stacked activations) is shipped once."""
-        return self.engine.map(fn, list(items), shared, None, what)
+        module-level function of plain data, ``shared`` (e.g. the stacked activations) is shipped once, and
+        ``each(i, result)`` is called here as each finishes."""
+        return self.engine.map(fn, list(items), shared, None, what, each)
 
     def pieces(self, method: str, items: Iterable[tuple[Any, ...]], loads_model: bool = False) -> list[Any]:
         """``[runner.method(*args) for args in items]`` for the running experiment, on the run's engine, results in

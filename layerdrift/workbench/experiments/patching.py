@@ -329,39 +329,47 @@ class PatchingRun:
 
     # ---- the whole experiment -----------------------------------------------------------
     def run(self) -> Output:
-        """Answers, plans, captures, sweeps; each variant is loaded at most three times and only when something is not
-        cached."""
-        progress, say = self.ctx.progress, self.ctx.say
+        """Answers, plans, captures, sweeps. Each step is one piece of work per variant (independent of the others,
+        so they run side by side on a cluster), and each variant is loaded at most three times (once per step) and
+        only when something is not cached."""
+        say = self.ctx.say
         variants = [self.receiver, *self.others]
         say("patching: greedy answers")
-        answers = {v: self.answers(v) for v in variants}
+        answers = dict(zip(variants, self.ctx.pieces("answers", [(v,) for v in variants], loads_model=True)))
         plans = {o: self.plan(self.receiver, o, answers) for o in self.others}
         for o, plan in plans.items():
             say(f"patching: {len(plan.seqs)} prompts for {self.receiver} vs {o} (select = {self.spec.select})")
         plans = {o: p for o, p in plans.items() if p.seqs}
-        clean: dict[tuple[str, str], dict[str, Any]] = {}
-        sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
-        pending = [
+        # every (other, source, receiver), each pair's "other into receiver" first (the tables' order)
+        directions = [
             (o, s, d)
             for o in plans
             for s, d in (
                 [(o, self.receiver), (self.receiver, o)] if self.spec.both_directions else [(o, self.receiver)]
             )
         ]
-        order = list(pending)  # tables list each pair's "other into receiver" first, whatever order the sweeps ran in
-        # Visit each variant: capture its activations on its pairs' prompts, then patch into it what is already
-        # captured.
-        # A second round patches what needed a partner captured later.
-        for visit in [*variants, *variants]:
-            with self.ctx.model(visit) as model:
-                for o in plans:
-                    if visit in (self.receiver, o) and (o, visit) not in clean:
-                        clean[(o, visit)] = self.capture(plans[o], visit, model, progress)
-                for o, s, d in list(pending):
-                    if d == visit and (o, s) in clean:
-                        sweeps[(o, s, d)] = self.sweep(plans[o], d, s, model, progress)
-                        pending.remove((o, s, d))
-        return Output(self.tables(plans, clean, {k: sweeps[k] for k in order}))
+        say("patching: captures")
+        visits = {v: [o for o in plans if v in (self.receiver, o)] for v in variants}
+        visits = {v: os for v, os in visits.items() if os}
+        captured = self.ctx.pieces("capture_piece", [(v, [plans[o] for o in os]) for v, os in visits.items()], True)
+        clean = {(o, v): c for (v, os), cs in zip(visits.items(), captured) for o, c in zip(os, cs)}
+        say("patching: sweeps")
+        into = {d: [(o, s) for o, s, dd in directions if dd == d] for d in dict.fromkeys(d for _, _, d in directions)}
+        swept = self.ctx.pieces(
+            "sweep_piece", [(d, [(plans[o], s) for o, s in jobs]) for d, jobs in into.items()], loads_model=True
+        )
+        by_direction = {(o, s, d): r for (d, jobs), rs in zip(into.items(), swept) for (o, s), r in zip(jobs, rs)}
+        return Output(self.tables(plans, clean, {k: by_direction[k] for k in directions}))
+
+    def capture_piece(self, name: str, plans: list[PairPlan]) -> list[dict[str, Any]]:
+        """One variant's captures and clean readouts on each of its pairs' prompts, its model loaded once."""
+        with self.ctx.model(name) as model:
+            return [self.capture(plan, name, model, self.ctx.progress) for plan in plans]
+
+    def sweep_piece(self, receiver: str, jobs: list[tuple[PairPlan, str]]) -> list[dict[str, np.ndarray]]:
+        """Every sweep into one receiver (a pair's plan and the source patched in), its model loaded once."""
+        with self.ctx.model(receiver) as model:
+            return [self.sweep(plan, receiver, source, model, self.ctx.progress) for plan, source in jobs]
 
     def tables(
         self,

@@ -18,6 +18,7 @@ Tables (Parquet in ``RUN/results``):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
@@ -109,6 +110,22 @@ def diagram_rows(
             )
         )
     return rows, bars
+
+
+@dataclass(frozen=True)
+class PersistenceInputs:
+    """What every persistent-homology task reads: the variants' stacks, the subsample indices, the engine."""
+
+    stacks: dict[str, np.ndarray]
+    subsamples: np.ndarray
+    engine: str
+
+
+def persistence_task(job: tuple[str, int], inputs: PersistenceInputs) -> list[list[np.ndarray]]:
+    """H0 and H1 diagrams of one variant at one point, one per subsample."""
+    v, p = job
+    x = inputs.stacks[v][p]
+    return [rips_diagrams(pairwise_euclidean(x[idx]), 1, inputs.engine) for idx in inputs.subsamples]
 
 
 class TrajectoryRun:
@@ -278,17 +295,20 @@ class TrajectoryRun:
             f"{len(subs)} subsamples of {subs.shape[1]}"
         )
         task = progress.add_task("persistence diagrams", total=len(self.variants) * len(points)) if progress else None
-        diagrams: dict[tuple[str, int], list[list[np.ndarray]]] = {}
+        jobs = [(v, p) for v in self.variants for p in points]
+        per_job = self.ctx.map(
+            persistence_task,
+            jobs,
+            self.ctx.engine.share(PersistenceInputs(stacks, subs, self.spec.engine)),
+            "a persistent-homology task",
+            each=(lambda i, r: progress.update(task, advance=1)) if progress else None,
+        )
+        diagrams: dict[tuple[str, int], list[list[np.ndarray]]] = dict(zip(jobs, per_job))
         summary_rows, bar_rows = [], []
-        for v in self.variants:
-            for p in points:
-                per_sub = [rips_diagrams(pairwise_euclidean(stacks[v][p][idx]), 1, self.spec.engine) for idx in subs]
-                diagrams[(v, p)] = per_sub
-                rows, bars = diagram_rows(v, p, labels[p], per_sub)
-                summary_rows += rows
-                bar_rows += bars
-                if progress:
-                    progress.update(task, advance=1)
+        for (v, p), per_sub in diagrams.items():
+            rows, bars = diagram_rows(v, p, labels[p], per_sub)
+            summary_rows += rows
+            bar_rows += bars
         say("distances between persistence diagrams")
         paired = PairedDistances(diagrams, self.spec.distance_subsamples)
         dist_rows, conc, band = self._series_distances(paired, points, labels)
