@@ -267,7 +267,7 @@ class BehaviourRun:
         steering: list[dict[str, Any]] = []
         differences: dict[str, dict[str, np.ndarray]] = {}  # set -> variant -> per-item differences (points, n, d)
         for v, (vecs, labs, steered, diffs) in zip(
-            self.variants, self.ctx.pieces("variant_piece", [(v,) for v in self.variants], loads_model=True)
+            self.variants, self.ctx.pieces(self, "variant_piece", [(v,) for v in self.variants], loads_model=True)
         ):
             vectors[v], labels[v] = vecs, labs
             steering += steered

@@ -69,7 +69,6 @@ class RunContext:
     say: Callable[[str], None] = _silent
     engine: Engine = field(default_factory=LocalEngine)
     _identities: dict[str, str] = field(default_factory=dict, repr=False)
-    _running: tuple[str, Any] | None = field(default=None, repr=False)  # (experiment name, its runner)
 
     def identity(self, variant: str) -> str:
         """Fingerprint of everything about a variant that changes its activations (weights, loading, device, dtype)."""
@@ -110,16 +109,18 @@ class RunContext:
         ``each(i, result)`` is called here as each finishes."""
         return self.engine.map(fn, list(items), shared, None, what, each)
 
-    def pieces(self, method: str, items: Iterable[tuple[Any, ...]], loads_model: bool = False) -> list[Any]:
-        """``[runner.method(*args) for args in items]`` for the running experiment, on the run's engine, results in
-        item order. In this process the runner itself is called (its progress bars draw); on a cluster each call is
-        a task (asking for the GPUs of a model when ``loads_model``) and the captures the tasks finished are indexed
-        into the manifest here."""
-        assert self._running is not None, "pieces() runs inside results()"
-        name, runner = self._running
+    def pieces(
+        self, runner: Any, method: str, items: Iterable[tuple[Any, ...]], loads_model: bool = False
+    ) -> list[Any]:
+        """``[runner.method(*args) for args in items]`` on the run's engine, results in item order. In this process
+        the runner itself is called (its progress bars draw); on a cluster each call is a task (asking for the GPUs
+        of a model when ``loads_model``) and the captures the tasks finished are indexed into the manifest here."""
+        from layerdrift.workbench.experiments.registry import experiment_of
+
         items = [tuple(args) for args in items]
         if self.engine.name == "local":
             return [getattr(runner, method)(*args) for args in items]
+        name = experiment_of(runner).name
         jobs = [Piece(name, method, args, self.config, str(self.store.root)) for args in items]
         resources = self.engine.model_task if loads_model else None
         try:
@@ -136,11 +137,7 @@ class RunContext:
         cached = cached_result_set(self.store.root, experiment.name, key)
         if cached is not None and set(experiment.tables) <= set(cached.tables):
             return cached
-        self._running = (experiment.name, runner)
-        try:
-            out = runner.run()
-        finally:
-            self._running = None
+        out = runner.run()
         result = ResultSet(experiment.name, key, out.tables, out.meta, out.arrays)
         save_result_set(self.store.root, result)
         return result

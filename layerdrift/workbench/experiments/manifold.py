@@ -211,7 +211,9 @@ class ManifoldRun:
     def run(self) -> Output:
         """Capture and score every probe set in every variant (one piece of work per variant), then the tables."""
         results: dict[tuple[str, str], tuple[ProbeAlignment, list[str], dict[str, np.ndarray]]] = {}
-        for v, per_set in zip(self.variants, self.ctx.pieces("variant_piece", [(v,) for v in self.variants], True)):
+        for v, per_set in zip(
+            self.variants, self.ctx.pieces(self, "variant_piece", [(v,) for v in self.variants], True)
+        ):
             for s in self.sets:
                 results[(v, s.name)] = per_set[s.name]
                 rejected = per_set[s.name][0].rejected

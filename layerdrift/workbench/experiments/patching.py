@@ -335,7 +335,7 @@ class PatchingRun:
         say = self.ctx.say
         variants = [self.receiver, *self.others]
         say("patching: greedy answers")
-        answers = dict(zip(variants, self.ctx.pieces("answers", [(v,) for v in variants], loads_model=True)))
+        answers = dict(zip(variants, self.ctx.pieces(self, "answers", [(v,) for v in variants], loads_model=True)))
         plans = {o: self.plan(self.receiver, o, answers) for o in self.others}
         for o, plan in plans.items():
             say(f"patching: {len(plan.seqs)} prompts for {self.receiver} vs {o} (select = {self.spec.select})")
@@ -351,12 +351,14 @@ class PatchingRun:
         say("patching: captures")
         visits = {v: [o for o in plans if v in (self.receiver, o)] for v in variants}
         visits = {v: os for v, os in visits.items() if os}
-        captured = self.ctx.pieces("capture_piece", [(v, [plans[o] for o in os]) for v, os in visits.items()], True)
+        captured = self.ctx.pieces(
+            self, "capture_piece", [(v, [plans[o] for o in os]) for v, os in visits.items()], True
+        )
         clean = {(o, v): c for (v, os), cs in zip(visits.items(), captured) for o, c in zip(os, cs)}
         say("patching: sweeps")
         into = {d: [(o, s) for o, s, dd in directions if dd == d] for d in dict.fromkeys(d for _, _, d in directions)}
         swept = self.ctx.pieces(
-            "sweep_piece", [(d, [(plans[o], s) for o, s in jobs]) for d, jobs in into.items()], loads_model=True
+            self, "sweep_piece", [(d, [(plans[o], s) for o, s in jobs]) for d, jobs in into.items()], loads_model=True
         )
         by_direction = {(o, s, d): r for (d, jobs), rs in zip(into.items(), swept) for (o, s), r in zip(jobs, rs)}
         return Output(self.tables(plans, clean, {k: by_direction[k] for k in directions}))

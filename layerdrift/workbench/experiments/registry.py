@@ -31,6 +31,11 @@ def experiment_named(name: str) -> Experiment:
     return next(e for e in EXPERIMENTS if e.name == name)
 
 
+def experiment_of(runner: object) -> Experiment:
+    """The registered experiment whose runner this is."""
+    return next(e for e in EXPERIMENTS if e.runner is type(runner))
+
+
 def asked_for(config: ExperimentConfig) -> list[Experiment]:
     """The experiments a config asks for, in run order."""
     return [e for e in EXPERIMENTS if e.asked_for(config)]

@@ -235,7 +235,9 @@ def intact_or_todo(jobs: dict[str, CaptureJob], say: Callable[[str], None]) -> l
     return todo
 
 
-def capture_jobs(config: ExperimentConfig, spec: VariantSpec, root: Path, prompts: dict[str, list[str]]):
+def capture_jobs(
+    config: ExperimentConfig, spec: VariantSpec, root: Path, prompts: dict[str, list[str]]
+) -> dict[str, CaptureJob]:
     """The capture job of each prompt set of one variant (what is asked; nothing is read or written)."""
     return {
         ps.name: CaptureJob(
@@ -270,11 +272,7 @@ def capture_task(task: CaptureTask, progress: Any = None) -> dict[str, dict[str,
     manifest."""
     config, root = task.config, Path(task.root)
     spec = config.variant(task.variant)
-    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
-    prompts = {
-        n: render_prompts(v, next(p for p in config.prompt_sets if p.name == n).template)
-        for n, v in vocabularies.items()
-    }
+    vocabularies, prompts = prompt_sets(config)
     jobs = capture_jobs(config, spec, root, prompts)
     loaded = load_variant(spec, config.device, config.dtype)
     try:
@@ -433,13 +431,18 @@ def checked_inputs(config: ExperimentConfig) -> tuple[dict[str, Vocabulary], dic
             f"config '{config.name}' has checkpoint series that are not expanded into variants; "
             "pass it through layerdrift.training.series.expand_series before extracting."
         )
-    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
+    vocabularies, prompts = prompt_sets(config)
     for p in config.capture.positions:
         parse_position(p)
     for spec in config.variants:  # every source must exist before anything is written
         resolve_source(spec)
-    prompts = {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in config.prompt_sets}
     return vocabularies, prompts
+
+
+def prompt_sets(config: ExperimentConfig) -> tuple[dict[str, Vocabulary], dict[str, list[str]]]:
+    """Each prompt set's vocabulary and its rendered prompts."""
+    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
+    return vocabularies, {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in config.prompt_sets}
 
 
 @dataclass

@@ -141,25 +141,26 @@ class CaptureJob:
     def _open_for_writing(self, pos: str, hook: str, shape: tuple[int, ...]) -> Any:
         """The Zarr array of one (position, hook), opened once per job (created on first use)."""
         import zarr
+        from zarr.errors import ContainsArrayError
 
         key = f"{pos}/{hook}"
         if key not in self._writable:
             path = self.folder / key
-            if (path / "zarr.json").is_file():
-                arr = zarr.open_array(store=str(path), mode="r+")
-                if arr.shape != shape:
-                    raise LayerdriftError(
-                        f"cached array {str(path)!r} has shape {arr.shape}, expected {shape}; delete "
-                        f"{str(self.folder)!r} and run again."
-                    )
-            else:
+            try:  # never overwrite: tasks of one capture on a cluster may create its arrays at the same moment
                 arr = zarr.create_array(
                     store=str(path),
                     shape=shape,
                     chunks=(self.batch_size, *shape[1:]),
                     dtype="float32",
                     fill_value=0.0,
-                    overwrite=True,
+                    overwrite=False,
+                )
+            except ContainsArrayError:
+                arr = zarr.open_array(store=str(path), mode="r+")
+            if arr.shape != shape:
+                raise LayerdriftError(
+                    f"cached array {str(path)!r} has shape {arr.shape}, expected {shape}; delete "
+                    f"{str(self.folder)!r} and run again."
                 )
             self._writable[key] = arr
         return self._writable[key]
