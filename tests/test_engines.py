@@ -153,3 +153,31 @@ def test_fine_tuning_and_trajectories_on_ray_equal_the_local_engine(series_run, 
     assert on_ray.store.variants == series_run.store.variants
     for name in ("trajectory", "topology", "topology_distances", "concentration", "velocity_band", "pairs"):
         pd.testing.assert_frame_equal(series_run.tables[name], on_ray.tables[name], check_exact=True, obj=name)
+
+
+def fail_or_write_later(item: tuple[str, str]) -> None:
+    """A task body: ``fail`` raises at once, ``write`` writes its file after a pause."""
+    import time
+
+    kind, path = item
+    if kind == "fail":
+        raise LayerdriftError("this task fails on purpose.")
+    time.sleep(4)
+    Path(path).write_text("written after the driver gave up", encoding="utf-8")
+
+
+def test_when_one_task_fails_the_others_are_cancelled(ray_cluster, tmp_path):
+    """Nothing of a failed map goes on writing after the driver has given up (a later run would race with it)."""
+    import time
+
+    import ray
+
+    from layerdrift.core.engine import RayEngine, Resources
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the task body lives in this test module
+    late = tmp_path / "late.txt"
+    engine = RayEngine(Resources(), Resources(), max_retries=0, address=None)
+    with pytest.raises(LayerdriftError, match="fails on purpose"):
+        engine.map(fail_or_write_later, [("fail", ""), ("write", str(late))])
+    time.sleep(6)
+    assert not late.exists()

@@ -129,12 +129,17 @@ class RayEngine:
         threads = driver_threads()
         pending = {remote.remote(fn, item, shared_ref, threads): i for i, item in enumerate(items)}
         results: list[Any] = [None] * len(items)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
-            results[i] = self._result(ready[0], what, items[i])
-            if each is not None:
-                each(i, results[i])
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(ready[0])
+                results[i] = self._result(ready[0], what, items[i])
+                if each is not None:
+                    each(i, results[i])
+        except BaseException:
+            for ref in pending:  # nothing of this run may go on writing once the driver has given up
+                ray.cancel(ref, force=True)
+            raise
         return results
 
     def check_fits(self, res: Resources, what: str) -> None:
