@@ -397,7 +397,7 @@ def capture_tasks(
 def finish_capture(store: RunStore, job: CaptureJob, variant: str, prompt_set: str, record: dict[str, Any]) -> None:
     """Mark a capture complete and index it, once every one of its batches is verified against its marker (a
     record is written only here, by the driver; a piece of work split over tasks is finished by its last)."""
-    if job.is_complete() or any(b not in job.markers() for b in range(job.n_batches)):
+    if job.is_complete() or len(job.markers()) < job.n_batches:
         return  # done already, or other tasks of this capture are still to report
     damaged = job.damaged_batches()
     if damaged:
