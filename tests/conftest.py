@@ -365,3 +365,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def zarr_arrays(root) -> dict[str, bytes]:
+    """Every captured array of a run (a local path or a remote UPath), as raw bytes, by its path in the run."""
+    import numpy as np
+    import zarr
+
+    out = {}
+    for meta in sorted((root / "captures").rglob("zarr.json")):
+        arr = np.asarray(zarr.open_array(store=str(meta.parent), mode="r")[...])
+        out[str(meta.parent.relative_to(root))] = arr.tobytes()
+    return out
+
+
+def assert_same_run(a, b) -> None:
+    """Byte-identical captures, and every table and artifact of every experiment equal."""
+    import numpy as np
+    import pandas as pd
+
+    za, zb = zarr_arrays(a.store.root), zarr_arrays(b.store.root)
+    assert za.keys() == zb.keys() and len(za) > 10
+    assert all(za[k] == zb[k] for k in za), [k for k in za if za[k] != zb[k]][:3]
+    assert set(a.tables) == set(b.tables)
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True, obj=name)
+    assert set(a.arrays) == set(b.arrays)
+    for name in a.arrays:
+        for key, values in a.arrays[name].items():
+            np.testing.assert_array_equal(values, b.arrays[name][key], err_msg=f"{name}/{key}")

@@ -7,11 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import zarr
-from conftest import VOCAB_TEXT, config_dict, floor_of
+from conftest import VOCAB_TEXT, assert_same_run, config_dict, floor_of, zarr_arrays
 
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import config_from_dict
@@ -35,29 +33,6 @@ def ray_cluster(tmp_path_factory):
 def on_engine(config_json: dict, out: Path, **execution):
     """The same config, written to ``out``, with the given execution settings."""
     return config_from_dict({**config_json, "out": str(out), "execution": execution})
-
-
-def zarr_arrays(root: Path) -> dict[str, bytes]:
-    """Every captured array of a run, as raw bytes, by its path in the run."""
-    out = {}
-    for meta in sorted((root / "captures").rglob("zarr.json")):
-        arr = np.asarray(zarr.open_array(store=str(meta.parent), mode="r")[...])
-        out[str(meta.parent.relative_to(root))] = arr.tobytes()
-    return out
-
-
-def assert_same_run(a, b) -> None:
-    """Byte-identical captures, and every table and artifact of every experiment equal."""
-    za, zb = zarr_arrays(a.store.root), zarr_arrays(b.store.root)
-    assert za.keys() == zb.keys() and len(za) > 10
-    assert all(za[k] == zb[k] for k in za), [k for k in za if za[k] != zb[k]][:3]
-    assert set(a.tables) == set(b.tables)
-    for name in a.tables:
-        pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True, obj=name)
-    assert set(a.arrays) == set(b.arrays)
-    for name in a.arrays:
-        for key, values in a.arrays[name].items():
-            np.testing.assert_array_equal(values, b.arrays[name][key], err_msg=f"{name}/{key}")
 
 
 def test_every_experiment_on_ray_equals_the_local_engine(tiny_run, ray_cluster, tmp_path):

@@ -4,17 +4,20 @@ errors in one sentence, and the fault points the kill -9 tests stop at.
 Every write of a run goes through ``atomic_path`` (a unique temp name beside the target, renamed
 over it in one step, removed on any failure) inside ``storage_errors`` (a full disk, a quota, a
 read-only or forbidden folder becomes one sentence with the free space). ``RunLock`` keeps a
-second process out of a run folder while one writes it.
+second process out of a run folder while one writes it. A run folder on object storage takes the same
+calls; ``objectstore`` holds what differs there (publish by key, a lease for the lock).
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
 import signal
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from layerdrift.core.objectstore import (
+    RemoteLease,
+    RunPath,
+    is_remote,
+    publish,
+    remote_error_sentence,
+    remove_remote,
+    run_location,
+)
 from layerdrift.errors import LayerdriftError
 
 FAULT_AT_ENV = (
@@ -94,19 +106,29 @@ def storage_error_sentence(err: OSError, where: Path) -> str:
 
 
 @contextmanager
-def storage_errors(where: Path) -> Iterator[None]:
-    """Turn a storage failure (full disk, quota, read-only, permission) under ``where`` into a LayerdriftError."""
+def storage_errors(where: RunPath, doing: str = "write") -> Iterator[None]:
+    """Turn a storage failure under ``where`` into a LayerdriftError: full disk, quota, read-only, permission; on
+    object storage also a missing bucket, denied access or an unreachable endpoint."""
     try:
         yield
-    except OSError as err:
-        if err.errno not in STORAGE_REASONS:
+    except LayerdriftError:
+        raise
+    except Exception as err:  # a remote client's own errors (botocore's, aiohttp's) are not all OSErrors
+        if is_remote(where):
+            sentence = remote_error_sentence(err, where, doing)
+            if sentence is None:
+                raise
+            raise LayerdriftError(sentence) from None
+        if not isinstance(err, OSError) or err.errno not in STORAGE_REASONS:
             raise
         raise LayerdriftError(storage_error_sentence(err, where)) from None
 
 
-def remove_path(path: Path) -> None:
+def remove_path(path: RunPath) -> None:
     """Delete a file or a folder tree if it exists."""
-    if path.is_dir() and not path.is_symlink():
+    if is_remote(path):
+        remove_remote(path)
+    elif path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
@@ -118,9 +140,21 @@ def temp_sibling(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: RunPath) -> Iterator[Path]:
     """Yield a temp path to write (a file or a folder); on success it replaces ``path`` in one rename,
-    on any failure (or storage error, said in one sentence) it is removed and ``path`` is untouched."""
+    on any failure (or storage error, said in one sentence) it is removed and ``path`` is untouched.
+
+    On object storage the temp path is local and is published by key when it is done (see ``objectstore``).
+    """
+    if is_remote(path):
+        with tempfile.TemporaryDirectory(prefix="layerdrift-") as folder:
+            tmp = Path(folder) / path.name
+            yield tmp
+            fault_point(f"before rename {path}")
+            with storage_errors(path):
+                publish(tmp, path)
+        fault_point(f"after rename {path}")
+        return
     tmp = temp_sibling(path)
     try:
         with storage_errors(path):
@@ -140,19 +174,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fault_point(f"after rename {path}")
 
 
-def remove_temp_files(folder: Path) -> None:
-    """Delete the temp files and folders (``.NAME.tmp-PID-ID``) that writers killed mid-write left in a folder tree."""
+def remove_temp_files(folder: RunPath) -> None:
+    """Delete the temp files and folders (``.NAME.tmp-PID-ID``) that writers killed mid-write left in a folder tree
+    (remote writers keep their temp files on their own machine, so a remote folder never has any)."""
+    if is_remote(folder):
+        return
     for path in sorted(folder.rglob(".*.tmp-*"), key=lambda p: len(p.parts)):
         remove_path(path)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_json_atomic(path: RunPath, obj: Any) -> None:
     """Write JSON through a temp file renamed over ``path`` (never a half-written file)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
 
 
-def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
+def write_npz_atomic(path: RunPath, arrays: dict[str, Any]) -> None:
     """Write named arrays as one .npz through a temp file renamed over ``path``."""
     import numpy as np
 
@@ -161,26 +198,40 @@ def write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
 
 
 class RunLock:
-    """An exclusive lock on a folder: ``RUN/.lock`` held with flock, naming its holder (pid, host, start).
+    """An exclusive lock on a run folder, naming its holder (pid, host, start). Re-entrant within one process.
 
-    The kernel drops the lock when the holder dies (even by kill -9), so a lock left behind by a dead
-    process is stale by construction and simply taken over. Re-entrant within one process.
+    Local folders: ``RUN/.lock`` held with flock; the kernel drops it when the holder dies (even by kill -9), so
+    a lock left behind by a dead process is stale by construction and simply taken over. Remote folders: a lease
+    object renewed while held (``objectstore.RemoteLease``).
     """
 
     NAME = ".lock"
-    _held: dict[Path, tuple[int, int]] = {}  # folder -> (fd, depth)
+    _held: dict[str, tuple[Any, int]] = {}  # folder -> (fd or lease, depth)
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder).absolute()
+    def __init__(self, folder: str | RunPath):
+        folder = run_location(folder)
+        self.folder = folder if is_remote(folder) else folder.absolute()
         self.created_folder = False
 
     def __enter__(self) -> "RunLock":
+        key = str(self.folder)
+        if key in self._held:
+            held, depth = self._held[key]
+            self._held[key] = (held, depth + 1)
+            return self
+        if is_remote(self.folder):
+            lease = RemoteLease(self.folder)
+            with storage_errors(self.folder):
+                lease.acquire(now())
+            self._held[key] = (lease, 1)
+            return self
+        self._held[key] = (self._flock(), 1)
+        remove_temp_files(self.folder)  # the lock is ours: any temp file here is a dead writer's
+        return self
+
+    def _flock(self) -> int:
         import fcntl
 
-        if self.folder in self._held:
-            fd, depth = self._held[self.folder]
-            self._held[self.folder] = (fd, depth + 1)
-            return self
         with storage_errors(self.folder):
             self.created_folder = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -197,9 +248,7 @@ class RunLock:
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": now()}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
-        self._held[self.folder] = (fd, 1)
-        remove_temp_files(self.folder)  # the lock is ours: any temp file here is a dead writer's
-        return self
+        return fd
 
     @staticmethod
     def _holder(fd: int) -> str:
@@ -210,17 +259,21 @@ class RunLock:
             return "holder unknown"
 
     def __exit__(self, *exc: object) -> None:
-        fd, depth = self._held[self.folder]
+        key = str(self.folder)
+        held, depth = self._held[key]
         if depth > 1:
-            self._held[self.folder] = (fd, depth - 1)
+            self._held[key] = (held, depth - 1)
             return
-        del self._held[self.folder]
-        os.close(fd)  # releases the flock
+        del self._held[key]
+        if isinstance(held, RemoteLease):
+            held.release()  # an empty remote folder is no folder: nothing is left behind
+            return
+        os.close(held)  # releases the flock
         if self.created_folder and [p.name for p in self.folder.iterdir()] == [self.NAME]:
             remove_path(self.folder)  # nothing was written: leave nothing behind
 
 
-def read_json(path: Path, what: str) -> Any:
+def read_json(path: RunPath, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -234,7 +287,7 @@ def read_json(path: Path, what: str) -> Any:
         ) from None
 
 
-def read_json_or_none(path: Path) -> Any | None:
+def read_json_or_none(path: RunPath) -> Any | None:
     """A JSON file's content, or None when it is missing or does not parse."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -242,7 +295,38 @@ def read_json_or_none(path: Path) -> Any | None:
         return None
 
 
-def read_cached_json(path: Path, fingerprint: str) -> Any | None:
+def read_cached_json(path: RunPath, fingerprint: str) -> Any | None:
     """A cached JSON object if it exists, parses and carries this fingerprint; otherwise None (recompute)."""
     data = read_json_or_none(path)
     return data if isinstance(data, dict) and data.get("fingerprint") == fingerprint else None
+
+
+def _cached_bytes(path: RunPath, parse: Any) -> Any | None:
+    """``parse(bytes)`` of a cache file, or None when it is missing or damaged (a damaged one is deleted)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return parse(io.BytesIO(data))
+    except Exception:  # any decoding failure: the cache is recomputed
+        remove_path(path)
+        return None
+
+
+def read_cached_npz(path: RunPath) -> dict[str, Any] | None:
+    """The named arrays of a cached .npz file, or None (missing or damaged: recompute)."""
+    import numpy as np
+
+    def parse(buf: io.BytesIO) -> dict[str, Any]:
+        with np.load(buf, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+    return _cached_bytes(path, parse)
+
+
+def read_cached_parquet(path: RunPath) -> Any | None:
+    """A cached Parquet table, or None (missing or damaged: recompute)."""
+    import pandas as pd
+
+    return _cached_bytes(path, pd.read_parquet)

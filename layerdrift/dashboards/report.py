@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from layerdrift.core.files import atomic_path
+from layerdrift.core.objectstore import run_location
 from layerdrift.core.spreadsheet import to_csv
 
 REPORT = "report"
@@ -50,9 +51,11 @@ def _table_html(df: pd.DataFrame, floats: int = 4) -> str:
     return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}g}", border=0, classes="t", escape=True)
 
 
-def write_report(run: Any, png: bool = True) -> list[str]:
-    """Write RUN/report (tables/*.parquet|csv, figures/*.html|png, index.html) in one swap; returns notes to show."""
-    folder = run.store.root / REPORT
+def write_report(run: Any, png: bool = True, folder: Any = None) -> list[str]:
+    """Write the report folder (tables/*.parquet|csv, figures/*.html|png, index.html) in one swap, by default
+    RUN/report, or ``folder`` (a path or an fsspec URL: a remote run's report can be written here); returns notes to
+    show."""
+    folder = run.store.root / REPORT if folder is None else run_location(folder)
     notes: list[str] = []
     with atomic_path(folder) as tmp:
         (tmp / "tables").mkdir(parents=True)

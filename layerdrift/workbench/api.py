@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from layerdrift.core.files import RunLock
 from layerdrift.core.naming import parse_pair
+from layerdrift.core.objectstore import RunPath
 from layerdrift.core.progress import progress_bars
 from layerdrift.dashboards.report import REPORT, write_report
 from layerdrift.errors import LayerdriftError
@@ -112,12 +113,13 @@ class Run:
         return label
 
     @property
-    def report(self) -> Path:
+    def report(self) -> RunPath:
         return self.store.root / REPORT / "index.html"
 
 
-def open_run(path: str | Path) -> Run:
-    """Open a run folder written by ``layerdrift run``; tables are read when first used, nothing is recomputed."""
+def open_run(path: str | RunPath) -> Run:
+    """Open a run folder written by ``layerdrift run`` (a path or an fsspec URL such as ``s3://bucket/runs/x``);
+    tables are read when first used, nothing is recomputed."""
     store = RunStore.open(path)
     sets = stored_result_sets(store.root)
     drift = sets.get(DRIFT) or StoredResultSet(store.root, DRIFT)  # no analyses: one clear sentence
@@ -154,8 +156,9 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
     return result
 
 
-def print_headline(result: Run, top_n: int = 10) -> None:
-    """Every experiment's summary tables, the notes, and where the report is, on the terminal."""
+def print_headline(result: Run, top_n: int = 10, report: Any = None) -> None:
+    """Every experiment's summary tables, the notes, and where the report is (``report``, by default the run's own),
+    on the terminal."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -177,4 +180,4 @@ def print_headline(result: Run, top_n: int = 10) -> None:
         console.print(table)
     for note in result.notes:
         console.print("[yellow]note:[/yellow]", escape(note))
-    console.print(f"report: {result.report}")
+    console.print(f"report: {report or result.report}")

@@ -72,9 +72,16 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from layerdrift.core.objectstore import run_location
+    from layerdrift.dashboards.report import write_report
     from layerdrift.workbench.api import open_run, print_headline
 
-    print_headline(open_run(args.run))
+    run = open_run(args.run)
+    if args.out is None:
+        print_headline(run)
+        return
+    run.notes += write_report(run, png=not args.no_png, folder=args.out)
+    print_headline(run, report=run_location(args.out) / "index.html")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
@@ -148,6 +155,9 @@ def _execution_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+OUT_HELP = "run folder: a path or an fsspec URL such as s3://bucket/runs/name (default: the config's `out`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layerdrift",
@@ -157,19 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="extract (reusing the cache) + every analysis + the report folder")
     p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
-    p.add_argument("--out", help="run folder (default: the config's `out`)")
+    p.add_argument("--out", help=OUT_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress output or tables")
     _execution_arguments(p)
-    p = sub.add_parser("report", help="print the headline tables of a finished run")
-    p.add_argument("run", help="run folder")
+    p = sub.add_parser("report", help="print the headline tables of a finished run; --out writes its report folder")
+    p.add_argument("run", help="run folder: a path or an fsspec URL such as s3://bucket/runs/name")
+    p.add_argument("--out", help="write the report folder here (for example a local copy of a remote run's report)")
+    p.add_argument("--no-png", action="store_true", help="HTML figures only (no Chromium needed)")
     p = sub.add_parser("dashboard", help="serve the Panel dashboard of a finished run")
-    p.add_argument("run", help="run folder")
+    p.add_argument("run", help="run folder: a path or an fsspec URL such as s3://bucket/runs/name")
     p.add_argument("--port", type=int, default=5006)
     p.add_argument("--address", default="127.0.0.1", help="bind address (default localhost only)")
     p.add_argument("--show", action="store_true", help="open a browser")
     p = sub.add_parser("extract", help="capture activations of every variant into the run store")
     p.add_argument("--config", help="experiment TOML/YAML (default: the embedded SmolLM2 quantization run)")
-    p.add_argument("--out", help="run folder (default: the config's `out`)")
+    p.add_argument("--out", help=OUT_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
     _execution_arguments(p)
     p = sub.add_parser("finetune", help="fine-tune a model on an instruction set, saving checkpoints on a schedule")

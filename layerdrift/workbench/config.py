@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from layerdrift.core.hashing import fingerprint
+from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.errors import LayerdriftError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -381,8 +382,9 @@ class ExperimentConfig(_Strict):
     def variant(self, name: str) -> VariantSpec:
         return next(v for v in self.variants if v.name == name)
 
-    def out_dir(self, override: str | Path | None = None) -> Path:
-        return Path(override) if override is not None else Path(self.out.format(name=self.name))
+    def out_dir(self, override: str | Path | None = None) -> RunPath:
+        """The run folder: ``--out`` if given, else ``out`` with the name filled in; a path or an fsspec URL."""
+        return run_location(override if override is not None else self.out.format(name=self.name))
 
     def hash(self) -> str:
         """sha256 of the canonical JSON of the config (the run's identity; where it runs is not part of it)."""

@@ -27,7 +27,7 @@ from layerdrift.analyses.similarity import cka_from_stacks, gram_stack
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 from layerdrift.core.engine import Engine, LocalEngine
-from layerdrift.core.files import atomic_path
+from layerdrift.core.files import atomic_path, read_cached_parquet
 from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import EMBED_HOOK, FINAL_NORM_HOOK, RESIDUAL, point_label
 from layerdrift.errors import LayerdriftError
@@ -619,7 +619,7 @@ def project_layers(
     )[:16]
     layers = map_layers(spec, stacks, store.main_variants, head)
     path = {layer: cache / f"layer-{layer:03d}-{key}.parquet" for layer in layers}
-    frames = {layer: pd.read_parquet(path[layer]) for layer in layers if path[layer].is_file()}
+    frames = {layer: frame for layer in layers if (frame := read_cached_parquet(path[layer])) is not None}
     todo = [layer for layer in layers if layer not in frames]
 
     def save(i: int, frame: pd.DataFrame) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from layerdrift.analyses.manifold import cell_drift, default_components, smds_cells, subspace_similarity
 from layerdrift.concepts.probes import ProbeSet, load_probe_set
-from layerdrift.core.files import read_cached_json, write_json_atomic, write_npz_atomic
+from layerdrift.core.files import read_cached_json, read_cached_npz, write_json_atomic, write_npz_atomic
 from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import point_label, residual_hook_names
 from layerdrift.errors import LayerdriftError
@@ -168,12 +168,9 @@ class ManifoldRun:
             }
         )[:20]
         path = self.root / "scores" / f"{name}--{s.name}-{key}.npz"
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    return {f: data[f] for f in data.files}
-            except (OSError, ValueError):
-                path.unlink()
+        cached = read_cached_npz(path)
+        if cached is not None:
+            return cached
         n_slots, n = len(alignment.slots), len(labels)
         acts = [self.store.activations(name, f"probe-{s.name}", h, POSITION) for h in hooks]  # each (n, slots, d)
         d = acts[0].shape[-1]

@@ -33,7 +33,7 @@ from layerdrift.analyses.patching import (
     target_logprob,
 )
 from layerdrift.concepts.patch_prompts import load_patch_prompts
-from layerdrift.core.files import read_cached_json, write_json_atomic, write_npz_atomic
+from layerdrift.core.files import read_cached_json, read_cached_npz, write_json_atomic, write_npz_atomic
 from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import pair_label
 from layerdrift.errors import LayerdriftError
@@ -302,12 +302,9 @@ class PatchingRun:
             }
         )[:20]
         path = self.root / plan.key / f"sweep-{source}-into-{receiver}-{key}.npz"
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    return {k: data[k] for k in data.files}
-            except (OSError, ValueError):
-                path.unlink()
+        cached = read_cached_npz(path)
+        if cached is not None:
+            return cached
         loaded = model()
         prompt_set = f"patch-{plan.key}"
         sources = {h: self.store.activations(source, prompt_set, h, "all") for h in hooks}

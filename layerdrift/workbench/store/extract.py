@@ -17,6 +17,7 @@ from layerdrift.core.engine import Engine, chunks, open_engine
 from layerdrift.core.files import RunLock
 from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import residual_hook_names
+from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.core.progress import progress_bars
 from layerdrift.errors import LayerdriftError
 from layerdrift.hooks.capture import capture_batch, expand_hook_names
@@ -236,7 +237,7 @@ def intact_or_todo(jobs: dict[str, CaptureJob], say: Callable[[str], None]) -> l
 
 
 def capture_jobs(
-    config: ExperimentConfig, spec: VariantSpec, root: Path, prompts: dict[str, list[str]]
+    config: ExperimentConfig, spec: VariantSpec, root: RunPath, prompts: dict[str, list[str]]
 ) -> dict[str, CaptureJob]:
     """The capture job of each prompt set of one variant (what is asked; nothing is read or written)."""
     return {
@@ -270,7 +271,7 @@ def capture_task(task: CaptureTask, progress: Any = None) -> dict[str, dict[str,
     """Load the task's variant in this process, capture its batches (each with its finished-batch marker), free the
     model; returns each prompt set's capture record. Only the driver marks captures complete and writes the
     manifest."""
-    config, root = task.config, Path(task.root)
+    config, root = task.config, run_location(task.root)
     spec = config.variant(task.variant)
     vocabularies, prompts = prompt_sets(config)
     jobs = capture_jobs(config, spec, root, prompts)
@@ -370,7 +371,7 @@ def extract(
 
 
 def capture_tasks(
-    config: ExperimentConfig, root: Path, jobs: dict[str, dict[str, CaptureJob]], engine: Engine, say: Callable
+    config: ExperimentConfig, root: RunPath, jobs: dict[str, dict[str, CaptureJob]], engine: Engine, say: Callable
 ) -> list[CaptureTask]:
     """The capture work left: locally one task per variant; on a cluster one per (variant, prompt set), or per
     ``execution.batches_per_task`` batches (those jobs are prepared here, before any task starts)."""
@@ -449,7 +450,7 @@ def prompt_sets(config: ExperimentConfig) -> tuple[dict[str, Vocabulary], dict[s
 class _StoreOnFirstUse:
     """The run store, created (or updated, dropping captures of variants no longer in the config) on first use."""
 
-    root: Path
+    root: RunPath
     config: ExperimentConfig
     vocabularies: dict[str, Vocabulary]
     store: RunStore | None = None

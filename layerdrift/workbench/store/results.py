@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import pandas as pd
 from layerdrift.core.files import fault_point, read_json_or_none, remove_path, storage_errors, write_json_atomic
 from layerdrift.core.hashing import bytes_sha256
 from layerdrift.core.naming import with_ordered_labels
+from layerdrift.core.objectstore import RunPath, make_folder
 from layerdrift.errors import LayerdriftError
 
 RESULTS = "results"
@@ -59,22 +59,22 @@ class ResultSet:
         self.tables = {stem: current_table(self.name, stem, t) for stem, t in self.tables.items()}
 
 
-def results_dir(root: Path) -> Path:
+def results_dir(root: RunPath) -> RunPath:
     return root / RESULTS
 
 
-def _pointer(root: Path, name: str) -> Path:
+def _pointer(root: RunPath, name: str) -> RunPath:
     return results_dir(root) / f"{name}.json"
 
 
-def save_result_set(root: Path, result: ResultSet) -> None:
+def save_result_set(root: RunPath, result: ResultSet) -> None:
     """Write a result set into a new generation folder, switch the pointer to it, drop older generations."""
     base = results_dir(root) / result.name
     generation = f"{result.fingerprint[:12]}-{uuid.uuid4().hex[:8]}"
     folder = base / generation
     files: dict[str, str] = {}
     with storage_errors(folder):
-        folder.mkdir(parents=True)
+        make_folder(folder)
         for stem, table in result.tables.items():
             buf = io.BytesIO()
             table.to_parquet(buf, index=False)
@@ -104,7 +104,7 @@ def save_result_set(root: Path, result: ResultSet) -> None:
 class StoredResultSet:
     """A saved result set, read lazily: the pointer at once, each file on first use (checked against its sha256)."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: RunPath, name: str):
         self.root, self.name = root, name
         pointer = read_json_or_none(_pointer(root, name))
         if not isinstance(pointer, dict) or not {"fingerprint", "generation", "files"} <= pointer.keys():
@@ -160,19 +160,19 @@ class StoredResultSet:
         return ResultSet(self.name, self.fingerprint, tables, self.meta, arrays)
 
 
-def read_result_set(root: Path, name: str) -> ResultSet:
+def read_result_set(root: RunPath, name: str) -> ResultSet:
     """The current result set ``name`` of a run, every file checked; one clear sentence if it is missing or damaged."""
     return StoredResultSet(root, name).load()
 
 
-def stored_result_sets(root: Path) -> dict[str, StoredResultSet]:
+def stored_result_sets(root: RunPath) -> dict[str, StoredResultSet]:
     """Every result set a run folder has, by name (pointers read; files on demand)."""
     base = results_dir(root)
     names = sorted(p.stem for p in base.glob("*.json")) if base.is_dir() else []
     return {name: StoredResultSet(root, name) for name in names}
 
 
-def cached_result_set(root: Path, name: str, fingerprint: str) -> ResultSet | None:
+def cached_result_set(root: RunPath, name: str, fingerprint: str) -> ResultSet | None:
     """The saved result set if it was made under this fingerprint and is intact; otherwise None (recompute)."""
     pointer = read_json_or_none(_pointer(root, name))
     if not isinstance(pointer, dict) or pointer.get("fingerprint") != fingerprint:
@@ -183,11 +183,11 @@ def cached_result_set(root: Path, name: str, fingerprint: str) -> ResultSet | No
         return None
 
 
-def has_result_set(root: Path, name: str) -> bool:
+def has_result_set(root: RunPath, name: str) -> bool:
     return _pointer(root, name).exists()
 
 
-def remove_orphan_generations(root: Path) -> None:
+def remove_orphan_generations(root: RunPath) -> None:
     """Delete generation folders no pointer names (left by a writer killed before its switch)."""
     base = results_dir(root)
     if not base.is_dir():

@@ -18,16 +18,23 @@ The capture folders' own records are the truth; the manifest's ``captures`` is r
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jaxtyping import Float
 
-from layerdrift.core.files import fault_point, now, read_json, read_json_or_none, storage_errors, write_json_atomic
+from layerdrift.core.files import (
+    fault_point,
+    now,
+    read_json,
+    read_json_or_none,
+    remove_path,
+    storage_errors,
+    write_json_atomic,
+)
 from layerdrift.core.hashing import bytes_sha256
 from layerdrift.core.naming import point_label
+from layerdrift.core.objectstore import RunPath, make_folder, run_location
 from layerdrift.errors import LayerdriftError
 
 FORMAT = "layerdrift-run/2"
@@ -49,7 +56,7 @@ def batch_list(batches: list[int]) -> str:
 class CaptureJob:
     """One (variant, prompt set) capture: written batch by batch, resumable, verified on every read."""
 
-    def __init__(self, folder: Path, fingerprint: str, n_prompts: int, batch_size: int):
+    def __init__(self, folder: RunPath, fingerprint: str, n_prompts: int, batch_size: int):
         self.folder = folder
         self.fingerprint = fingerprint
         self.n_prompts = n_prompts
@@ -57,7 +64,7 @@ class CaptureJob:
         self._writable: dict[str, Any] = {}  # zarr arrays opened for writing, by 'position/hook'
 
     @classmethod
-    def existing(cls, folder: Path) -> "CaptureJob | None":
+    def existing(cls, folder: RunPath) -> "CaptureJob | None":
         """The job recorded in a capture folder, or None when it has no readable record."""
         job = read_json_or_none(folder / JOB)
         if not isinstance(job, dict) or not {"fingerprint", "n_prompts", "batch_size"} <= job.keys():
@@ -69,7 +76,7 @@ class CaptureJob:
         return f"{self.folder.parent.name}/{self.folder.name}"
 
     @property
-    def root(self) -> Path:
+    def root(self) -> RunPath:
         return self.folder.parent.parent.parent
 
     @property
@@ -87,7 +94,7 @@ class CaptureJob:
         return bool((self.record() or {}).get("complete"))
 
     # ---- batch markers ------------------------------------------------------------------
-    def _marker(self, batch: int) -> Path:
+    def _marker(self, batch: int) -> RunPath:
         return self.folder / "batches" / f"{batch:06d}.json"
 
     def markers(self) -> dict[int, dict[str, Any]]:
@@ -112,8 +119,8 @@ class CaptureJob:
             return set(range(self.n_batches)) - set(bad)
         self._writable.clear()
         with storage_errors(self.folder):
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder.mkdir(parents=True)
+            remove_path(self.folder)
+            make_folder(self.folder)
         write_json_atomic(
             self.folder / JOB,
             {
@@ -261,7 +268,7 @@ class CaptureJob:
         return loaded[0]
 
 
-def remove_legacy_files(root: Path) -> None:
+def remove_legacy_files(root: RunPath) -> None:
     """Files of format 1 that nothing reads any more: flat result tables and their records, progress files."""
     for pattern in (
         "results/*.parquet",
@@ -274,7 +281,7 @@ def remove_legacy_files(root: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def is_run_folder(root: Path) -> bool:
+def is_run_folder(root: RunPath) -> bool:
     """A layerdrift run: it has a manifest, or capture records (its manifest was lost)."""
     return (root / MANIFEST).is_file() or any((root / CAPTURES).glob(f"*/*/{JOB}"))
 
@@ -282,17 +289,20 @@ def is_run_folder(root: Path) -> bool:
 class RunStore:
     """A run folder: read arrays per variant, prompt set, hook point and position, one layer at a time."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any]):
+    def __init__(self, root: RunPath, manifest: dict[str, Any]):
         self.root = root
         self.manifest = manifest
         self.read_only = False  # a cluster worker's view: the driver alone writes the manifest
 
     # ---- opening and saving -------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path) -> "RunStore":
-        """Open an existing run folder (read-only use); clear errors for missing, damaged or foreign folders."""
-        root = Path(path)
-        if not root.is_dir():
+    def open(cls, path: str | RunPath) -> "RunStore":
+        """Open an existing run folder (a path or an fsspec URL such as ``s3://bucket/runs/x``) for reading; clear
+        errors for missing, damaged or foreign folders."""
+        root = run_location(path)
+        with storage_errors(root, "read"):
+            exists = root.is_dir()
+        if not exists:
             raise LayerdriftError(
                 f"run folder {str(root)!r} does not exist; run `layerdrift extract` or `layerdrift run` first."
             )
@@ -307,12 +317,12 @@ class RunStore:
         return cls(root, manifest)
 
     @classmethod
-    def create_or_update(cls, path: str | Path, base: dict[str, Any]) -> "RunStore":
+    def create_or_update(cls, path: str | RunPath, base: dict[str, Any]) -> "RunStore":
         """Open the run at ``path`` for writing (creating it), keeping what earlier runs recorded.
 
         A manifest that is damaged or gone is rebuilt: the captures' own records say what is finished.
         """
-        root = Path(path)
+        root = run_location(path)
         if root.is_dir() and not is_run_folder(root) and any(p.name != ".lock" for p in root.iterdir()):
             raise LayerdriftError(
                 f"folder {str(root)!r} exists, is not empty and is not a layerdrift run; choose another --out folder."
@@ -360,7 +370,7 @@ class RunStore:
         self.save()
 
     # ---- layout -------------------------------------------------------------------------
-    def capture_folder(self, variant: str, prompt_set: str) -> Path:
+    def capture_folder(self, variant: str, prompt_set: str) -> RunPath:
         return self.root / CAPTURES / variant / prompt_set
 
     def _capture(self, variant: str, prompt_set: str) -> dict[str, Any]:
