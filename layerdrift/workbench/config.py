@@ -36,7 +36,9 @@ class VariantSpec(_Strict):
     quantization: Literal["none", "nf4", "int8"] = "none"
     double_quant: bool = False
     compute_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    attn_implementation: Literal["eager", "sdpa"] = "eager"
+    attn_implementation: Literal["auto", "eager", "sdpa"] = Field(
+        "auto", description="auto: sdpa on CUDA unless a captured hook reads inside attention, else eager"
+    )
     chat_template: bool = False
     prepend_bos: Literal["auto", "yes", "no"] = "auto"
     reference: bool = False

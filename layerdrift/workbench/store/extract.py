@@ -20,6 +20,7 @@ from layerdrift.core.naming import residual_hook_names
 from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.core.progress import progress_bars
 from layerdrift.errors import LayerdriftError
+from layerdrift.hooks.attention import needs_eager_attention
 from layerdrift.hooks.capture import capture_batch, expand_hook_names
 from layerdrift.hooks.positions import PositionSpec, parse_position, resolve_position
 from layerdrift.hooks.prompts import EncodedPrompt, encode_prompt, pad_batch, pad_id
@@ -275,7 +276,7 @@ def capture_task(task: CaptureTask, progress: Any = None) -> dict[str, dict[str,
     spec = config.variant(task.variant)
     vocabularies, prompts = prompt_sets(config)
     jobs = capture_jobs(config, spec, root, prompts)
-    loaded = load_variant(spec, config.device, config.dtype)
+    loaded = load_variant(spec, config.device, config.dtype, needs_eager_attention(config.capture.hooks))
     try:
         hooks = expand_hook_names(
             config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'"
