@@ -206,3 +206,20 @@ def test_an_unknown_storage_protocol_is_one_sentence():
 
     with pytest.raises(LayerdriftError, match="uses storage protocol 'nosuch', which fsspec does not know"):
         open_run("nosuch://bucket/run")
+
+
+def test_capture_tasks_on_ray_write_their_chunks_straight_into_the_bucket(runs, s3):
+    """A local 2-CPU Ray cluster, one task per batch: the workers write into s3:// themselves, the driver alone
+    writes the manifest, and the arrays equal the local run's byte for byte."""
+    from conftest import zarr_arrays
+
+    from layerdrift.workbench.config import config_from_dict
+    from layerdrift.workbench.store.extract import extract
+
+    local, _, (models, vocab, manifold) = runs
+    data = s3_config(f"s3://{BUCKET}/runs/ray", models, vocab, manifold=manifold).model_dump(mode="json")
+    ray_config = config_from_dict({**data, "execution": {"engine": "ray", "num_cpus": 2, "batches_per_task": 1}})
+    store = extract(ray_config, quiet=True)
+    assert store.manifest["config"]["execution"]["engine"] == "ray"
+    want = {k: v for k, v in zarr_arrays(local.store.root).items() if "/concepts/" in k}
+    assert zarr_arrays(store.root) == want and len(want) >= 15
