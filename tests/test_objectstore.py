@@ -201,6 +201,19 @@ def test_a_missing_bucket_and_denied_access_are_one_sentence_each(s3):
         proc.kill()
 
 
+def test_locations_are_local_paths_or_remote_upaths(tmp_path):
+    from pathlib import Path
+
+    from upath import UPath
+
+    from layerdrift.core.objectstore import is_remote, run_location
+
+    assert run_location(f"file://{tmp_path}") == tmp_path and type(run_location(f"file://{tmp_path}")) is type(tmp_path)
+    assert run_location("runs/x") == Path("runs/x") and not is_remote(run_location(UPath(tmp_path)))
+    remote = run_location("s3://bucket/runs/x")
+    assert is_remote(remote) and str(remote / "manifest.json") == "s3://bucket/runs/x/manifest.json"
+
+
 def test_an_unknown_storage_protocol_is_one_sentence():
     from layerdrift import open_run
 

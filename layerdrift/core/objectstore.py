@@ -37,8 +37,10 @@ LOCAL_PROTOCOLS = ("file", "local")
 
 def run_location(where: str | os.PathLike[str] | UPath) -> RunPath:
     """The run folder at ``where``: a local ``Path`` (plain path or ``file://``) or a ``UPath`` for an fsspec URL."""
-    if isinstance(where, Path | UPath) and not (isinstance(where, UPath) and where.protocol in LOCAL_PROTOCOLS):
-        return where
+    if isinstance(where, UPath) and where.protocol not in ("", *LOCAL_PROTOCOLS):
+        return where  # already remote
+    if isinstance(where, Path) and not isinstance(where, UPath):
+        return where  # already local
     text = str(where)
     protocol, sep, rest = text.partition("://")
     if not sep:
