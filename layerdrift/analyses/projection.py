@@ -1,4 +1,17 @@
-"""Joint 2-D maps of several variants at one layer: UMAP (cosine) and PCA, one fit on the stack."""
+"""Joint 2-D maps of several variants at one layer: UMAP (cosine) and PCA, one fit on the stack.
+
+Maps that carry over from layer to layer (``analysis.map_alignment = "layers"``) so a reader can follow a concept
+through depth:
+
+- PCA: each layer's own top-2 plane, rotated or reflected to best match the previous layer's coordinates
+  (orthogonal Procrustes, Schönemann 1966). Distances and the explained variance are unchanged.
+- UMAP: each layer's fit starts from the previous layer's layout (a warm start, as for UMAP on sequences of
+  graphs) and refines it with a shorter, gentler optimisation (``WARM_EPOCHS`` epochs at ``WARM_LEARNING_RATE``).
+  Then it is moved rigidly (rotation, reflection, translation) onto the previous layout. Its neighbourhoods come
+  from the layer's own data as before; only the start differs. AlignedUMAP (umap-learn) was measured too: on the
+  default run it moves points less (0.07 of the spread against 0.20) but takes 4.6x as long (219 s against 47 s)
+  and keeps fewer neighbours (0.509 against 0.528).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +22,23 @@ from jaxtyping import Float
 
 from layerdrift.analyses.drift import l2_normalize
 
+WARM_EPOCHS = 200
+WARM_LEARNING_RATE = 0.3
+
 
 def joint_umap(
-    xs: Sequence[Float[np.ndarray, "n d"]], seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1
+    xs: Sequence[Float[np.ndarray, "n d"]],
+    seed: int = 0,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    start: Float[np.ndarray, "v n 2"] | None = None,
 ) -> Float[np.ndarray, "v n 2"]:
-    """One UMAP fit (cosine metric) on all variants stacked, so coordinates are shared across variants."""
+    """One UMAP fit (cosine metric) on all variants stacked, so coordinates are shared across variants; with
+    ``start`` (the previous layer's map), a warm start from it, moved rigidly onto it."""
     import umap
 
     stacked = np.concatenate([np.asarray(x, dtype=np.float32) for x in xs])
+    warm = {} if start is None else {"n_epochs": WARM_EPOCHS, "learning_rate": WARM_LEARNING_RATE}
     reducer = umap.UMAP(
         n_components=2,
         metric="cosine",
@@ -24,10 +46,25 @@ def joint_umap(
         min_dist=min_dist,
         random_state=seed,
         n_jobs=1,
-        init="spectral",
+        init="spectral" if start is None else start.reshape(-1, 2).astype(np.float64),
+        **warm,
     )
     coords = reducer.fit_transform(stacked)
+    if start is not None:
+        coords = rigid_onto(coords, start.reshape(-1, 2))
     return coords.reshape(len(xs), -1, 2)
+
+
+def procrustes_rotation(source: Float[np.ndarray, "m c"], target: Float[np.ndarray, "m c"]) -> Float[np.ndarray, "c c"]:
+    """The orthogonal R minimising ||source R - target||_F: R = U V^T for source^T target = U S V^T."""
+    u, _, vt = np.linalg.svd(source.T @ target)
+    return u @ vt
+
+
+def rigid_onto(coords: Float[np.ndarray, "m c"], target: Float[np.ndarray, "m c"]) -> Float[np.ndarray, "m c"]:
+    """``coords`` rotated, reflected and translated (never scaled) to best match ``target`` row for row."""
+    centred, target_mean = coords - coords.mean(axis=0), target.mean(axis=0)
+    return centred @ procrustes_rotation(centred, target - target_mean) + target_mean
 
 
 def pca(x: Float[np.ndarray, "m d"], n_components: int = 2) -> tuple[Float[np.ndarray, "m c"], Float[np.ndarray, " c"]]:
@@ -39,8 +76,11 @@ def pca(x: Float[np.ndarray, "m d"], n_components: int = 2) -> tuple[Float[np.nd
 
 
 def joint_pca(
-    xs: Sequence[Float[np.ndarray, "n d"]], n_components: int = 2
+    xs: Sequence[Float[np.ndarray, "n d"]], n_components: int = 2, start: Float[np.ndarray, "v n c"] | None = None
 ) -> tuple[Float[np.ndarray, "v n c"], Float[np.ndarray, " c"]]:
-    """PCA of the L2-normalised, stacked variants; returns coordinates and explained-variance ratios."""
+    """PCA of the L2-normalised, stacked variants; returns coordinates and explained-variance ratios. With ``start``
+    (the previous layer's map) the coordinates are rotated or reflected onto it (both are centred)."""
     coords, ratio = pca(l2_normalize(np.concatenate(xs)), n_components)
+    if start is not None:
+        coords = coords @ procrustes_rotation(coords, start.reshape(-1, n_components))
     return coords.reshape(len(xs), -1, n_components), ratio

@@ -97,6 +97,9 @@ class AnalysisSpec(_Strict):
     umap_layers: Literal["all", "headline"] | list[int] = "all"
     umap_neighbors: int = Field(15, ge=2)
     umap_min_dist: float = Field(0.1, ge=0.0)
+    map_alignment: Literal["layers", "none"] = Field(
+        "layers", description="layers: each layer's map carried over from the previous one; none: fitted on its own"
+    )
     align: Literal["none", "procrustes"] = Field(
         "none", description="procrustes: report aligned drift between variants of different width"
     )

@@ -609,36 +609,57 @@ def project_layers(
     engine: Engine,
     inputs: Any,
 ) -> pd.DataFrame:
-    """Joint UMAP and PCA per layer, one task per layer, each layer cached in ``results/projections/`` by its own
-    fingerprint as soon as it is done."""
+    """Joint UMAP and PCA per layer, each layer cached in ``results/projections/`` as soon as it is done. Unaligned
+    maps are one task per layer, all at once; aligned maps (``map_alignment = "layers"``) one after another in depth
+    order, each started from the one before."""
     if maps_reason(stacks) or spec.umap_layers == []:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PROJECTION_COLUMNS.items()})
-    cache = results_dir(store.root) / "projections"
-    key = analysis_fingerprint(
-        store, ps, AnalysisSpec(umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist), seed
-    )[:16]
     layers = map_layers(spec, stacks, store.main_variants, head)
-    path = {layer: cache / f"layer-{layer:03d}-{key}.parquet" for layer in layers}
+    aligned = spec.map_alignment == "layers"
+    settings = AnalysisSpec(
+        umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist, map_alignment=spec.map_alignment
+    )
+    key = analysis_fingerprint(store, ps, settings, seed, {"chain": layers} if aligned else None)[:16]
+    path = {layer: results_dir(store.root) / "projections" / f"layer-{layer:03d}-{key}.parquet" for layer in layers}
     frames = {layer: frame for layer in layers if (frame := read_cached_parquet(path[layer])) is not None}
-    todo = [layer for layer in layers if layer not in frames]
 
-    def save(i: int, frame: pd.DataFrame) -> None:
-        say(f"projections: layer {todo[i] + 1}/{len(stacks.labels[store.reference])}")
-        with atomic_path(path[todo[i]]) as tmp:
+    def save(layer: int, frame: pd.DataFrame) -> None:
+        say(f"projections: layer {layer + 1}/{len(stacks.labels[store.reference])}")
+        with atomic_path(path[layer]) as tmp:
             frame.to_parquet(tmp, index=False)
-        frames[todo[i]] = frame
+        frames[layer] = frame
 
-    engine.map(projection_task, todo, inputs, what="a map task", each=save)
+    todo = [layer for layer in layers if layer not in frames]
+    if aligned:
+        for i, layer in enumerate(layers):
+            if layer not in frames:
+                start = map_coordinates(frames[layers[i - 1]], list(stacks.arrays)) if i else None
+                save(layer, engine.map(projection_task, [(layer, start)], inputs, what="a map task")[0])
+    else:
+        jobs = [(layer, None) for layer in todo]
+        engine.map(projection_task, jobs, inputs, what="a map task", each=lambda i, f: save(todo[i], f))
     return pd.concat([frames[layer] for layer in layers], ignore_index=True)
 
 
-def projection_task(layer: int, inputs: DriftInputs) -> pd.DataFrame:
-    """The joint UMAP and PCA of every variant at one point."""
-    stacks, spec = inputs.stacks, inputs.at.spec
+def map_coordinates(frame: pd.DataFrame, variants: list[str]) -> dict[str, np.ndarray]:
+    """One layer's maps as arrays, by method: (variants, concepts, 2) in ``variants`` order."""
+    out = {}
+    for method, part in frame.groupby("method"):
+        by_variant = {v: g.sort_values("concept")[["x", "y"]].to_numpy() for v, g in part.groupby("variant")}
+        out[str(method)] = np.stack([by_variant[v] for v in variants])
+    return out
+
+
+def projection_task(job: tuple[int, dict[str, np.ndarray] | None], inputs: DriftInputs) -> pd.DataFrame:
+    """The joint UMAP and PCA of every variant at one point (started from the previous layer's maps when given)."""
+    (layer, start), stacks, spec = job, inputs.stacks, inputs.at.spec
+    start = start or {}
     variants = list(stacks.arrays)
     xs = [stacks.arrays[v][layer] for v in variants]
-    umap_xy = joint_umap(xs, seed=inputs.at.seed, n_neighbors=spec.umap_neighbors, min_dist=spec.umap_min_dist)
-    pca_xy, _ = joint_pca(xs)
+    umap_xy = joint_umap(
+        xs, seed=inputs.at.seed, n_neighbors=spec.umap_neighbors, min_dist=spec.umap_min_dist, start=start.get("umap")
+    )
+    pca_xy, _ = joint_pca(xs, start=start.get("pca"))
     parts = []
     for method, xy in (("umap", umap_xy), ("pca", pca_xy)):
         for vi, v in enumerate(variants):

@@ -1,0 +1,115 @@
+"""Layer-aligned maps: PCA alignment is a rotation or reflection (distances and explained variance exactly kept),
+UMAP's warm start is reproducible and follows a slowly changing sequence far more closely than independent fits,
+and ``map_alignment = "none"`` gives the independent per-layer fits."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from layerdrift.analyses.projection import joint_pca, joint_umap, procrustes_rotation, rigid_onto
+
+
+def layers_drifting(n_layers: int = 3, n: int = 60, d: int = 24, step: float = 0.05, seed: int = 0):
+    """Two variants' points in 4 clusters, each layer a small random change of the one before."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, d)) * 3
+    base = centres[np.arange(n) % 4] + rng.normal(size=(n, d))
+    out, x = [], base
+    for _ in range(n_layers):
+        out.append([x, x + 0.1 * rng.normal(size=x.shape)])
+        x = x + step * rng.normal(size=x.shape) @ np.linalg.qr(rng.normal(size=(d, d)))[0]
+    return out
+
+
+VARIANTS = ("base", "tuned")
+
+
+def jump(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean displacement of variant 0's points between two maps, over the later map's RMS spread."""
+    pa, pb = a[0], b[0]
+    return float(np.linalg.norm(pb - pa, axis=1).mean() / np.sqrt(((pb - pb.mean(0)) ** 2).sum(1).mean()))
+
+
+def pairwise(x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(-1, x.shape[-1])
+    return np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+
+
+def test_procrustes_recovers_a_planted_rotation_and_reflection():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 2))
+    turn = np.array([[0.0, -1.0], [1.0, 0.0]]) @ np.diag([1.0, -1.0])
+    np.testing.assert_allclose(procrustes_rotation(x @ turn, x), turn.T, atol=1e-12)
+    np.testing.assert_allclose(rigid_onto(x @ turn + 5.0, x), x, atol=1e-12)
+
+
+def test_pca_alignment_keeps_distances_and_explained_variance_and_only_brings_the_map_closer():
+    first, second = layers_drifting()[:2]
+    start, _ = joint_pca(first)
+    free, ratio_free = joint_pca(second)
+    aligned, ratio_aligned = joint_pca(second, start=start)
+    np.testing.assert_array_equal(ratio_aligned, ratio_free)
+    np.testing.assert_allclose(pairwise(aligned), pairwise(free), atol=1e-12)
+    q = procrustes_rotation(free.reshape(-1, 2), aligned.reshape(-1, 2))
+    np.testing.assert_allclose(q @ q.T, np.eye(2), atol=1e-12)
+    assert np.linalg.norm(aligned - start) <= np.linalg.norm(free @ np.diag([1, -1]) - start) + 1e-12
+    assert np.linalg.norm(aligned - start) <= np.linalg.norm(free - start) + 1e-12
+
+
+def test_pca_alignment_undoes_a_rotation_of_the_whole_space():
+    first = layers_drifting()[0]
+    q = np.linalg.qr(np.random.default_rng(2).normal(size=(24, 24)))[0]
+    start, _ = joint_pca(first)
+    aligned, _ = joint_pca([x @ q for x in first], start=start)
+    np.testing.assert_allclose(aligned, start, atol=1e-9)
+
+
+def test_warm_started_umap_is_reproducible_and_follows_the_sequence():
+    layers = layers_drifting(n_layers=3)
+    free = [joint_umap(xs, seed=0, n_neighbors=8) for xs in layers]
+    chained = [free[0]]
+    for xs in layers[1:]:
+        chained.append(joint_umap(xs, seed=0, n_neighbors=8, start=chained[-1]))
+    again = joint_umap(layers[1], seed=0, n_neighbors=8, start=chained[0])
+    np.testing.assert_array_equal(again, chained[1])
+    free_jumps = [jump(a, b) for a, b in itertools.pairwise(free)]
+    aligned_jumps = [jump(a, b) for a, b in itertools.pairwise(chained)]
+    assert np.mean(aligned_jumps) < 0.5 * np.mean(free_jumps), (aligned_jumps, free_jumps)
+
+
+@pytest.mark.parametrize("alignment", ["none", "layers"])
+def test_the_pipeline_maps_are_the_per_layer_fits_or_their_chain(alignment, tiny_model, tiny_model_b, tmp_path):
+    """The projections table holds exactly independent fits (``none``) or the chain of warm starts (``layers``)."""
+    from conftest import VOCAB_TEXT, make_config
+
+    from layerdrift import run
+
+    vocab = tmp_path / "vocab.tsv"
+    vocab.write_text(VOCAB_TEXT, encoding="utf-8")
+    config = make_config(
+        tmp_path / "run",
+        {"base": tiny_model, "tuned": tiny_model_b},
+        vocab,
+        analysis={"umap_layers": [1, 2, 3], "map_alignment": alignment},
+    )
+    result = run(config, quiet=True)
+    table, store = result.tables["projections"], result.store
+    xs = {layer: [store.layer(v, "concepts", layer) for v in VARIANTS] for layer in (1, 2, 3)}
+
+    def stored(layer: int, method: str) -> np.ndarray:
+        rows = table[(table["layer"] == layer) & (table["method"] == method)]
+        return np.stack([rows[rows["variant"] == v].sort_values("concept")[["x", "y"]].to_numpy() for v in VARIANTS])
+
+    for layer in (1, 2, 3):
+        chained = alignment == "layers" and layer > 1
+        umap_start, pca_start = (stored(layer - 1, "umap"), stored(layer - 1, "pca")) if chained else (None, None)
+        want = {
+            "umap": joint_umap(xs[layer], seed=0, n_neighbors=4, start=umap_start),
+            "pca": joint_pca(xs[layer], start=pca_start)[0],
+        }
+        for method, coords in want.items():
+            got = stored(layer, method)
+            np.testing.assert_allclose(got, coords, rtol=0, atol=1e-5, err_msg=f"{alignment} {method} {layer}")
