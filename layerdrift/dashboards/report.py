@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from layerdrift.core.files import atomic_path
-from layerdrift.core.objectstore import run_location
+from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.core.spreadsheet import to_csv
 
 REPORT = "report"
@@ -51,7 +51,7 @@ def _table_html(df: pd.DataFrame, floats: int = 4) -> str:
     return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}g}", border=0, classes="t", escape=True)
 
 
-def write_report(run: Any, png: bool = True, folder: Any = None) -> list[str]:
+def write_report(run: Any, png: bool = True, folder: str | RunPath | None = None) -> list[str]:
     """Write the report folder (tables/*.parquet|csv, figures/*.html|png, index.html) in one swap, by default
     RUN/report, or ``folder`` (a path or an fsspec URL: a remote run's report can be written here); returns notes to
     show."""
