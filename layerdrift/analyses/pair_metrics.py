@@ -24,7 +24,6 @@ from jaxtyping import Float
 
 from layerdrift.analyses.drift import drift_by_layer, procrustes_align
 from layerdrift.analyses.neighbours import knn_jaccard
-from layerdrift.analyses.similarity import GramStack, cka_rowwise
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 
 STATS: dict[str, Callable[[np.ndarray], float]] = {
@@ -41,8 +40,7 @@ class PairStacks:
 
     a: Float[np.ndarray, "points n da"]
     b: Float[np.ndarray, "points n db"]
-    grams_a: tuple[GramStack, GramStack]  # (biased, debiased) centred Grams of every point
-    grams_b: tuple[GramStack, GramStack]
+    cka: tuple[Float[np.ndarray, " points"], Float[np.ndarray, " points"]]  # (biased, debiased) CKA(a[i], b[i])
     k: int  # neighbours for the Jaccard overlap
     align: bool  # whether drift may align different widths by Procrustes
 
@@ -119,7 +117,7 @@ CKA = PairMetric(
     "cka",
     "Same-layer linear CKA between variants (dotted: debiased)",
     "CKA",
-    lambda p: cka_rowwise(p.grams_a[0], p.grams_b[0]),
+    lambda p: p.cka[0],
     per_concept=False,
     more_change="lower",
 )
@@ -127,7 +125,7 @@ CKA_DEBIASED = PairMetric(
     "cka_debiased",
     "Same-layer debiased CKA between variants",
     "debiased CKA",
-    lambda p: cka_rowwise(p.grams_a[1], p.grams_b[1]),
+    lambda p: p.cka[1],
     per_concept=False,
     more_change="lower",
     drawn_with="cka",

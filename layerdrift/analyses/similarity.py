@@ -1,12 +1,15 @@
-"""Linear CKA (Kornblith et al. 2019), biased and debiased, with each Gram computed once.
+"""Linear CKA (Kornblith et al. 2019), biased and debiased, streamed over blocks of Gram rows.
 
 Biased:   CKA = <Kc, Lc>_F / (||Kc||_F ||Lc||_F),  Kc = Xc Xc^T for column-centred X
           (= ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F), the align-drift formula).
 Debiased: the same ratio on Grams centred with the unbiased HSIC estimator (Song et al. 2012),
           as in Kornblith's ``center_gram(unbiased=True)``; near 0 for independent data.
 
-For many pairs, every centred Gram is computed once (a ``GramStack``) and an L x L matrix of CKA
-values is one matrix product over the Grams' triangles.
+For an L_a x L_b matrix of CKA values, no Gram is ever held whole: a block of rows of every layer's
+lower-triangular Gram is built (one batched matrix product, torch, on the GPU when there is one), and
+the Frobenius inner products of all pairs are accumulated from it as one more matrix product. Each
+Gram entry is computed once, so the cost is that of building every Gram's triangle (syrk), plus
+L_a L_b n^2 for the inner products; memory is one block, not L n^2.
 """
 
 from __future__ import annotations
@@ -15,131 +18,112 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from jaxtyping import Float
 
+BLOCK_ELEMENTS = 2**23  # Gram entries per block and side (64 MiB in float64)
 
-def centered_gram(x: Float[np.ndarray, "n d"], debiased: bool = False) -> Float[np.ndarray, "n n"]:
-    """Linear-kernel Gram of column-centred x; with ``debiased``, Kornblith's unbiased centering."""
-    xc = np.asarray(x, dtype=np.float64)
-    xc = xc - xc.mean(axis=0, keepdims=True)
-    gram = xc @ xc.T
-    if not debiased:
-        return gram
-    n = gram.shape[0]
-    np.fill_diagonal(gram, 0.0)
-    means = gram.sum(axis=0) / (n - 2)
-    means -= means.sum() / (2 * (n - 1))
-    gram -= means[:, None]
-    gram -= means[None, :]
-    np.fill_diagonal(gram, 0.0)
-    return gram
+
+def compute_device() -> torch.device:
+    """Where the Grams are built: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _Grams:
+    """Rows r0:r1, columns 0:r1 of every layer's centred Gram, built into one reused buffer from the uncentred
+    features: Kc = X X^T - u 1^T - 1 u^T + (mu . mu) with mu the mean feature and u = X mu (no centred copy of X).
+    With ``debiased``, Song et al.'s centring, entry by entry: K~_ij = Kc_ij - m_i - m_j off the diagonal, 0 on it,
+    where m = s / (n-2) - sum(s) / (2 (n-1)(n-2)) and s are Kc's row sums with its diagonal set to 0."""
+
+    def __init__(self, xs: Sequence[Float[np.ndarray, "n d"]], debiased: bool, rows: int, device: torch.device):
+        self.n = n = len(xs[0])
+        for i, x in enumerate(xs):
+            if len(x) != n:
+                raise ValueError(f"representation {i} has {len(x)} rows, expected {n}: CKA compares the same inputs")
+        self.x = [torch.as_tensor(np.asarray(x), device=device).to(torch.float64) for x in xs]
+        means = [x.mean(dim=0) for x in self.x]
+        self.u = torch.stack([x @ mu for x, mu in zip(self.x, means)])  # (l, n)
+        c = torch.stack([mu @ mu for mu in means])[:, None]
+        self.row, self.column = self.u, c - self.u  # Kc_ij = x_i . x_j - row_i + column_j
+        if debiased:
+            diag = torch.stack([(x * x).sum(dim=1) for x in self.x]) - 2 * self.u + c  # Kc_ii
+            sums = n * c - self.u.sum(dim=1, keepdim=True) - diag  # Kc's row sums (0 up to rounding) minus Kc_ii
+            m = sums / (n - 2) - sums.sum(dim=1, keepdim=True) / (2 * (n - 1) * (n - 2))
+            self.row, self.column = self.row + m, self.column - m
+        self.debiased = debiased
+        self.buffer = torch.empty(len(xs) * rows * n, dtype=torch.float64, device=device)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def block(self, r0: int, r1: int) -> Float[torch.Tensor, "l rows_by_r1"]:
+        """The block, flattened per layer, with its diagonal sub-block's upper triangle zeroed and its diagonal
+        divided by sqrt(2): so that 2 <block_K, block_L> summed over blocks is <K, L>_F."""
+        g = self.buffer[: len(self) * (r1 - r0) * r1].view(len(self), r1 - r0, r1)
+        for i, x in enumerate(self.x):
+            torch.sub(self.column[i, None, :r1], self.row[i, r0:r1, None], out=g[i])
+            g[i].addmm_(x[r0:r1], x[:r1].T)
+        diagonal = torch.arange(r1 - r0, device=g.device)
+        if self.debiased:
+            g[:, diagonal, diagonal + r0] = 0.0
+        g[:, :, r0:].tril_()
+        g[:, diagonal, diagonal + r0] *= 0.5**0.5
+        return g.view(len(self), -1)
 
 
 @dataclass(frozen=True)
-class GramStack:
-    """Centred Grams of several representations of the same n inputs, each computed once.
+class GramProducts:
+    """Frobenius inner products of two lists' centred Grams: every cross pair and each Gram with itself."""
 
-    ``tri`` holds one triangle (diagonal included) of each Gram, flattened, the other triangle
-    zero; so <G_i, H_j>_F = 2 tri_i . tri_j - diag_i . diag_j, and all pairs are one matrix product.
-    """
+    inner: Float[np.ndarray, "la lb"]  # <K_i, L_j>_F
+    self_a: Float[np.ndarray, " la"]  # ||K_i||_F^2
+    self_b: Float[np.ndarray, " lb"]
 
-    tri: Float[np.ndarray, "l nn"]
-    diag: Float[np.ndarray, "l n"]
-
-    def __len__(self) -> int:
-        return len(self.tri)
-
-    def __getitem__(self, rows: np.ndarray) -> "GramStack":
-        """The Grams of the given representations, in that order (indexed like an array of them)."""
-        return GramStack(self.tri[rows], self.diag[rows])
-
-    def inner(self, other: "GramStack") -> Float[np.ndarray, "la lb"]:
-        """Frobenius inner products <G_i, H_j> for every pair."""
-        return 2.0 * (self.tri @ other.tri.T) - self.diag @ other.diag.T
-
-    def inner_rowwise(self, other: "GramStack") -> Float[np.ndarray, " l"]:
-        """<G_i, H_i> for matching rows."""
-        return 2.0 * np.einsum("lm,lm->l", self.tri, other.tri) - np.einsum("ln,ln->l", self.diag, other.diag)
-
-    def norms(self) -> Float[np.ndarray, " l"]:
-        return np.sqrt(np.maximum(self.inner_rowwise(self), 0.0))
+    def cka(self) -> Float[np.ndarray, "la lb"]:
+        """<K_i, L_j> / (||K_i|| ||L_j||), NaN where a representation is constant (no CKA)."""
+        den = np.sqrt(np.outer(np.maximum(self.self_a, 0.0), np.maximum(self.self_b, 0.0)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, self.inner / np.where(den > 0, den, 1.0), np.nan)
 
 
-def gram_stack(
-    xs: Sequence[Float[np.ndarray, "n d"]], debiased: bool = False, buffer: np.ndarray | None = None
-) -> GramStack:
-    """Centred Gram of every representation, built once (BLAS syrk for the biased case).
-
-    ``buffer`` (at least len(xs) rows of n*n) is reused instead of fresh memory when given.
-    """
-    from scipy.linalg.blas import dsyrk
-
-    n = xs[0].shape[0]
-    if buffer is None:
-        tri = np.zeros((len(xs), n * n))  # calloc: the untouched triangle costs no page faults
-    else:
-        tri = buffer[: len(xs)]
-        tri.fill(0.0)
-    diag = np.empty((len(xs), n))
-    centred: np.ndarray | None = None  # one reused buffer for the centred features
-    for i, x in enumerate(xs):
-        if x.shape[0] != n:
-            raise ValueError(f"representation {i} has {x.shape[0]} rows, expected {n}: CKA compares the same inputs")
-        out = tri[i].reshape(n, n)
-        if debiased:
-            gram = centered_gram(x, debiased=True)
-            rows, cols = np.tril_indices(n)
-            out[rows, cols] = gram[rows, cols]
-        else:
-            if centred is None or centred.shape != x.shape:
-                centred = np.empty(x.shape)
-            xc = np.subtract(x, np.mean(x, axis=0, dtype=np.float64), out=centred)
-            # xc.T is a Fortran-ordered view (no copy); trans=1 gives xc xc^T into the upper
-            # triangle of out.T (Fortran view) = the lower triangle of out, in place
-            dsyrk(1.0, xc.T, c=out.T, trans=1, overwrite_c=1)
-        diag[i] = np.diagonal(out)
-    return GramStack(tri, diag)
-
-
-def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, NaN where den is 0 (a constant representation has no CKA)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
-def cka_from_stacks(a: GramStack, b: GramStack) -> Float[np.ndarray, "la lb"]:
-    """CKA for every (row of a, row of b) pair: one matrix product over the Gram triangles."""
-    return _safe_ratio(a.inner(b), np.outer(a.norms(), b.norms()))
-
-
-def cka_rowwise(a: GramStack, b: GramStack) -> Float[np.ndarray, " l"]:
-    """Same-row CKA (layer i of a vs layer i of b) from two Gram stacks."""
-    return _safe_ratio(a.inner_rowwise(b), a.norms() * b.norms())
+def gram_products(
+    xs: Sequence[Float[np.ndarray, "n da"]],
+    ys: Sequence[Float[np.ndarray, "n db"]] | None = None,
+    debiased: bool = False,
+    device: torch.device | None = None,
+) -> GramProducts:
+    """<K_i, L_j>_F for the centred Grams of every xs[i] and ys[j] (ys defaults to xs), a block of Gram rows at a
+    time: each block is rows r0:r1 of the Grams' lower triangles (columns 0:r1), built once."""
+    device = device or compute_device()
+    n = len(xs[0])
+    rows = max(1, BLOCK_ELEMENTS // (max(len(xs), len(xs if ys is None else ys)) * n))
+    a = _Grams(xs, debiased, rows, device)
+    b = a if ys is None else _Grams(ys, debiased, rows, device)
+    if a.n != b.n:
+        raise ValueError(f"xs have {a.n} rows and ys {b.n}: CKA compares the same inputs")
+    inner = torch.zeros(len(a), len(b), dtype=torch.float64, device=device)
+    self_a = torch.zeros(len(a), dtype=torch.float64, device=device)
+    self_b = torch.zeros(len(b), dtype=torch.float64, device=device)
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        ga = a.block(r0, r1)
+        gb = ga if b is a else b.block(r0, r1)
+        inner.addmm_(ga, gb.T, alpha=2.0)
+        self_a += 2.0 * torch.linalg.vector_norm(ga, dim=1) ** 2
+        self_b += 2.0 * torch.linalg.vector_norm(gb, dim=1) ** 2
+    return GramProducts(inner.cpu().numpy(), self_a.cpu().numpy(), self_b.cpu().numpy())
 
 
 def cka_matrix(
     xs: Sequence[Float[np.ndarray, "n da"]],
     ys: Sequence[Float[np.ndarray, "n db"]] | None = None,
     debiased: bool = False,
+    device: torch.device | None = None,
 ) -> Float[np.ndarray, "la lb"]:
-    """Cross-layer CKA: entry (i, j) = CKA(xs[i], ys[j]); ys defaults to xs (a self-similarity map).
-
-    xs's Grams are kept; ys's are built in blocks of ``block`` layers in one reused buffer, which
-    halves the fresh memory touched (page faults dominate at n ~ 2000 otherwise).
-    """
-    sa = gram_stack(xs, debiased)
-    if ys is None:
-        return cka_from_stacks(sa, sa)
-    norms_a = sa.norms()
-    result = np.empty((len(xs), len(ys)))
-    block = 8
-    buffer = np.zeros((min(block, len(ys)), xs[0].shape[0] ** 2))
-    for start in range(0, len(ys), block):
-        sb = gram_stack(ys[start : start + block], debiased, buffer)
-        result[:, start : start + sb.tri.shape[0]] = _safe_ratio(sa.inner(sb), np.outer(norms_a, sb.norms()))
-    return result
+    """Cross-layer CKA: entry (i, j) = CKA(xs[i], ys[j]); ys defaults to xs (a self-similarity map)."""
+    return gram_products(xs, ys, debiased, device).cka()
 
 
 def linear_cka(x: Float[np.ndarray, "n da"], y: Float[np.ndarray, "n db"], debiased: bool = False) -> float:
     """CKA of two representations of the same n inputs (widths may differ)."""
-    return float(cka_matrix([x], [y], debiased)[0, 0])
+    return float(cka_matrix([x], [y], debiased, torch.device("cpu"))[0, 0])

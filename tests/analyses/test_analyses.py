@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
+from layerdrift.analyses import similarity
 from layerdrift.analyses.drift import cosine_drift, drift_by_layer, percentile_rank, procrustes_align
 from layerdrift.analyses.neighbours import knn_indices, knn_jaccard, neighbour_list
-from layerdrift.analyses.similarity import cka_matrix, cka_rowwise, gram_stack, linear_cka
+from layerdrift.analyses.similarity import cka_matrix, linear_cka
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci, category_permutation_test
 from layerdrift.errors import LayerdriftError
@@ -108,16 +109,17 @@ def test_cka_matches_explicit_centering_and_song_estimator():
     assert abs(linear_cka(x, y) - feat) < 1e-9
 
 
-def test_cka_matrix_equals_per_pair_reference():
-    xs = [rng.normal(size=(30, 5)) for _ in range(4)]
-    ys = [x @ rng.normal(size=(5, 5)) + rng.normal(size=(30, 5)) for x in xs[:3]]
+@pytest.mark.parametrize("block_elements", [2**23, 4 * 30 * 7, 1])  # one block; 7 Gram rows; one row at a time
+def test_cka_matrix_equals_per_pair_reference(monkeypatch, block_elements):
+    monkeypatch.setattr(similarity, "BLOCK_ELEMENTS", block_elements)
+    xs = [rng.normal(size=(30, 5)) + 3.0 for _ in range(4)]  # off-centre: the centring is folded into the blocks
+    ys = [x @ rng.normal(size=(5, 7)) + rng.normal(size=(30, 7)) for x in xs[:3]]
     for debiased in (False, True):
-        m = cka_matrix(xs, ys, debiased)
-        ref = np.array([[(slow_cka_debiased if debiased else slow_cka_biased)(x, y) for y in ys] for x in xs])
-        np.testing.assert_allclose(m, ref, atol=1e-6)
-        np.testing.assert_allclose(
-            cka_rowwise(gram_stack(xs[:3], debiased), gram_stack(ys, debiased)), np.diag(ref[:3]), atol=1e-6
-        )
+        slow = slow_cka_debiased if debiased else slow_cka_biased
+        ref = np.array([[slow(x, y) for y in ys] for x in xs])
+        np.testing.assert_allclose(cka_matrix(xs, ys, debiased), ref, atol=1e-10)
+        self_ref = np.array([[slow(x, y) for y in xs] for x in xs])
+        np.testing.assert_allclose(cka_matrix(xs, None, debiased), self_ref, atol=1e-10)
 
 
 def test_cka_invariants():

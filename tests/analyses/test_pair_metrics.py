@@ -9,13 +9,13 @@ from scipy.stats import ortho_group
 
 from layerdrift.analyses import pair_metrics
 from layerdrift.analyses.pair_metrics import CKA, DRIFT, JACCARD, PAIR_METRICS, PairMetric, PairStacks
-from layerdrift.analyses.similarity import gram_stack
+from layerdrift.analyses.similarity import cka_matrix
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 
 
 def stacks(a: np.ndarray, b: np.ndarray, align: bool = False) -> PairStacks:
-    grams = lambda x: (gram_stack(list(x)), gram_stack(list(x), debiased=True))
-    return PairStacks(a, b, grams(a), grams(b), k=5, align=align)
+    cka = (np.diag(cka_matrix(a, b)), np.diag(cka_matrix(a, b, debiased=True)))
+    return PairStacks(a, b, cka, k=5, align=align)
 
 
 @pytest.fixture()

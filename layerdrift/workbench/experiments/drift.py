@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float
 
 from layerdrift.analyses.degenerate import degenerate_points, degenerate_reason
 from layerdrift.analyses.depth import depth_matches
@@ -23,7 +24,7 @@ from layerdrift.analyses.headline import SIGNIFICANCE, category_rows, floor_log_
 from layerdrift.analyses.neighbours import cosine_similarity_matrix, knn_indices
 from layerdrift.analyses.pair_metrics import PAIR_METRICS, PairStacks
 from layerdrift.analyses.projection import joint_pca, joint_umap
-from layerdrift.analyses.similarity import cka_from_stacks, gram_stack
+from layerdrift.analyses.similarity import cka_matrix
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 from layerdrift.core.engine import Engine, LocalEngine
@@ -280,14 +281,14 @@ class Headline:
     floor: np.ndarray | None = None
 
 
-def rows_of(x: Any, idx: np.ndarray) -> Any:
-    """``x[idx]`` (an array or a GramStack), without a copy when ``idx`` is every row in order."""
+def rows_of(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``x[idx]``, without a copy when ``idx`` is every row in order."""
     every = len(idx) == len(x) and (idx == np.arange(len(x))).all()
     return x if every else x[idx]
 
 
 def metric_values(
-    pair: Pair, stacks: Stacks, grams: dict[str, Any], spec: AnalysisSpec, points: np.ndarray
+    pair: Pair, stacks: Stacks, cross: CrossCKA, spec: AnalysisSpec, points: np.ndarray
 ) -> dict[str, Any]:
     """Every registered pair metric's values for one pair at its matched points (rows of ``pair_points``); those
     that need the prompts to vary are NaN at the points degenerate in either variant."""
@@ -295,8 +296,7 @@ def metric_values(
     data = PairStacks(
         rows_of(stacks.arrays[pair.a], ia),
         rows_of(stacks.arrays[pair.b], ib),
-        tuple(rows_of(g, ia) for g in grams[pair.a]),
-        tuple(rows_of(g, ib) for g in grams[pair.b]),
+        (cross.biased[ia, ib], cross.debiased[ia, ib]),
         spec.k,
         spec.align == "procrustes",
     )
@@ -308,13 +308,13 @@ def metric_values(
     return values
 
 
-def pair_tables(pair: Pair, stacks: Stacks, grams: dict[str, Any], at: Headline) -> PairTables:
+def pair_tables(pair: Pair, stacks: Stacks, cross: CrossCKA, at: Headline) -> PairTables:
     """Every registered pair metric at every matched point of one pair, its per-concept drift at every reference
     point (NaN where the pair has no point) and its headline rows."""
     out = PairTables()
     spec, seed, concepts = at.spec, at.seed, at.concepts
     points = pair_points(pair, stacks, at.reference)
-    values = metric_values(pair, stacks, grams, spec, points)
+    values = metric_values(pair, stacks, cross, spec, points)
     columns: dict[str, list[float]] = {}
     for m in PAIR_METRICS:
         if values[m.name] is not None:
@@ -406,26 +406,33 @@ def category_layer_rows(
     return rows
 
 
-def cross_cka_rows(pairs: list[Pair], stacks: Stacks, grams: dict[str, Any]) -> list[dict[str, Any]]:
-    """CKA (and debiased CKA) between every point of a and every point of b, for every pair (any depths)."""
-    rows = []
-    for pair in pairs:
-        biased = cka_from_stacks(grams[pair.a][0], grams[pair.b][0])
-        debiased = cka_from_stacks(grams[pair.a][1], grams[pair.b][1])
-        rows += [
+@dataclass(frozen=True)
+class CrossCKA:
+    """CKA between every point of a pair's a and every point of its b (any depths), biased and debiased."""
+
+    biased: Float[np.ndarray, "points_a points_b"]
+    debiased: Float[np.ndarray, "points_a points_b"]
+
+    @classmethod
+    def of(cls, pair: Pair, stacks: Stacks) -> "CrossCKA":
+        a, b = stacks.arrays[pair.a], stacks.arrays[pair.b]
+        return cls(cka_matrix(a, b), cka_matrix(a, b, debiased=True))
+
+    def rows(self, pair: Pair, stacks: Stacks) -> list[dict[str, Any]]:
+        """The cka_cross table's rows of the pair."""
+        return [
             {
                 "pair": pair.label,
                 "layer_a": i,
                 "layer_b": j,
                 "label_a": stacks.labels[pair.a][i],
                 "label_b": stacks.labels[pair.b][j],
-                "cka": biased[i, j],
-                "cka_debiased": debiased[i, j],
+                "cka": self.biased[i, j],
+                "cka_debiased": self.debiased[i, j],
             }
-            for i in range(biased.shape[0])
-            for j in range(biased.shape[1])
+            for i in range(self.biased.shape[0])
+            for j in range(self.biased.shape[1])
         ]
-    return rows
 
 
 def variant_task(v: str, inputs: DriftInputs) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
@@ -471,7 +478,6 @@ class DriftInputs:
     """What every piece of the drift analyses reads, shipped once to wherever the pieces run."""
 
     stacks: Stacks
-    grams: dict[str, Any]
     at: Headline
 
 
@@ -490,8 +496,8 @@ class PairJob:
 def pair_task(job: PairJob, inputs: DriftInputs) -> tuple[PairTables, list[dict[str, Any]]]:
     """One pair's tables and its cross-layer CKA rows."""
     at = replace(inputs.at, floor=job.floor)
-    tables = pair_tables(job.pair, inputs.stacks, inputs.grams, at)
-    return tables, cross_cka_rows([job.pair], inputs.stacks, inputs.grams)
+    cross = CrossCKA.of(job.pair, inputs.stacks)
+    return pair_tables(job.pair, inputs.stacks, cross, at), cross.rows(job.pair, inputs.stacks)
 
 
 def tables_of_pairs(pairs: list[Pair], inputs: Any, engine: Engine) -> tuple[list[PairTables], list[dict[str, Any]]]:
@@ -546,9 +552,7 @@ def analyze(
     check_alignment(stacks, spec.align)
     notes = [n for p in pairs for n in pair_notes(p, stacks, spec.align)] + stacks.notes()
 
-    say("centred Grams")
-    grams = {v: (gram_stack(list(arr)), gram_stack(list(arr), debiased=True)) for v, arr in stacks.arrays.items()}
-    inputs = engine.share(DriftInputs(stacks, grams, Headline(spec, seed, store.reference, head, concepts)))
+    inputs = engine.share(DriftInputs(stacks, Headline(spec, seed, store.reference, head, concepts)))
     say("drift, neighbourhoods and cross-layer CKA")
     per_pair, cross_rows = tables_of_pairs(pairs, inputs, engine)
     say("effective rank and neighbour lists")
