@@ -18,7 +18,7 @@ def build_app(run: Any) -> pn.viewable.Viewable:
     """The Panel layout for one browser session: the title and every experiment's tabs, in registry order."""
     pn.extension("plotly", "tabulator", sizing_mode="stretch_width", notifications=True)
     title = md(
-        "## layerdrift · {name} · reference {reference}",
+        "## layerdrift · {name}\n\nvariants compared against **{reference}**",
         name=run.store.manifest["config"]["name"],
         reference=run.meta.get("reference", run.store.reference),
     )

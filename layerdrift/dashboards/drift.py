@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import html
 import io
 from typing import Any
 
@@ -24,9 +25,19 @@ from layerdrift.dashboards.style import (
     category_colours,
     empty_figure,
     layer_ticks,
+    mark_layer,
     pair_colours,
     shade_band,
 )
+
+TABLE_CSS = """
+table.neighbours { border-collapse: collapse; font-size: 13px; width: 100%; }
+table.neighbours th, table.neighbours td { padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; }
+table.neighbours th { border-bottom: 2px solid #bbb; }
+table.neighbours .num { text-align: right; font-variant-numeric: tabular-nums; }
+"""
+MAP_TAB, OVERVIEW_TAB = 0, 1  # the drift tab's sub-tabs
+MAP_TRANSITION = dict(duration=250, easing="cubic-out")  # points glide to the next layer's places
 
 
 def top_drifters_bar(top: pd.DataFrame, pair: str, categories: list[str], layer_label: str) -> go.Figure:
@@ -240,7 +251,7 @@ def effective_rank_curves(ranks: pd.DataFrame, reference: str) -> go.Figure:
     fig = make_subplots(
         rows=1,
         cols=2,
-        subplot_titles=["RankMe (entropy effective rank)", "Rényi rank: dotted α=0.5, dashed α=2, long-dash α=∞"],
+        subplot_titles=["RankMe (entropy)", "Rényi: dotted α=0.5, dashed α=2, long-dash α=∞"],
         horizontal_spacing=0.1,
     )
     colours = pair_colours(list(dict.fromkeys(ranks["variant"])))
@@ -284,13 +295,19 @@ def effective_rank_curves(ranks: pd.DataFrame, reference: str) -> go.Figure:
     return fig
 
 
-def _trajectory_lines(r: pd.DataFrame, v: pd.DataFrame) -> go.Scatter:
-    """Grey segments from each reference point to the same concept in the variant (None breaks between them)."""
-    xs, ys = [], []
-    for (x0, y0), (x1, y1) in zip(r[["x", "y"]].to_numpy(), v[["x", "y"]].to_numpy()):
-        xs += [x0, x1, None]
-        ys += [y0, y1, None]
-    return go.Scatter(
+def _xy(t: pd.DataFrame) -> dict:
+    """A map's coordinates as float32 (a step sends half the bytes; a screen needs no more)."""
+    return dict(x=t["x"].to_numpy(np.float32), y=t["y"].to_numpy(np.float32))
+
+
+def _trajectory_lines(r: pd.DataFrame, v: pd.DataFrame) -> dict:
+    """Grey segments from each reference point to the same concept in the variant (NaN breaks between them)."""
+    n = len(r)
+    xs, ys = np.full(3 * n, np.nan, np.float32), np.full(3 * n, np.nan, np.float32)
+    xs[0::3], xs[1::3] = r["x"].to_numpy(), v["x"].to_numpy()
+    ys[0::3], ys[1::3] = r["y"].to_numpy(), v["y"].to_numpy()
+    return dict(
+        type="scatter",
         x=xs,
         y=ys,
         mode="lines",
@@ -300,32 +317,59 @@ def _trajectory_lines(r: pd.DataFrame, v: pd.DataFrame) -> go.Scatter:
     )
 
 
-def _reference_markers(r: pd.DataFrame, reference: str, hover: list[str]) -> go.Scatter:
-    """The reference variant's points: hollow circles."""
-    return go.Scatter(
-        x=r["x"],
-        y=r["y"],
-        mode="markers",
-        name=reference,
-        marker=dict(size=6, color="white", line=dict(color="#333", width=1)),
-        text=hover,
-        customdata=r["concept"],
-        hovertemplate="%{text}<extra>" + reference + "</extra>",
-    )
-
-
-def _variant_markers(v: pd.DataFrame, variant: str, hover: list[str], dv: np.ndarray) -> go.Scatter:
-    """The variant's points: triangles coloured by each concept's drift."""
-    return go.Scatter(
-        x=v["x"],
-        y=v["y"],
+def _markers(t: pd.DataFrame, variant: str, names: list[str], dv: np.ndarray, marker: dict) -> dict:
+    """One variant's points; hover names the concept (the same text at every layer) and its drift at this layer."""
+    return dict(
+        type="scatter",
+        **_xy(t),
         mode="markers",
         name=variant,
-        text=hover,
-        customdata=v["concept"],
-        hovertemplate="%{text}<extra>" + variant + "</extra>",
-        marker=dict(size=8, color=dv, colorscale="Inferno", colorbar=dict(title="drift"), symbol="triangle-up"),
+        marker=marker,
+        text=names,
+        customdata=np.stack([t["concept"].to_numpy(), dv], axis=1),  # [concept, drift]: clicks read the concept
+        hovertemplate="%{text}<br>drift %{customdata[1]:.4f}<extra>" + variant + "</extra>",
     )
+
+
+def trajectory_traces(
+    proj: pd.DataFrame,
+    drift: pd.DataFrame,
+    reference: str,
+    variant: str,
+    pair: str,
+    layer: int,
+    terms: list[str],
+    categories: list[str],
+    method: str = "umap",
+) -> list[dict]:
+    """The traces of ``umap_trajectories``, as plain dicts (cheap to build; a dashboard step swaps them in): grey
+    segments, the reference's points as hollow circles, the variant's as triangles coloured by drift."""
+    p = proj[(proj["layer"] == layer) & (proj["method"] == method)]
+    r = p[p["variant"] == reference].sort_values("concept")
+    v = p[p["variant"] == variant].sort_values("concept")
+    d = drift[(drift["pair"] == pair) & (drift["layer"] == layer)].sort_values("concept")
+    dv = d["drift"].to_numpy() if len(d) else np.zeros(len(r))
+    names = [f"{t}<br>{c}" for t, c in zip(terms, categories)]
+    hollow = dict(size=6, color="white", line=dict(color="#333", width=1))
+    by_drift = dict(size=8, color=dv, colorscale="Inferno", colorbar=dict(title="drift"), symbol="triangle-up")
+    return [
+        _trajectory_lines(r, v),
+        _markers(r, reference, names, dv, hollow),
+        _markers(v, variant, names, dv, by_drift),
+    ]
+
+
+def map_title(proj: pd.DataFrame, layer: int, method: str, subject: str) -> str:
+    """The joint map's title: which map, of what (": a → b" or " by category"), at which layer."""
+    p = proj[(proj["layer"] == layer) & (proj["method"] == method)]
+    return f"Joint {method.upper()}{subject} (layer {layer_label_of(p)})"
+
+
+def map_layout(fig: go.Figure, title: str, method: str, **layout: Any) -> go.Figure:
+    """The shared look of a joint map, with its title and axes; ``layout`` adds to it or overrides it."""
+    axes = dict(xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")
+    fig.update_layout(**{**LAYOUT, "title": title, **axes, **layout})
+    return fig
 
 
 def umap_trajectories(
@@ -340,45 +384,34 @@ def umap_trajectories(
     method: str = "umap",
 ) -> go.Figure:
     """Reference points with an arrow to the same concept in the variant, coloured by drift."""
-    p = proj[(proj["layer"] == layer) & (proj["method"] == method)]
-    r = p[p["variant"] == reference].sort_values("concept")
-    v = p[p["variant"] == variant].sort_values("concept")
-    d = drift[(drift["pair"] == pair) & (drift["layer"] == layer)].sort_values("concept")
-    dv = d["drift"].to_numpy() if len(d) else np.zeros(len(r))
-    fig = go.Figure()
-    fig.add_trace(_trajectory_lines(r, v))
-    hover = [f"{t}<br>{c}<br>drift {x:.4f}" for t, c, x in zip(terms, categories, dv)]
-    fig.add_trace(_reference_markers(r, reference, hover))
-    fig.add_trace(_variant_markers(v, variant, hover, dv))
-    fig.update_layout(
-        **LAYOUT,
-        title=f"Joint {method.upper()}: {reference} → {variant} (layer {layer_label_of(p)})",
+    traces = trajectory_traces(proj, drift, reference, variant, pair, layer, terms, categories, method)
+    return map_layout(
+        go.Figure(traces),
+        map_title(proj, layer, method, f": {reference} → {variant}"),
+        method,
         height=620,
         width=760,
-        xaxis_title=f"{method.upper()} 1",
-        yaxis_title=f"{method.upper()} 2",
-        legend=dict(x=0, y=1, bgcolor="rgba(255,255,255,0.7)"),
+        legend=dict(orientation="h", x=0, y=-0.12, yanchor="top"),
     )
-    return fig
 
 
-def umap_by_category(
+def category_traces(
     proj: pd.DataFrame, layer: int, terms: list[str], categories: list[str], method: str = "umap"
-) -> go.Figure:
-    """All variants in the shared map, coloured by category, one marker symbol per variant."""
+) -> list[dict]:
+    """The traces of ``umap_by_category``: one per category and variant, as plain dicts."""
     p = proj[(proj["layer"] == layer) & (proj["method"] == method)]
     colours = category_colours(categories)
     symbols = ["circle", "triangle-up", "square", "diamond", "cross", "x", "star"]
     cats = np.asarray(categories)
-    fig = go.Figure()
+    traces = []
     for vi, (variant, t) in enumerate(p.groupby("variant", sort=False)):
         t = t.sort_values("concept")
         for cat in dict.fromkeys(categories):
             sel = t[cats[t["concept"].to_numpy()] == cat]
-            fig.add_trace(
-                go.Scatter(
-                    x=sel["x"],
-                    y=sel["y"],
+            traces.append(
+                dict(
+                    type="scatter",
+                    **_xy(sel),
                     mode="markers",
                     name=f"{cat} · {variant}",
                     legendgroup=cat,
@@ -390,23 +423,47 @@ def umap_by_category(
                         line=dict(width=0.5, color="white"),
                     ),
                     text=[terms[i] for i in sel["concept"]],
-                    customdata=sel["concept"],
+                    customdata=sel["concept"].to_numpy(),
                     hovertemplate="%{text}<extra>" + f"{cat} · {variant}" + "</extra>",
                 )
             )
-    fig.update_layout(
-        **LAYOUT,
-        title=f"Joint {method.upper()} by category (layer {layer_label_of(p)})",
-        height=620,
-        width=860,
-        xaxis_title=f"{method.upper()} 1",
-        yaxis_title=f"{method.upper()} 2",
-    )
-    return fig
+    return traces
+
+
+def umap_by_category(
+    proj: pd.DataFrame, layer: int, terms: list[str], categories: list[str], method: str = "umap"
+) -> go.Figure:
+    """All variants in the shared map, coloured by category, one marker symbol per variant."""
+    traces = category_traces(proj, layer, terms, categories, method)
+    return map_layout(go.Figure(traces), map_title(proj, layer, method, " by category"), method, height=620, width=860)
 
 
 def layer_label_of(p: pd.DataFrame) -> str:
     return str(p["label"].iloc[0]) if len(p) else "?"
+
+
+def neighbour_html(neighbours: pd.DataFrame) -> str:
+    """A concept's neighbour list as a small HTML table (terms escaped), or a line saying there is none."""
+    if neighbours.empty:
+        return "<p class='none'>no neighbours at this layer</p>"
+    rows = "".join(
+        f"<tr><td>{html.escape(str(term))}</td><td class='num'>{sim:.3f}</td></tr>"
+        for term, sim in zip(neighbours["neighbour"], neighbours["similarity"])
+    )
+    return (
+        "<table class='neighbours'><thead><tr><th>neighbour</th><th class='num'>cos</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def map_ranges(proj: pd.DataFrame, pad: float = 0.05) -> tuple[list[float], list[float]]:
+    """x and y ranges that hold every layer's map of one method, with a margin."""
+    out = []
+    for c in ("x", "y"):
+        lo, hi = float(proj[c].min()), float(proj[c].max())
+        margin = pad * (hi - lo or 1.0)
+        out.append([lo - margin, hi + margin])
+    return out[0], out[1]
 
 
 def concept_layer_curves(drift: pd.DataFrame, concept: int, term: str, metric: str, pairs: list[dict]) -> go.Figure:
@@ -553,9 +610,9 @@ class DashboardState(param.Parameterized):
             {key: t.sort_values("concept") for key, t in drift.groupby(["pair", "layer"])} if len(drift) else {}
         )
         self._neighbours = {key: t for key, t in run.tables["neighbours"].groupby(["variant", "layer"])}  # noqa: C416
-        self._projection_layers = (
-            sorted(set(run.tables["projections"]["layer"])) if len(run.tables["projections"]) else []
-        )
+        proj = run.tables["projections"]
+        self._projection_layers = sorted(set(proj["layer"])) if len(proj) else []
+        self._map_ranges = {str(m): map_ranges(t) for m, t in proj.groupby("method")} if len(proj) else {}
         ranks = run.tables["effective_rank"]  # one row per point of every variant: each variant's own points
         self.variant_labels = {v: t.sort_values("layer")["label"].tolist() for v, t in ranks.groupby("variant")}
         self._pair_layers = {
@@ -642,51 +699,68 @@ class DashboardState(param.Parameterized):
         )
 
     # ---- figures -----------------------------------------------------------------------
+    def map_traces(self) -> list[dict]:
+        """The map's traces at the selected layer (by pair or by category), the selected concept's rings last."""
+        proj, info = self.run.tables["projections"], self.pair_info
+        if self.colour == "category":
+            traces = category_traces(proj, self.layer, self.terms, self.categories, self.method)
+            plotted = list(dict.fromkeys(proj["variant"]))
+        else:
+            drift = self.run.tables["drift"]
+            args = (info["a"], info["b"], info["label"], self.layer, self.terms, self.categories, self.method)
+            traces = trajectory_traces(proj, drift, *args)
+            plotted = [info["a"], info["b"]]
+        at = proj[(proj["layer"] == self.layer) & (proj["method"] == self.method) & (proj["concept"] == self.concept)]
+        at = at[at["variant"].isin(plotted)]  # rings only around points that are drawn
+        ring = dict(
+            type="scatter",
+            **_xy(at),
+            mode="markers+text",
+            text=[self.terms[self.concept]] + [""] * (len(at) - 1),
+            textposition="top center",
+            marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#00a0ff", width=3)),
+            name="selected",
+            hoverinfo="skip",
+        )
+        return [*traces, ring]
+
+    def map_title(self) -> str:
+        info = self.pair_info
+        subject = " by category" if self.colour == "category" else f": {info['a']} → {info['b']}"
+        return map_title(self.run.tables["projections"], self.layer, self.method, subject)
+
     def map_figure(self) -> go.Figure:
-        layer, proj = self.layer, self.run.tables["projections"]
+        """The joint map at the selected layer, or why there is none; the same frame at every layer."""
         reason = self.no_map_reason()
         if reason is not None:
             return empty_figure(**LAYOUT, height=300, message=reason)
-        info = self.pair_info
-        if self.colour == "category":
-            fig = umap_by_category(proj, layer, self.terms, self.categories, self.method)
-        else:
-            fig = umap_trajectories(
-                proj,
-                self.run.tables["drift"],
-                info["a"],
-                info["b"],
-                info["label"],
-                layer,
-                self.terms,
-                self.categories,
-                self.method,
-            )
-        sel = proj[(proj["layer"] == layer) & (proj["method"] == self.method) & (proj["concept"] == self.concept)]
-        fig.add_trace(
-            go.Scatter(
-                x=sel["x"],
-                y=sel["y"],
-                mode="markers+text",
-                text=[self.terms[self.concept]] + [""] * (len(sel) - 1),
-                textposition="top center",
-                marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#00a0ff", width=3)),
-                name="selected",
-                hoverinfo="skip",
-            )
+        x_range, y_range = self._map_ranges[self.method]
+        legend = {} if self.colour == "category" else {"legend": dict(orientation="h", x=0, y=-0.12, yanchor="top")}
+        return map_layout(
+            go.Figure(self.map_traces()),
+            self.map_title(),
+            self.method,
+            height=600,
+            autosize=True,
+            margin=dict(l=50, r=20, t=50, b=40),
+            xaxis_range=x_range,  # one frame for every layer, so that a step moves the points, not the axes
+            yaxis_range=y_range,
+            transition=MAP_TRANSITION,  # and the points glide to their new places
+            uirevision=self.method,  # a zoom the user made survives a step
+            **legend,
         )
-        fig.update_layout(height=560, width=None, autosize=True, margin=dict(l=50, r=20, t=50, b=40))
-        return fig
 
     def concept_drift_figure(self) -> go.Figure:
-        return concept_layer_curves(
+        fig = concept_layer_curves(
             self.run.tables["drift"], self.concept, self.terms[self.concept], "drift", self.pairs
         )
+        return mark_layer(fig, self.layer)
 
     def concept_jaccard_figure(self) -> go.Figure:
-        return concept_layer_curves(
+        fig = concept_layer_curves(
             self.run.tables["drift"], self.concept, self.terms[self.concept], "jaccard", self.pairs
         )
+        return mark_layer(fig, self.layer)
 
     def violin_figure(self) -> go.Figure:
         layer = self.pair_layer()
@@ -700,8 +774,9 @@ class DashboardState(param.Parameterized):
         for metric in PAIR_METRICS:
             if metric.drawn_with is None and metric.column in layers and layers[metric.column].notna().any():
                 fig = metric_curves(layers, metric, self.run.meta["spec"])
-                fig.update_layout(height=360, legend=dict(orientation="h", y=-0.35))
-                figs.append(fig)
+                fig.update_layout(height=420, legend=dict(orientation="h", y=-0.3, yanchor="top"))
+                fig.update_xaxes(title_text="residual point")
+                figs.append(mark_layer(fig, self.layer))
         return figs
 
     def heatmap_figure(self) -> go.Figure:
@@ -716,8 +791,15 @@ class DashboardState(param.Parameterized):
 
     def rank_figure(self) -> go.Figure:
         fig = effective_rank_curves(self.run.tables["effective_rank"], self.run.meta["reference"])
-        fig.update_layout(height=360, width=None, autosize=True)
-        return fig
+        fig.update_layout(height=380, width=None, autosize=True)
+        return mark_layer(fig, self.layer)
+
+
+class LayerPlayer(pn.widgets.Player):
+    """Panel's player, without the 50 ms Panel waits after each widget change for more to come: a layer step is
+    one change, and those 50 ms were a fifth of a step."""
+
+    _debounce = 0
 
 
 class DriftTab:
@@ -728,13 +810,19 @@ class DriftTab:
         self.labels = self.state.labels
         self._controls()
         self._views(run.meta["variants"])
+        self.tabs = pn.Tabs(
+            ("Map & concept", pn.Row(pn.Column(self.map_pane, sizing_mode="stretch_width"), self._concept_panel())),
+            ("Overview", self._overview()),
+            dynamic=False,
+        )
+        self._stale: set[int] = set()  # sub-tabs whose views still show an earlier layer
         self._wire()
 
     # ---- widgets and views ---------------------------------------------------------------
     def _controls(self) -> None:
         """The layer player and its label, the pair, map and colour choices, and the concept search."""
         state, labels = self.state, self.labels
-        self.layer = pn.widgets.Player(
+        self.layer = LayerPlayer(
             label="layer",
             start=0,
             end=len(labels) - 1,
@@ -763,11 +851,19 @@ class DriftTab:
             restrict=False,
         )
         self.found = pn.pane.Markdown(css_classes=["found"], width=320, margin=(22, 10, 0, 10))
+        self.map_controls = pn.Row(  # shown with the map & concept sub-tab only: the overview has no map
+            pn.Column(pn.pane.Markdown("map", margin=(0, 10)), self.method),
+            pn.Column(pn.pane.Markdown("colour", margin=(0, 10)), self.colour),
+            self.search,
+            self.found,
+        )
 
     def _views(self, variants: list[str]) -> None:
         """The figure panes, the top-drifters table and one neighbour table per variant."""
         state = self.state
-        self.map_pane = pn.pane.Plotly(state.map_figure(), sizing_mode="stretch_width", css_classes=["map-pane"])
+        self.map_pane = pn.pane.Plotly(  # unlinked: a step edits the figure in place, then sends what changed
+            state.map_figure(), sizing_mode="stretch_width", css_classes=["map-pane"], link_figure=False
+        )
         self.drift_pane = pn.pane.Plotly(state.concept_drift_figure(), sizing_mode="stretch_width")
         self.jaccard_pane = pn.pane.Plotly(state.concept_jaccard_figure(), sizing_mode="stretch_width")
         self.violin_pane = pn.pane.Plotly(state.violin_figure(), sizing_mode="stretch_width")
@@ -788,17 +884,9 @@ class DriftTab:
                 "jaccard": {"type": "money", "precision": 3},
             },
         )
-        self.neighbour_tables = {
-            v: pn.widgets.Tabulator(
-                state.neighbours(v),
-                disabled=True,
-                show_index=False,
-                hidden_columns=["rank"],
-                formatters={"similarity": {"type": "money", "precision": 3}},
-                titles={"similarity": "cos"},
-                layout="fit_data_stretch",
-                height=300,
-                css_classes=[f"nb-{v}"],
+        self.neighbour_tables = {  # plain HTML tables: a step redraws four of them, and a grid widget is slow
+            v: pn.pane.HTML(
+                neighbour_html(state.neighbours(v)), css_classes=[f"nb-{v}"], min_width=150, stylesheets=[TABLE_CSS]
             )
             for v in variants
         }
@@ -823,17 +911,53 @@ class DriftTab:
     def _redraw_neighbours(self) -> None:
         """Refill every neighbour table for the selected concept and layer."""
         for v, table in self.neighbour_tables.items():
-            table.value = self.state.neighbours(v)
+            table.object = neighbour_html(self.state.neighbours(v))
+
+    def step_map(self) -> None:
+        """The map at the selected layer: when it has the same traces as the one shown, their coordinates, colours
+        and texts are swapped in place and only those go to the browser, where the points glide to their new
+        places; otherwise a new figure."""
+        fig, state = self.map_pane.object, self.state
+        if state.no_map_reason() is None:
+            traces = state.map_traces()
+            if [t.name for t in fig.data] == [t.get("name") for t in traces]:
+                with fig.batch_update():
+                    for shown, new in zip(fig.data, traces):
+                        shown.update({k: v for k, v in new.items() if k != "type"})
+                    fig.layout.title = dict(text=state.map_title())  # a new title: Panel sees the layout change
+                self.map_pane.param.trigger("object")
+                return
+        self.map_pane.object = state.map_figure()
+
+    def _show_layer_on_map_tab(self) -> None:
+        """The map, the neighbours and the current-layer mark on the concept's curves."""
+        self.step_map()
+        self._redraw_neighbours()
+        for pane in (self.drift_pane, self.jaccard_pane):
+            mark_layer(pane.object, self.state.layer)
+
+    def _show_layer_on_overview(self) -> None:
+        """The violins, the top table and the current-layer mark on the depth curves."""
+        self.violin_pane.object = self.state.violin_figure()
+        self.top.value = self.state.top_table()
+        for pane in (*self.metric_panes, self.rank_pane):
+            mark_layer(pane.object, self.state.layer)
 
     def redraw_layer(self, *_: Any) -> None:
-        """A new layer: its label, the map, the violins, the top table and the neighbours."""
-        state = self.state
+        """A new layer: its label and the views of the sub-tab in sight; the other sub-tab catches up when shown."""
+        shown = self.tabs.active
         with pn.io.hold():  # one message to the browser for all views
             self.update_layer_text()
-            self.map_pane.object = state.map_figure()
-            self.violin_pane.object = state.violin_figure()
-            self.top.value = state.top_table()
-            self._redraw_neighbours()
+            (self._show_layer_on_map_tab if shown == MAP_TAB else self._show_layer_on_overview)()
+        self._stale = {MAP_TAB, OVERVIEW_TAB} - {shown}
+
+    def on_tab(self, event: Any) -> None:
+        """A sub-tab comes into sight: bring its views to the current layer, and show the map's controls with it."""
+        self.map_controls.visible = event.new == MAP_TAB
+        if event.new in self._stale:
+            self._stale.discard(event.new)
+            with pn.io.hold():
+                (self._show_layer_on_map_tab if event.new == MAP_TAB else self._show_layer_on_overview)()
 
     def redraw_concept(self, *_: Any) -> None:
         """A new concept: its name, the map's highlight, the neighbours and its curves across layers."""
@@ -858,7 +982,9 @@ class DriftTab:
     # ---- callbacks -------------------------------------------------------------------------
     def on_search(self, event: Any) -> None:
         """Select the concept that best matches the typed query, or say that none does."""
-        idx = match_concept(event.new or "", self.state.terms)
+        if not (event.new or "").strip():
+            return  # the box was cleared
+        idx = match_concept(event.new, self.state.terms)
         if idx is None:
             self.found.object = md("no concept matches *{query}*", query=event.new)
         else:
@@ -871,6 +997,7 @@ class DriftTab:
             c = points[0]["customdata"]
             c = c[0] if isinstance(c, list) else c
             if isinstance(c, (int, float)) and c >= 0:
+                self.search.value = ""  # the box no longer names the concept shown
                 self.state.concept = int(c)
 
     def on_heat_click(self, event: Any) -> None:
@@ -892,6 +1019,7 @@ class DriftTab:
         self.search.param.watch(self.on_search, "value")
         self.map_pane.param.watch(self.on_map_click, "click_data")
         self.heat_pane.param.watch(self.on_heat_click, "click_data")
+        self.tabs.param.watch(self.on_tab, "active")
         # state -> views (also when the URL sets the state)
         state.param.watch(self.redraw_layer, "layer")
         state.param.watch(self.redraw_concept, "concept")
@@ -936,13 +1064,7 @@ class DriftTab:
         """The player row (with the downloads) above the pair, map, colour and search row."""
         return pn.Column(
             pn.Row(self.layer, self.layer_text, export),
-            pn.Row(
-                self.pair,
-                pn.Column(pn.pane.Markdown("map", margin=(0, 10)), self.method),
-                pn.Column(pn.pane.Markdown("colour", margin=(0, 10)), self.colour),
-                self.search,
-                self.found,
-            ),
+            pn.Row(self.pair, self.map_controls),
         )
 
     def _concept_panel(self) -> pn.Column:
@@ -957,7 +1079,8 @@ class DriftTab:
         CKA map."""
         return pn.Column(
             pn.Row(pn.Column(pn.pane.Markdown("### Top drifters at this layer"), self.top), self.violin_pane),
-            pn.GridBox(*self.metric_panes, self.rank_pane, ncols=2, sizing_mode="stretch_width"),
+            pn.GridBox(*self.metric_panes, ncols=2, sizing_mode="stretch_width"),
+            self.rank_pane,
             self.heat_pane,
         )
 
@@ -966,15 +1089,7 @@ class DriftTab:
         export = self._export()
         self.update_layer_text()
         self.found.object = self.selected_text()
-        controls = self._control_rows(export)
-        concept_panel = self._concept_panel()
-        overview = self._overview()
-        views = pn.Tabs(
-            ("Map & concept", pn.Row(pn.Column(self.map_pane, sizing_mode="stretch_width"), concept_panel)),
-            ("Overview", overview),
-            dynamic=False,
-        )
-        return pn.Column(controls, views, sizing_mode="stretch_width")
+        return pn.Column(self._control_rows(export), self.tabs, sizing_mode="stretch_width")
 
 
 def tabs(run: Any) -> list[tuple[str, Any]]:

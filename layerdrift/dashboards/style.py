@@ -82,3 +82,28 @@ def empty_figure(message: str, **layout: Any) -> go.Figure:
     if layout:
         fig.update_layout(**layout)
     return fig
+
+
+CURRENT_LAYER_COLOUR = "#00a0ff"
+
+
+def mark_layer(fig: go.Figure, x: float) -> go.Figure:
+    """A vertical line at depth ``x`` on every x axis of the figure (the dashboard's current layer). On a figure a
+    dashboard pane shows, this is one small relayout message, not a new figure."""
+    axes = [axis.plotly_name for axis in fig.select_xaxes()] or ["xaxis"]
+    shapes = [
+        dict(
+            type="line",
+            xref=f"x{axis[5:]}",
+            yref=f"y{axis[5:]} domain",
+            x0=x,
+            x1=x,
+            y0=0,
+            y1=1,
+            line=dict(color=CURRENT_LAYER_COLOUR, width=2, dash="dot"),
+            layer="below",
+        )
+        for axis in axes
+    ]
+    fig.update_layout(shapes=shapes)
+    return fig

@@ -60,6 +60,56 @@ def test_state_follows_layer_pair_and_concept(tiny_run):
     assert message.startswith("at embed every prompt ends in the token &#x27; is&#x27;, so all prompts share")
 
 
+def test_map_frame_rings_and_layer_marks(tiny_run):
+    state = DashboardState(tiny_run)
+    proj = tiny_run.tables["projections"]
+    state.concept = 2
+    frames = []
+    for layer in (2, 4):
+        state.layer = layer
+        fig = state.map_figure()
+        frames.append((tuple(fig.layout.xaxis.range), tuple(fig.layout.yaxis.range)))
+        ring = fig.data[-1]
+        assert ring.name == "selected" and len(ring.x) == 2  # base and tuned are drawn, floor is not
+        at = proj[(proj["layer"] == layer) & (proj["method"] == "umap") & (proj["concept"] == 2)]
+        np.testing.assert_allclose(sorted(ring.x), sorted(at[at["variant"].isin(["base", "tuned"])]["x"]), rtol=1e-6)
+        for curve in (state.concept_drift_figure(), state.rank_figure(), *state.metric_figures()):
+            assert {s.x0 for s in curve.layout.shapes} == {layer}  # the current layer is marked on every axis
+        assert len(state.rank_figure().layout.shapes) == 2  # both subplots
+    assert frames[0] == frames[1]  # one frame for every layer: a step moves the points, not the axes
+    (x0, x1), (y0, y1) = frames[0]
+    umap = proj[proj["method"] == "umap"]
+    assert x0 < umap["x"].min() and umap["x"].max() < x1 and y0 < umap["y"].min() and umap["y"].max() < y1
+    state.colour = "category"
+    assert len(state.map_figure().data[-1].x) == 3  # every variant is drawn
+
+
+def test_drift_tab_steps_the_map_in_place_and_the_hidden_tab_later(tiny_run):
+    from layerdrift.dashboards.drift import MAP_TAB, OVERVIEW_TAB, DriftTab
+
+    tab = DriftTab(tiny_run)
+    shown = tab.map_pane.object
+    tab.state.layer = 2
+    assert tab.map_pane.object is shown  # the same figure, its traces swapped in place ...
+    fresh = tab.state.map_figure()  # ... equal to one drawn from scratch at that layer
+    assert shown.layout.title.text == fresh.layout.title.text == "Joint UMAP: base → tuned (layer 1)"
+    for a, b in zip(shown.data, fresh.data):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.customdata, b.customdata)
+    assert tab.violin_pane.object.layout.title.text.endswith("(layer final)")  # the hidden overview waits ...
+    tab.tabs.active = OVERVIEW_TAB
+    assert tab.violin_pane.object.layout.title.text.endswith("(layer 1)")  # ... until it is shown
+    assert not tab.map_controls.visible  # the overview has no map: no map controls
+    tab.state.layer = 3
+    assert tab.map_pane.object.layout.title.text.endswith("(layer 1)")
+    tab.tabs.active = MAP_TAB
+    assert tab.map_pane.object.layout.title.text.endswith("(layer 2)") and tab.map_controls.visible
+    # a click on a point selects its concept and empties the search box
+    tab.search.value = "electron"
+    tab.on_map_click(type("Event", (), {"new": {"points": [{"customdata": [5, 0.01]}]}})())
+    assert tab.state.concept == 5 and tab.search.value == ""
+
+
 def test_experiment_views_follow_their_tables(tiny_run):
     from layerdrift.dashboards.behaviour import VectorsView
     from layerdrift.dashboards.patching import PatchingView
@@ -124,7 +174,8 @@ def test_manifold_view_selects_cells_and_variants(tiny_run):
 def test_build_app_makes_a_layout(tiny_run):
     app = build_app(tiny_run)
     title, tabs = app.objects  # the shell: a title and one tab per experiment, in registry order
-    assert "reference base" in title.object and tabs._names == ["Drift", "Patching", "Behaviour vectors", "Manifolds"]
+    assert "compared against **base**" in title.object
+    assert tabs._names == ["Drift", "Patching", "Behaviour vectors", "Manifolds"]
 
 
 def test_dashboard_cli_errors_clearly(tmp_path, capsys):
