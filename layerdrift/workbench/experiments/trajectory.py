@@ -45,6 +45,7 @@ from layerdrift.analyses.trajectory import (
     path_velocities,
 )
 from layerdrift.core.hashing import fingerprint
+from layerdrift.core.jit import cache_compiled_umap
 from layerdrift.core.naming import point_label
 from layerdrift.errors import LayerdriftError
 from layerdrift.training.series import series_step
@@ -388,6 +389,7 @@ class TrajectoryRun:
         members = list(dict.fromkeys([*self.headline, *[v for m in self.series.values() for v in m]]))
         if {stacks[v].shape[-1] for v in members} != {stacks[members[0]].shape[-1]}:
             return pd.DataFrame(columns=["variant", "series", "step", "layer", "label", "concept", "x", "y"])
+        cache_compiled_umap()  # no compiling UMAP again in every process (layerdrift.core.jit)
         xy = joint_umap(
             [stacks[v][layer] for v in members],
             seed=self.config.seed,

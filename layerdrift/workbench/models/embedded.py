@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerdrift.core.hashing import file_sha256
+from layerdrift.core.jit import cache_root
 from layerdrift.errors import LayerdriftError
 
 
@@ -48,10 +49,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         ),
     )
 }
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LAYERDRIFT_CACHE", Path.home() / ".cache" / "layerdrift"))
 
 
 def _package_dir(model: EmbeddedModel) -> Path:
