@@ -15,7 +15,8 @@ through depth:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from jaxtyping import Float
@@ -24,6 +25,36 @@ from layerdrift.analyses.drift import l2_normalize
 
 WARM_EPOCHS = 200
 WARM_LEARNING_RATE = 0.3
+EXACT_NEIGHBOURS_BELOW = 4096  # umap-learn's own switch: below it, exact neighbours from all pairwise distances
+
+
+@functools.cache
+def _pairwise_cosine() -> Callable[[np.ndarray], np.ndarray]:
+    """A compiled loop over all pairs calling umap-learn's own ``cosine``, filling the matrix as sklearn's
+    ``pairwise_distances`` does for it (upper triangle, mirrored, then the diagonal): the same numbers, bit for bit,
+    without sklearn's Python loop over the pairs, the rows spread over the cores."""
+    import numba
+    from umap.distances import cosine
+
+    @numba.njit(cache=True, parallel=True)
+    def pairwise(x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        out = np.zeros((n, n), dtype=x.dtype)
+        for i in numba.prange(n):  # rows over the cores; each cell written once, so the same numbers
+            for j in range(i + 1, n):
+                out[i, j] = cosine(x[i], x[j])
+        out = out + out.T
+        for i in range(n):
+            out[i, i] = cosine(x[i], x[i])
+        return out
+
+    return pairwise
+
+
+def cosine_distances(x: Float[np.ndarray, "m d"]) -> Float[np.ndarray, "m m"]:
+    """umap-learn's cosine distance (1 - cos; 0 between two zero vectors, 1 between a zero vector and another) of
+    every pair of rows, exactly as umap-learn computes it below ``EXACT_NEIGHBOURS_BELOW`` rows."""
+    return _pairwise_cosine()(np.ascontiguousarray(x))
 
 
 def joint_umap(
@@ -39,9 +70,12 @@ def joint_umap(
 
     stacked = np.concatenate([np.asarray(x, dtype=np.float32) for x in xs])
     warm = {} if start is None else {"n_epochs": WARM_EPOCHS, "learning_rate": WARM_LEARNING_RATE}
+    # below umap-learn's exact-neighbour size, the distances it would compute pair by pair through a Python loop
+    # (sklearn with a callable metric: most of a map's time), as one matrix product; the same exact neighbours
+    exact = len(stacked) < EXACT_NEIGHBOURS_BELOW
     reducer = umap.UMAP(
         n_components=2,
-        metric="cosine",
+        metric="precomputed" if exact else "cosine",
         n_neighbors=n_neighbors,
         min_dist=min_dist,
         random_state=seed,
@@ -49,7 +83,7 @@ def joint_umap(
         init="spectral" if start is None else start.reshape(-1, 2).astype(np.float64),
         **warm,
     )
-    coords = reducer.fit_transform(stacked)
+    coords = reducer.fit_transform(cosine_distances(stacked) if exact else stacked)
     if start is not None:
         coords = rigid_onto(coords, start.reshape(-1, 2))
     return coords.reshape(len(xs), -1, 2)

@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from layerdrift.analyses.projection import joint_pca, joint_umap, procrustes_rotation, rigid_onto
+from layerdrift.analyses.projection import cosine_distances, joint_pca, joint_umap, procrustes_rotation, rigid_onto
 
 
 def layers_drifting(n_layers: int = 3, n: int = 60, d: int = 24, step: float = 0.05, seed: int = 0):
@@ -36,6 +36,25 @@ def jump(a: np.ndarray, b: np.ndarray) -> float:
 def pairwise(x: np.ndarray) -> np.ndarray:
     flat = x.reshape(-1, x.shape[-1])
     return np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+
+
+def test_distances_and_maps_are_umap_learns_own_bit_for_bit():
+    """The compiled pairwise loop gives exactly what umap-learn gets from sklearn's loop over its cosine (zero rows
+    included), so a map is exactly umap-learn's cosine UMAP, only faster."""
+    import umap
+    from sklearn.metrics import pairwise_distances
+    from umap.distances import cosine
+
+    xs = layers_drifting(n_layers=1)[0]
+    stacked = np.concatenate(xs).astype(np.float32)
+    stacked[[3, 7]] = 0.0  # two zero vectors: 0 between them, 1 to every other
+    d = cosine_distances(stacked)
+    np.testing.assert_array_equal(d, pairwise_distances(stacked, metric=cosine))
+    assert d[3, 7] == 0.0 and d[3, 5] == 1.0
+    reference = umap.UMAP(n_components=2, metric="cosine", n_neighbors=8, random_state=0, n_jobs=1)
+    np.testing.assert_array_equal(
+        joint_umap(xs, seed=0, n_neighbors=8).reshape(-1, 2), reference.fit_transform(np.concatenate(xs))
+    )
 
 
 def test_procrustes_recovers_a_planted_rotation_and_reflection():
