@@ -10,11 +10,44 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from layerdrift.core.files import atomic_path
+from layerdrift.core.files import atomic_path, read_json_or_none
+from layerdrift.core.hashing import bytes_sha256, fingerprint
 from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.core.spreadsheet import to_csv
 
 REPORT = "report"
+STAMP = "report.json"  # in the report folder: what it was made from, and the hash of every file in it
+
+
+def figure_code() -> str:
+    """The fingerprint of the code that draws reports (this package's dashboards and plotly's version)."""
+    import plotly
+
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    return fingerprint({"plotly": plotly.__version__, **{p.name: bytes_sha256(p.read_bytes()) for p in sources}})
+
+
+def files_of(folder: Any) -> dict[str, str]:
+    """sha256 of every file under a report folder, by its path in the folder (the stamp left out)."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if rel != STAMP and path.is_file():
+            out[rel] = bytes_sha256(path.read_bytes())
+    return out
+
+
+def up_to_date(folder: Any, key: str) -> list[str] | None:
+    """The notes of the report in ``folder`` when it was made from ``key`` and every file is there, unchanged;
+    else None (it is written again)."""
+    stamp = read_json_or_none(folder / STAMP) if folder.exists() else None
+    if not isinstance(stamp, dict) or stamp.get("key") != key or not isinstance(stamp.get("files"), dict):
+        return None
+    for rel, sha in stamp["files"].items():
+        path = folder / rel
+        if not path.is_file() or bytes_sha256(path.read_bytes()) != sha:
+            return None
+    return list(stamp.get("notes", []))
 
 
 def write_figures(figs: dict[str, go.Figure], folder: Path, png: bool = True) -> str | None:
@@ -56,6 +89,10 @@ def write_report(run: Any, png: bool = True, folder: str | RunPath | None = None
     RUN/report, or ``folder`` (a path or an fsspec URL: a remote run's report can be written here); returns notes to
     show."""
     folder = run.store.root / REPORT if folder is None else run_location(folder)
+    key = fingerprint({"results": run.results_key, "png": png, "code": figure_code()})
+    done = up_to_date(folder, key)
+    if done is not None:  # made from these results by this code, every file intact: nothing to redo
+        return done
     notes: list[str] = []
     with atomic_path(folder) as tmp:
         (tmp / "tables").mkdir(parents=True)
@@ -67,6 +104,8 @@ def write_report(run: Any, png: bool = True, folder: str | RunPath | None = None
             notes.append(note)
         page = index_html(run, png and note is None, [*run.notes, *notes])
         (tmp / "index.html").write_text(page, encoding="utf-8")
+        stamp = {"key": key, "notes": notes, "files": files_of(tmp)}
+        (tmp / STAMP).write_text(json.dumps(stamp, indent=1), encoding="utf-8")
     return notes
 
 

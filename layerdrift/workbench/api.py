@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from layerdrift.core.files import RunLock
+from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import parse_pair
 from layerdrift.core.objectstore import RunPath
 from layerdrift.core.progress import progress_bars
@@ -59,6 +60,14 @@ class Run:
     def __init__(self, store: RunStore, sets: dict[str, StoredResultSet]):
         self.store, self._sets = store, sets
         self.notes: list[str] = list(self.meta.get("warnings", []))
+
+    @cached_property
+    def results_key(self) -> str:
+        """What the run's results are: every result set's fingerprint and file hashes, and the manifest but for the
+        time of its last opening (a report made from the same key is the same report)."""
+        sets = {name: {"fingerprint": s.fingerprint, "files": s.files} for name, s in self._sets.items()}
+        manifest = {k: v for k, v in self.store.manifest.items() if k != "updated"}
+        return fingerprint({"sets": sets, "manifest": manifest})
 
     @cached_property
     def experiments(self) -> list[Experiment]:

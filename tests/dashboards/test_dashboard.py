@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -299,3 +300,26 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
         assert page.get_by_text(img).count() >= 1  # the top-drifter table shows the term as text
         browser.close()
     assert dialogs == []
+
+
+def test_report_is_written_once_and_again_when_a_file_is_damaged(tiny_run, tmp_path):
+    """The same results by the same code give the same report: a second write changes nothing; a missing or altered
+    file makes it write the whole report again (never a report that silently lacks a piece)."""
+    from layerdrift.dashboards.report import STAMP, write_report
+
+    folder = tmp_path / "report"
+    write_report(tiny_run, png=False, folder=str(folder))
+    stamp = json.loads((folder / STAMP).read_text())
+    assert "index.html" in stamp["files"] and any(f.startswith("figures/") for f in stamp["files"])
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    write_report(tiny_run, png=False, folder=str(folder))
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before  # nothing rewritten
+    figure = next(p for p in folder.glob("figures/*.html"))
+    figure.unlink()
+    (folder / "tables" / "pairs.csv").write_text("damaged")
+    write_report(tiny_run, png=False, folder=str(folder))
+    assert figure.is_file() and (folder / "tables" / "pairs.csv").read_text() != "damaged"
+    again = json.loads((folder / STAMP).read_text())
+    assert again["key"] == stamp["key"] and again["files"].keys() == stamp["files"].keys()  # every file, again
+    tables = {f: h for f, h in stamp["files"].items() if f.startswith("tables/")}
+    assert tables == {f: h for f, h in again["files"].items() if f.startswith("tables/")}  # the same tables
