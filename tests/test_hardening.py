@@ -406,7 +406,7 @@ def test_error_messages_only_name_commands_that_exist():
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                suggested |= {(m, path.name) for m in re.findall(r"`layerdrift (\w+)", node.value)}
+                suggested |= {(m, path.name) for m in re.findall(r"`layerdrift ([\w-]+)", node.value)}
     assert suggested and {m for m, _ in suggested} <= set(COMMANDS), sorted(
         s for s in suggested if s[0] not in COMMANDS
     )

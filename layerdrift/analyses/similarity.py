@@ -21,12 +21,32 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from layerdrift.analyses.degenerate import SPREAD_TOLERANCE
+
 BLOCK_ELEMENTS = 2**23  # Gram entries per block and side (64 MiB in float64)
 
 
 def compute_device() -> torch.device:
     """Where the Grams are built: the GPU when there is one."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+FOLD_CENTRING_ABOVE = 1e-3  # relative spread above which centring is folded in as rank-one terms (see _Grams)
+
+
+def centre_if_needed(x: Float[torch.Tensor, "n d"]) -> Float[torch.Tensor, "n d"]:
+    """``x`` as it is when its rows spread enough for the folded centring to be exact to rounding (relative error
+    about eps / spread^2); centred explicitly below that; all zeros when it does not vary at all (relative spread
+    at most ``SPREAD_TOLERANCE``, as ``analyses.degenerate``), so that its Gram is exactly 0 and CKA is NaN."""
+    mean, total = x.mean(dim=0), float(torch.linalg.vector_norm(x)) ** 2
+    # ||X - mean||^2 = ||X||^2 - n ||mean||^2 is exact to about 1e-8 in relative spread: enough to decide, no copy
+    if total > 0 and total - len(x) * float(mean @ mean) > FOLD_CENTRING_ABOVE**2 * total:
+        return x
+    centred = x - mean
+    spread = float(torch.linalg.vector_norm(centred)) / total**0.5 if total > 0 else 0.0
+    if spread <= SPREAD_TOLERANCE:
+        return torch.zeros_like(x)
+    return centred
 
 
 class _Grams:
@@ -40,7 +60,7 @@ class _Grams:
         for i, x in enumerate(xs):
             if len(x) != n:
                 raise ValueError(f"representation {i} has {len(x)} rows, expected {n}: CKA compares the same inputs")
-        self.x = [torch.as_tensor(np.asarray(x), device=device).to(torch.float64) for x in xs]
+        self.x = [centre_if_needed(torch.as_tensor(np.asarray(x), device=device).to(torch.float64)) for x in xs]
         means = [x.mean(dim=0) for x in self.x]
         self.u = torch.stack([x @ mu for x, mu in zip(self.x, means)])  # (l, n)
         c = torch.stack([mu @ mu for mu in means])[:, None]

@@ -122,6 +122,20 @@ def test_cka_matrix_equals_per_pair_reference(monkeypatch, block_elements):
         np.testing.assert_allclose(cka_matrix(xs, None, debiased), self_ref, atol=1e-10)
 
 
+def test_cka_of_constant_and_nearly_constant_representations():
+    """A representation that does not vary has no CKA (NaN, as 0/0); one with a mean far above its spread (the
+    residual stream's large constant directions) still agrees with explicit centring."""
+    x = rng.normal(size=(50, 6))
+    constant = np.tile(rng.normal(size=(1, 6)), (50, 1))
+    assert np.isnan(cka_matrix([constant, x], [x])[0, 0]) and not np.isnan(cka_matrix([constant, x], [x])[1, 0])
+    for offset in (1e2, 1e5):  # relative spread about 1e-2 (folded centring) and 1e-5 (explicit centring)
+        far = x + offset
+        y = far @ rng.normal(size=(6, 6)) + rng.normal(size=(50, 6))
+        for debiased in (False, True):
+            slow = (slow_cka_debiased if debiased else slow_cka_biased)(far, y)
+            assert abs(cka_matrix([far], [y], debiased)[0, 0] - slow) < 1e-6, (offset, debiased)
+
+
 def test_cka_invariants():
     x = rng.normal(size=(60, 8))
     q = ortho_group.rvs(8, random_state=3)
