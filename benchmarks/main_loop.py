@@ -43,7 +43,10 @@ def timed_run(out: Path) -> tuple[float, dict[str, float], float]:
     wall = time.perf_counter() - t
     peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     at = {m: float(s) for s, m in re.findall(r"^\[\s*([\d.]+)s\] (.+)$", proc.stdout, flags=re.M) if m in MARKS}
-    bounds = [0.0, *[at.get(m, wall) for m in MARKS], wall]
+    bounds = [wall]
+    for mark in reversed(MARKS):  # a stage with nothing to do prints no line: it took no time
+        bounds.insert(0, at.get(mark, bounds[0]))
+    bounds.insert(0, 0.0)
     stages = {name: bounds[i + 1] - bounds[i] for i, name in enumerate(STAGES)}
     return wall, stages, peak
 

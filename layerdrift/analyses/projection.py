@@ -16,6 +16,7 @@ through depth:
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -83,7 +84,9 @@ def joint_umap(
         init="spectral" if start is None else start.reshape(-1, 2).astype(np.float64),
         **warm,
     )
-    coords = reducer.fit_transform(cosine_distances(stacked) if exact else stacked)
+    with warnings.catch_warnings():  # "inverse_transform will be unavailable": never used here
+        warnings.filterwarnings("ignore", message="using precomputed metric", category=UserWarning)
+        coords = reducer.fit_transform(cosine_distances(stacked) if exact else stacked)
     if start is not None:
         coords = rigid_onto(coords, start.reshape(-1, 2))
     return coords.reshape(len(xs), -1, 2)
