@@ -948,8 +948,11 @@ class DriftTab:
         shown = self.tabs.active
         with pn.io.hold():  # one message to the browser for all views
             self.update_layer_text()
-            (self._show_layer_on_map_tab if shown == MAP_TAB else self._show_layer_on_overview)()
+            self._show_layer_on(shown)
         self._stale = {MAP_TAB, OVERVIEW_TAB} - {shown}
+
+    def _show_layer_on(self, tab: int) -> None:
+        (self._show_layer_on_map_tab if tab == MAP_TAB else self._show_layer_on_overview)()
 
     def on_tab(self, event: Any) -> None:
         """A sub-tab comes into sight: bring its views to the current layer, and show the map's controls with it."""
@@ -957,7 +960,7 @@ class DriftTab:
         if event.new in self._stale:
             self._stale.discard(event.new)
             with pn.io.hold():
-                (self._show_layer_on_map_tab if event.new == MAP_TAB else self._show_layer_on_overview)()
+                self._show_layer_on(event.new)
 
     def redraw_concept(self, *_: Any) -> None:
         """A new concept: its name, the map's highlight, the neighbours and its curves across layers."""
