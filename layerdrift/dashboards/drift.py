@@ -930,17 +930,28 @@ class DriftTab:
         self.map_pane.object = state.map_figure()
 
     def _show_layer_on_map_tab(self) -> None:
-        """The map, the neighbours and the current-layer mark on the concept's curves."""
+        """The map and the neighbours."""
         self.step_map()
         self._redraw_neighbours()
-        for pane in (self.drift_pane, self.jaccard_pane):
-            mark_layer(pane.object, self.state.layer)
 
     def _show_layer_on_overview(self) -> None:
-        """The violins, the top table and the current-layer mark on the depth curves."""
+        """The violins and the top table."""
         self.violin_pane.object = self.state.violin_figure()
         self.top.value = self.state.top_table()
-        for pane in (*self.metric_panes, self.rank_pane):
+
+    def _mark_layer_on_later(self, tab: int) -> None:
+        """The current-layer marks once the map's points have glided to their places: a browser redrawing those
+        curves first held the points back by about 60 ms of a step (at once without a served document)."""
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            doc.add_timeout_callback(lambda: self._mark_layer_on(tab), MAP_TRANSITION["duration"])
+        else:
+            self._mark_layer_on(tab)
+
+    def _mark_layer_on(self, tab: int) -> None:
+        """The current-layer mark on the sub-tab's depth curves (one small relayout message each)."""
+        panes = (self.drift_pane, self.jaccard_pane) if tab == MAP_TAB else (*self.metric_panes, self.rank_pane)
+        for pane in panes:
             mark_layer(pane.object, self.state.layer)
 
     def redraw_layer(self, *_: Any) -> None:
@@ -949,6 +960,7 @@ class DriftTab:
         with pn.io.hold():  # one message to the browser for all views
             self.update_layer_text()
             self._show_layer_on(shown)
+        self._mark_layer_on_later(shown)
         self._stale = {MAP_TAB, OVERVIEW_TAB} - {shown}
 
     def _show_layer_on(self, tab: int) -> None:
@@ -961,6 +973,7 @@ class DriftTab:
             self._stale.discard(event.new)
             with pn.io.hold():
                 self._show_layer_on(event.new)
+            self._mark_layer_on(event.new)
 
     def redraw_concept(self, *_: Any) -> None:
         """A new concept: its name, the map's highlight, the neighbours and its curves across layers."""

@@ -186,6 +186,22 @@ def test_dashboard_cli_errors_clearly(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+# true once the concept's drift curve (found through Panel's shadow roots) marks residual point ``layer``
+CURVE_MARKED_AT = """(layer) => {
+  const all = [];
+  const walk = (n) => {
+    if (!n) return;
+    all.push(n);
+    if (n.shadowRoot) walk(n.shadowRoot);
+    for (const c of n.children || []) walk(c);
+  };
+  walk(document.body);
+  const curve = all.find((n) => n.classList && n.classList.contains('js-plotly-plot')
+                          && (n.querySelector('.gtitle') || {}).textContent?.includes('cosine drift across layers'));
+  return !!curve && (curve.layout.shapes || []).some((s) => s.x0 === layer);
+}"""
+
+
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (make setup installs Debian's chromium as root)"
 )
@@ -203,6 +219,7 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
         page.get_by_text("residual point 3 of 4").wait_for(timeout=20000)
         page.get_by_text("Joint UMAP: base → tuned (layer 2)").wait_for(timeout=20000)
         page.wait_for_url("**layer=3**", timeout=10000)  # the URL keeps the state
+        page.wait_for_function(CURVE_MARKED_AT, arg=3, timeout=10000)  # the concept's curve marks the new layer
         box = page.locator("input[placeholder='type a concept…']")
         box.fill("electro")
         box.press("Enter")
