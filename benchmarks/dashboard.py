@@ -21,20 +21,20 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import ALL_NODES_JS  # the tests' page helpers
+
 # the map's plot and the "previous layer" button, found once through Panel's shadow roots
-FIND_MAP = """() => {
-  const all = [];
-  const walk = (n) => {
-    if (!n) return;
-    all.push(n);
-    if (n.shadowRoot) walk(n.shadowRoot);
-    for (const c of n.children || []) walk(c);
-  };
-  walk(document.body);
+FIND_MAP = (
+    """() => {
+  const all = """
+    + ALL_NODES_JS
+    + """;
   window.__map = all.find((n) => n.classList && n.classList.contains('js-plotly-plot')
                                && (n.querySelector('.gtitle') || {}).textContent?.startsWith('Joint'));
   window.__previous = all.find((n) => n.classList && n.classList.contains('previous'));
 }"""
+)
 
 # click, then check at every animation frame: when the map's points first move (the step is on screen, the points
 # gliding to their new places), and when the drawn title names the new layer (the transition has ended); ms

@@ -338,6 +338,20 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+# a JS expression for every element of the page, Panel's shadow roots included (querySelector stops at them)
+ALL_NODES_JS = """(() => {
+  const all = [];
+  const walk = (n) => {
+    if (!n) return;
+    all.push(n);
+    if (n.shadowRoot) walk(n.shadowRoot);
+    for (const c of n.children || []) walk(c);
+  };
+  walk(document.body);
+  return all;
+})()"""
+
+
 @contextlib.contextmanager
 def served_dashboard(run_root):
     """`layerdrift dashboard RUN` on a free port, ready to answer; yields its URL and stops it afterwards."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, launch_chromium, served_dashboard
+from conftest import ALL_NODES_JS, CHROMIUM, launch_chromium, served_dashboard
 
 from layerdrift.dashboards.app import build_app
 from layerdrift.dashboards.drift import DashboardState, match_concept
@@ -187,19 +187,15 @@ def test_dashboard_cli_errors_clearly(tmp_path, capsys):
 
 
 # true once the concept's drift curve (found through Panel's shadow roots) marks residual point ``layer``
-CURVE_MARKED_AT = """(layer) => {
-  const all = [];
-  const walk = (n) => {
-    if (!n) return;
-    all.push(n);
-    if (n.shadowRoot) walk(n.shadowRoot);
-    for (const c of n.children || []) walk(c);
-  };
-  walk(document.body);
-  const curve = all.find((n) => n.classList && n.classList.contains('js-plotly-plot')
+CURVE_MARKED_AT = (
+    """(layer) => {
+  const curve = """
+    + ALL_NODES_JS
+    + """.find((n) => n.classList && n.classList.contains('js-plotly-plot')
                           && (n.querySelector('.gtitle') || {}).textContent?.includes('cosine drift across layers'));
   return !!curve && (curve.layout.shapes || []).some((s) => s.x0 === layer);
 }"""
+)
 
 
 @pytest.mark.skipif(
