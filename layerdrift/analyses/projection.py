@@ -15,9 +15,8 @@ through depth:
 
 from __future__ import annotations
 
-import functools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from jaxtyping import Float
@@ -29,33 +28,12 @@ WARM_LEARNING_RATE = 0.3
 EXACT_NEIGHBOURS_BELOW = 4096  # umap-learn's own switch: below it, exact neighbours from all pairwise distances
 
 
-@functools.cache
-def _pairwise_cosine() -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled loop over all pairs calling umap-learn's own ``cosine``, filling the matrix as sklearn's
-    ``pairwise_distances`` does for it (upper triangle, mirrored, then the diagonal): the same numbers, bit for bit,
-    without sklearn's Python loop over the pairs, the rows spread over the cores."""
-    import numba
-    from umap.distances import cosine
-
-    @numba.njit(cache=True, parallel=True)
-    def pairwise(x: np.ndarray) -> np.ndarray:
-        n = x.shape[0]
-        out = np.zeros((n, n), dtype=x.dtype)
-        for i in numba.prange(n):  # rows over the cores; each cell written once, so the same numbers
-            for j in range(i + 1, n):
-                out[i, j] = cosine(x[i], x[j])
-        out = out + out.T
-        for i in range(n):
-            out[i, i] = cosine(x[i], x[i])
-        return out
-
-    return pairwise
-
-
 def cosine_distances(x: Float[np.ndarray, "m d"]) -> Float[np.ndarray, "m m"]:
     """umap-learn's cosine distance (1 - cos; 0 between two zero vectors, 1 between a zero vector and another) of
     every pair of rows, exactly as umap-learn computes it below ``EXACT_NEIGHBOURS_BELOW`` rows."""
-    return _pairwise_cosine()(np.ascontiguousarray(x))
+    from layerdrift.analyses.cosine_kernel import pairwise_cosine
+
+    return pairwise_cosine(np.ascontiguousarray(x))
 
 
 def joint_umap(
