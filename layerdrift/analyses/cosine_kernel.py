@@ -5,7 +5,7 @@ Python loop calling ``umap.distances.cosine`` once per pair (most of a map's tim
 same matrix (upper triangle, mirrored, then the diagonal) with the same sums in the same order: float32 products
 added one by one into a float64. The speed comes from elsewhere: each row's squared norm is summed once instead of
 once per pair, eight pairs share a pass over the row (eight independent sums in flight instead of one chain), and
-the rows are spread over the cores. Compiled once into layerdrift's cache (``layerdrift.core.jit``).
+the rows are spread over the cores. ``layerdrift.core.jit`` caches it on disk with UMAP's own compiled functions.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 from umap.distances import cosine
-
-from layerdrift.core.jit import cache_compiled_in
 
 LANES = 8  # pairs per pass over a row (the unrolled sums below)
 
@@ -66,6 +64,3 @@ def pairwise_cosine(x: np.ndarray) -> np.ndarray:
     for i in range(n):
         out[i, i] = cosine(x[i], x[i])
     return out
-
-
-cache_compiled_in(__name__)

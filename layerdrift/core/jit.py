@@ -7,7 +7,7 @@ compiled function of those modules, in ``$LAYERDRIFT_CACHE/numba`` (or ``$NUMBA_
 only the first process anywhere compiles; ``make setup`` runs ``layerdrift warm-up`` once so that not
 even the first run pays it. numba keys each cached function by its source file and signature and
 recompiles when either changes; the numbers are the same with or without the cache. layerdrift's own compiled
-functions are module-level and cached the same way (``cache_compiled_in``): a compiled closure is never cached.
+functions for the maps are listed with them; they are module-level, as a compiled closure is never cached.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ UMAP_MODULES = (
     "pynndescent.utils",
     "pynndescent.rp_trees",
     "pynndescent.graph_utils",
+    "layerdrift.analyses.cosine_kernel",  # layerdrift's own distance loop for UMAP's exact neighbours
 )
 
 
@@ -39,15 +40,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("LAYERDRIFT_CACHE", Path.home() / ".cache" / "layerdrift"))
 
 
-def cache_compiled_in(*modules: str) -> Path:
-    """Turn numba's on-disk cache on for every compiled function of these modules (those that cannot be imported
-    are left out); returns the cache folder."""
+@functools.cache
+def cache_compiled_umap() -> Path:
+    """Turn numba's on-disk cache on for UMAP's compiled functions (once per process); returns the cache folder."""
     from numba.core import config
     from numba.core.dispatcher import Dispatcher
 
     if not config.CACHE_DIR:  # a user's NUMBA_CACHE_DIR wins
         config.CACHE_DIR = str(cache_root() / "numba")
-    for name in modules:
+    for name in UMAP_MODULES:
         try:
             module = importlib.import_module(name)
         except ImportError:  # a module of another umap-learn / pynndescent version
@@ -56,9 +57,3 @@ def cache_compiled_in(*modules: str) -> Path:
             if isinstance(value, Dispatcher):
                 value.enable_caching()
     return Path(config.CACHE_DIR)
-
-
-@functools.cache
-def cache_compiled_umap() -> Path:
-    """Turn numba's on-disk cache on for UMAP's compiled functions (once per process); returns the cache folder."""
-    return cache_compiled_in(*UMAP_MODULES)
