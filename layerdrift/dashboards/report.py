@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +51,10 @@ def up_to_date(folder: Any, key: str) -> list[str] | None:
     return list(stamp.get("notes", []))
 
 
-def write_figures(figs: dict[str, go.Figure], folder: Path, png: bool = True) -> str | None:
-    """HTML for each figure (plotly.js written once beside them) and PNGs in one Chromium session.
-
-    Returns a one-sentence note if PNGs could not be rendered, else None.
-    """
+def write_pngs(figs: dict[str, go.Figure], folder: Path) -> str | None:
+    """A PNG of each figure, all in one Chromium session (kaleido). Returns a one-sentence note if they could not
+    be rendered, else None."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, fig in figs.items():
-        fig.write_html(folder / f"{name}.html", include_plotlyjs="directory", full_html=True)
-    if not png:
-        return None
     try:
         import plotly.io as pio
 
@@ -80,6 +75,13 @@ def write_figures(figs: dict[str, go.Figure], folder: Path, png: bool = True) ->
     return None
 
 
+def write_html_figures(figs: dict[str, go.Figure], folder: Path) -> None:
+    """HTML for each figure, plotly.js written once beside them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, fig in figs.items():
+        fig.write_html(folder / f"{name}.html", include_plotlyjs="directory", full_html=True)
+
+
 def _table_html(df: pd.DataFrame, floats: int = 4) -> str:
     return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}g}", border=0, classes="t", escape=True)
 
@@ -94,12 +96,15 @@ def write_report(run: Any, png: bool = True, folder: str | RunPath | None = None
     if done is not None:  # made from these results by this code, every file intact: nothing to redo
         return done
     notes: list[str] = []
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder) as tmp, ThreadPoolExecutor(max_workers=1) as background:
+        # Chromium renders the PNGs on another core while the tables and the HTML are written here
+        pngs = background.submit(write_pngs, run.figures, tmp / "figures") if png else None
         (tmp / "tables").mkdir(parents=True)
         for name, table in run.tables.items():
             table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
             to_csv(table, tmp / "tables" / f"{name}.csv")
-        note = write_figures(run.figures, tmp / "figures", png)
+        write_html_figures(run.figures, tmp / "figures")
+        note = pngs.result() if pngs is not None else None
         if note:
             notes.append(note)
         page = index_html(run, png and note is None, [*run.notes, *notes])

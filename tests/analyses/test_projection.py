@@ -9,7 +9,14 @@ import itertools
 import numpy as np
 import pytest
 
-from layerdrift.analyses.projection import cosine_distances, joint_pca, joint_umap, procrustes_rotation, similar_onto
+from layerdrift.analyses.projection import (
+    cosine_distances,
+    joint_pca,
+    joint_umap,
+    pca,
+    procrustes_rotation,
+    similar_onto,
+)
 
 
 def layers_drifting(n_layers: int = 3, n: int = 60, d: int = 24, step: float = 0.05, seed: int = 0):
@@ -132,3 +139,17 @@ def test_the_pipeline_maps_are_the_per_layer_fits_or_their_chain(alignment, tiny
         for method, coords in want.items():
             got = stored(layer, method)
             np.testing.assert_allclose(got, coords, rtol=0, atol=1e-5, err_msg=f"{alignment} {method} {layer}")
+
+
+@pytest.mark.parametrize("shape", [(120, 24), (10, 24)])
+def test_pca_is_the_svds_top_components(shape):
+    """The top eigenvectors of C^T C (or the SVD when there are fewer points than dimensions) give the SVD's
+    coordinates and explained-variance ratios."""
+    x = np.random.default_rng(3).normal(size=shape) * np.linspace(3.0, 0.1, shape[1])
+    centred = x - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    coords, ratio = pca(x)
+    np.testing.assert_allclose(ratio, s[:2] ** 2 / np.sum(s**2), rtol=1e-10)
+    np.testing.assert_allclose(np.abs(coords), np.abs(u[:, :2] * s[:2]), atol=1e-10)
+    loadings = centred.T @ coords / np.sum(coords**2, axis=0)
+    assert all(col[np.argmax(np.abs(col))] > 0 for col in loadings.T)  # the largest loading is positive
