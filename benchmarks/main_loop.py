@@ -27,7 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 STAGES = ("start-up and capture", "analyses", "maps (UMAP, PCA)", "report")
-MARKS = ("analyses", "projections (UMAP, PCA)", "report")  # the progress lines where the next stage begins
+MARKS = ("analyses", "projections (UMAP, PCA)", "report", "done")  # the progress lines where each stage ends
 
 
 def timed_run(out: Path) -> tuple[float, dict[str, float], float]:
@@ -43,9 +43,10 @@ def timed_run(out: Path) -> tuple[float, dict[str, float], float]:
     wall = time.perf_counter() - t
     peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     at = {m: float(s) for s, m in re.findall(r"^\[\s*([\d.]+)s\] (.+)$", proc.stdout, flags=re.M) if m in MARKS}
+    start_up = wall - at["done"]  # the run's clock starts after the imports: they count as start-up
     bounds = [wall]
-    for mark in reversed(MARKS):  # a stage with nothing to do prints no line: it took no time
-        bounds.insert(0, at.get(mark, bounds[0]))
+    for mark in reversed(MARKS[:-1]):  # a stage with nothing to do prints no line: it took no time
+        bounds.insert(0, at.get(mark, bounds[0] - start_up) + start_up)
     bounds.insert(0, 0.0)
     stages = {name: bounds[i + 1] - bounds[i] for i, name in enumerate(STAGES)}
     return wall, stages, peak

@@ -162,6 +162,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
         result = open_run(store.root)
         say("report")
         result.notes += write_report(result, png=config.analysis.png)
+    say("done")
     return result
 
 
