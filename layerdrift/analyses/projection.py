@@ -25,6 +25,8 @@ from jaxtyping import Float
 
 from layerdrift.analyses.drift import l2_normalize
 
+MAPS_VERSION = 2  # bumped when a fit's numbers change (2: 100 warm epochs, scaled alignment, PCA by eigh): cached
+# maps of an older version are fitted again
 WARM_EPOCHS = 100
 WARM_LEARNING_RATE = 0.3
 EXACT_NEIGHBOURS_BELOW = 4096  # umap-learn's own switch: below it, exact neighbours from all pairwise distances

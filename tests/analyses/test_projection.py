@@ -153,3 +153,15 @@ def test_pca_is_the_svds_top_components(shape):
     np.testing.assert_allclose(np.abs(coords), np.abs(u[:, :2] * s[:2]), atol=1e-10)
     loadings = centred.T @ coords / np.sum(coords**2, axis=0)
     assert all(col[np.argmax(np.abs(col))] > 0 for col in loadings.T)  # the largest loading is positive
+
+
+def test_cached_maps_of_an_older_fit_version_are_not_reused(tiny_run, monkeypatch):
+    """A layer's cached maps are keyed by the fits' version: after a change to the fits, they are fitted again."""
+    from layerdrift.workbench.config import AnalysisSpec
+    from layerdrift.workbench.experiments import drift
+
+    store, spec = tiny_run.store, AnalysisSpec()
+    ps = store.prompt_sets[0]
+    now = drift.projection_key(store, ps, spec, 0, [0, 1])
+    monkeypatch.setattr(drift, "MAPS_VERSION", drift.MAPS_VERSION + 1)
+    assert drift.projection_key(store, ps, spec, 0, [0, 1]) != now

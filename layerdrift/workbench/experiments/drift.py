@@ -24,7 +24,7 @@ from layerdrift.analyses.drift import percentile_rank
 from layerdrift.analyses.headline import SIGNIFICANCE, category_rows, floor_log_ratio, pair_row, top_drifters
 from layerdrift.analyses.neighbours import cosine_similarity_matrix, knn_indices
 from layerdrift.analyses.pair_metrics import PAIR_METRICS, PairStacks
-from layerdrift.analyses.projection import joint_pca, joint_umap
+from layerdrift.analyses.projection import MAPS_VERSION, joint_pca, joint_umap
 from layerdrift.analyses.similarity import cka_matrix
 from layerdrift.analyses.spectrum import effective_ranks
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
@@ -604,6 +604,16 @@ def map_layers(spec: AnalysisSpec, stacks: Stacks, variants: list[str], head: in
     return [l for l in layers if not any(stacks.degenerate[v][l] for v in variants)]
 
 
+def projection_key(store: RunStore, ps: str, spec: AnalysisSpec, seed: int, layers: list[int]) -> str:
+    """What one layer's cached maps depend on: the captures, the map settings, the seed, the chain of layers (aligned
+    maps) and the version of the fits."""
+    settings = AnalysisSpec(
+        umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist, map_alignment=spec.map_alignment
+    )
+    chain = {"chain": layers} if spec.map_alignment == "layers" else {}
+    return analysis_fingerprint(store, ps, settings, seed, {**chain, "maps": MAPS_VERSION})[:16]
+
+
 def project_layers(
     store: RunStore,
     stacks: Stacks,
@@ -622,10 +632,7 @@ def project_layers(
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PROJECTION_COLUMNS.items()})
     layers = map_layers(spec, stacks, store.main_variants, head)
     aligned = spec.map_alignment == "layers"
-    settings = AnalysisSpec(
-        umap_neighbors=spec.umap_neighbors, umap_min_dist=spec.umap_min_dist, map_alignment=spec.map_alignment
-    )
-    key = analysis_fingerprint(store, ps, settings, seed, {"chain": layers} if aligned else None)[:16]
+    key = projection_key(store, ps, spec, seed, layers)
     path = {layer: results_dir(store.root) / "projections" / f"layer-{layer:03d}-{key}.parquet" for layer in layers}
     frames = {layer: frame for layer in layers if (frame := read_cached_parquet(path[layer])) is not None}
 
@@ -797,7 +804,7 @@ def floor_ordering(row: pd.Series) -> str:
 
 EXPERIMENT = Experiment(
     name=RESULT_SET,
-    version="4",
+    version="5",
     settings=lambda config: config.analysis,
     runner=DriftRun,
     tables=TABLES,
