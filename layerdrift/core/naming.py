@@ -34,6 +34,11 @@ def point_label(hook: str) -> str:
     return hook.split(".")[1]
 
 
+def point_phrase(label: str) -> str:
+    """A point label in a sentence: "block 11", "the embedding", "the final norm"."""
+    return {"embed": "the embedding", "final": "the final norm"}.get(label, f"block {label}")
+
+
 def point_depth(label: str) -> float:
     """Where a point label sits along depth: embed < 0 < 1 < ... < final."""
     return -1.0 if label == "embed" else float("inf") if label == "final" else float(label)

@@ -174,6 +174,17 @@ class BehaviourSpec(_Strict):
         return v
 
 
+class LensSpec(_Strict):
+    """Drift read in output space: the logit lens of every variant at every residual point (its own head, and the
+    reference's head on every variant), the variants' next-token distributions compared, and where along depth each
+    pair's difference starts (the localisation table)."""
+
+    top_k: int = Field(5, ge=1, le=50, description="top tokens kept per prompt and residual point")
+    block_rows: int | None = Field(
+        None, ge=1, description="prompts read out at once (default: as many as keep 2^24 logits per block)"
+    )
+
+
 class ManifoldSpec(_Strict):
     """Feature-manifold probes: supervised MDS at every residual point and aligned token of templated probe sets, per
     variant."""
@@ -325,6 +336,7 @@ class ExperimentConfig(_Strict):
     patching: PatchingSpec | None = None
     behaviour: BehaviourSpec | None = None
     manifold: ManifoldSpec | None = None
+    lens: LensSpec | None = Field(None, description="logit-lens read-outs, output-space drift and localisation")
     series: list[SeriesSpec] = Field(default_factory=list)
     trajectory: TrajectorySpec | None = Field(
         None, description="trajectory + topology settings; on by default when the config has series"

@@ -12,7 +12,7 @@ from layerdrift.dashboards import manifold as manifold_views
 from layerdrift.dashboards import patching as patching_views
 from layerdrift.dashboards import trajectory as trajectory_views
 from layerdrift.workbench.config import ExperimentConfig
-from layerdrift.workbench.experiments import behaviour, drift, manifold, patching, trajectory
+from layerdrift.workbench.experiments import behaviour, drift, lens, manifold, patching, trajectory
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.protocol import Experiment
 from layerdrift.workbench.store.results import ResultSet
@@ -23,6 +23,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     behaviour.EXPERIMENT.with_views(behaviour_views),
     manifold.EXPERIMENT.with_views(manifold_views),
     trajectory.EXPERIMENT.with_views(trajectory_views),
+    lens.EXPERIMENT,
 )
 
 

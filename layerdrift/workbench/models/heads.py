@@ -9,6 +9,7 @@ import torch
 
 from layerdrift.analyses.lens import LensHead
 from layerdrift.errors import LayerdriftError
+from layerdrift.workbench.config import VariantSpec
 
 FINAL_NORMS = ("model.norm", "transformer.ln_f", "model.final_layernorm", "gpt_neox.final_layer_norm")
 
@@ -57,3 +58,24 @@ def read_lens_head(model: Any, variant: str) -> LensHead:
         unembed_bias=cpu(getattr(unembed, "bias", None)),
         softcap=getattr(model.config, "final_logit_softcapping", None),
     )
+
+
+def load_variant_head(
+    spec: VariantSpec, default_device: str = "auto", default_dtype: str = "auto"
+) -> tuple[LensHead, list[str], str]:
+    """A variant's head, its vocabulary as text (each id decoded alone) and its tokenizer's fingerprint, read from its
+    Hugging Face model: loaded as the capture loads it (quantized if asked, no TransformerLens bridge), freed at
+    once."""
+    import gc
+
+    from layerdrift.workbench.models.loading import load_hf_model
+
+    model, tokenizer, info = load_hf_model(spec, default_device, default_dtype)
+    try:
+        tokens = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        return read_lens_head(model, spec.name), tokens, info["tokenizer_sha256"]
+    finally:
+        del model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

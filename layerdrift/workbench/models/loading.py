@@ -222,12 +222,11 @@ def variant_info(
     }
 
 
-def load_variant(
+def load_hf_model(
     spec: VariantSpec, default_device: str = "auto", default_dtype: str = "auto", eager_hooks: bool = False
-) -> LoadedVariant:
-    """Load one variant as a TransformerBridge (quantized with bitsandbytes if asked); ``eager_hooks``: hooks inside
-    attention will be read, so attention stays eager (``pick_attention``)."""
-    from transformer_lens.model_bridge import TransformerBridge
+) -> tuple[Any, Any, dict[str, Any]]:
+    """One variant's Hugging Face model (quantized with bitsandbytes if asked, on its device, in eval mode), its
+    tokenizer, and what the manifest records of it (``variant_info``, provenance, ``tokenizer_sha256``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve_source(spec)
@@ -258,15 +257,27 @@ def load_variant(
         model = model.to(device)
     model.eval()
     hf_name = EMBEDDED[resolved.location].hf_name if resolved.kind == "embedded" else folder
-    bridge = TransformerBridge.boot_transformers(
-        hf_name, hf_model=model, tokenizer=tokenizer, device=device, dtype=dtype
-    )
-    if attention == "sdpa":  # the bridge forces eager; its attention blocks then call the model's own, fused
-        model.set_attn_implementation("sdpa")
-        use_fused_attention(bridge)
-    bridge.eval()
     info = {**variant_info(spec, model, resolved.kind, hf_name, device, dtype, attention), **provenance}
     info["tokenizer_sha256"] = tokenizer_fingerprint(tokenizer)
+    return model, tokenizer, info
+
+
+def load_variant(
+    spec: VariantSpec, default_device: str = "auto", default_dtype: str = "auto", eager_hooks: bool = False
+) -> LoadedVariant:
+    """Load one variant as a TransformerBridge (quantized with bitsandbytes if asked); ``eager_hooks``: hooks inside
+    attention will be read, so attention stays eager (``pick_attention``)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    model, tokenizer, info = load_hf_model(spec, default_device, default_dtype, eager_hooks)
+    device, dtype = info["device"], TORCH_DTYPES[info["dtype"]]
+    bridge = TransformerBridge.boot_transformers(
+        info["hf_name"], hf_model=model, tokenizer=tokenizer, device=device, dtype=dtype
+    )
+    if info["attn_implementation"] == "sdpa":  # the bridge forces eager; its attention blocks then call the model's
+        model.set_attn_implementation("sdpa")  # own, fused
+        use_fused_attention(bridge)
+    bridge.eval()
     return LoadedVariant(spec.name, bridge, tokenizer, info["n_layers"], info["d_model"], device, dtype, info)
 
 
