@@ -219,6 +219,7 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
         },
         behaviour={"sets": [str(folder / "behaviour.jsonl")], "steering_items": 3, "steering_layers": [0, 2]},
         manifold={"sets": ["birthday"], "n_prompts": 40, "folds": 4},
+        lens={"top_k": 3},
     )
     return run(cfg, quiet=True)
 

@@ -13,14 +13,16 @@ learns a per-layer affine translator to correct it. Compare variants at the same
 another; a learned translator can later stand in front of ``LensHead.logits`` (``translate``).
 
 Everything is exact over the full vocabulary and streamed: ``block`` rows of (rows, vocabulary) log-probabilities
-at a time, never prompts x layers x vocabulary (Gemma's vocabulary has 262k tokens). Distributions are compared in
-float64 log space; 0 log 0 counts as 0.
+at a time, never prompts x layers x vocabulary (Gemma's vocabulary has 262k tokens). The read-outs at every point are
+float32 log-probabilities (the logits are float32 already; entropy and KL to the final distribution are good to
+about 1e-6 nats, and JS, second order in log q - log p, much better); next-token distributions are compared in
+float64, where the KL between a model and its bfloat16 copy is 1e-7. 0 log 0 counts as 0.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +32,7 @@ from torch import Tensor
 
 NORMS = ("rms", "rms_offset", "layer")
 LN2 = math.log(2.0)
-BLOCK_ELEMENTS = 2**24  # rows x vocabulary held at once per distribution (64 MiB of float32)
+BLOCK_ELEMENTS = 2**25  # log-probabilities held at once, over every distribution of a block (128 MiB of float32)
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,10 @@ class LensHead:
             out = self.softcap * torch.tanh(out / self.softcap)
         return out
 
-    def log_probs(self, x: Float[Tensor, "n d"], normalised: bool = False) -> Float[Tensor, "n vocab"]:
-        return torch.log_softmax(self.logits(x, normalised).double(), dim=-1)
+    def log_probs(
+        self, x: Float[Tensor, "n d"], normalised: bool = False, dtype: torch.dtype = torch.float32
+    ) -> Float[Tensor, "n vocab"]:
+        return torch.log_softmax(self.logits(x, normalised).to(dtype), dim=-1)
 
     def to(self, device: str | torch.device) -> LensHead:
         move = {k: getattr(self, k) for k in ("unembed", "norm_weight", "norm_bias", "unembed_bias")}
@@ -99,17 +103,25 @@ def kl(logp: Float[Tensor, "n vocab"], logq: Float[Tensor, "n vocab"]) -> Float[
     return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(-1).clamp_min(0.0)
 
 
-def _kl_to_mixture(logp: Tensor, logq: Tensor) -> Tensor:
-    """KL(p || m), m = (p + q) / 2, from log(m / p) = log1p(expm1(log q - log p) / 2): exactly 0 where q = p."""
-    p = logp.exp()
-    ratio = torch.log1p(torch.expm1(logq - logp) / 2)
-    return torch.where(p > 0, -p * ratio, torch.zeros_like(p)).sum(-1)
-
-
-def js(logp: Float[Tensor, "n vocab"], logq: Float[Tensor, "n vocab"]) -> Float[Tensor, " n"]:
+def js(
+    logp: Float[Tensor, "n vocab"],
+    logq: Float[Tensor, "n vocab"],
+    p: Float[Tensor, "n vocab"] | None = None,
+    q: Float[Tensor, "n vocab"] | None = None,
+) -> Float[Tensor, " n"]:
     """Jensen-Shannon divergence (KL(p || m) + KL(q || m)) / 2, m = (p + q) / 2: symmetric, in [0, ln 2] nats,
-    exactly 0 between equal distributions."""
-    return (0.5 * (_kl_to_mixture(logp, logq) + _kl_to_mixture(logq, logp))).clamp(0.0, LN2)
+    exactly 0 between equal distributions (``p``, ``q``: their exps, when already at hand).
+
+    With d = log q - log p and r = log(m / p) = log1p(expm1(d) / 2), log(m / q) = r - d, so
+    JS = -(sum p r + sum q (r - d)) / 2: one expm1 and one log1p per token, exact at d = 0 and second order in d.
+    d is clamped to [-60, 30] (no overflow, and no 0 * inf where one distribution is 0): past 30 the mass is q's,
+    whose term q (r - d) = -q ln 2 stays exact, and p's term is off by at most p (d - 30) < e^-30 d."""
+    p = logp.exp() if p is None else p
+    q = logq.exp() if q is None else q
+    d = (logq - logp).nan_to_num_(0.0, 30.0, -60.0).clamp_(-60.0, 30.0)  # nan: a token both give probability 0
+    r = torch.expm1(d).mul_(0.5).log1p_()
+    vecdot = torch.linalg.vecdot
+    return (-0.5 * (vecdot(p, r) + vecdot(q, r) - vecdot(q, d))).clamp(0.0, LN2)
 
 
 def rank_of(logq: Float[Tensor, "n vocab"], tokens: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
@@ -118,9 +130,10 @@ def rank_of(logq: Float[Tensor, "n vocab"], tokens: Int[Tensor, " n"]) -> Int[Te
     return (logq > own).sum(-1)
 
 
-def row_blocks(n: int, vocab: int, block: int | None = None) -> Iterator[slice]:
-    """Slices of rows small enough that a (rows, vocabulary) block stays under ``BLOCK_ELEMENTS``."""
-    step = block or max(1, BLOCK_ELEMENTS // max(vocab, 1))
+def row_blocks(n: int, width: int, block: int | None = None) -> Iterator[slice]:
+    """Slices of ``block`` rows, or of as many as keep rows x ``width`` (the elements held per row: vocabulary x
+    distributions) under ``BLOCK_ELEMENTS``."""
+    step = block or max(1, BLOCK_ELEMENTS // max(width, 1))
     for start in range(0, n, step):
         yield slice(start, min(n, start + step))
 
@@ -135,61 +148,118 @@ class OwnLens:
     top_probs: Float[np.ndarray, "points n k"]
 
 
-def own_lens(
-    head: LensHead,
-    xs: Float[np.ndarray, "points n d"],
-    normalised: list[bool],
+@dataclass
+class ReadOut:
+    """Every variant's own lens, and per common pair the JS between its two variants read through one common head
+    at every point: (points, n)."""
+
+    own: dict[str, OwnLens]
+    common: dict[tuple[str, str], Float[np.ndarray, "points n"]]
+
+
+def read_out(
+    heads: dict[str, LensHead],
+    xs: dict[str, Float[np.ndarray, "points n d"]],
+    normalised: dict[str, list[bool]],
+    common_head: LensHead | None = None,
+    common_pairs: list[tuple[str, str]] = (),  # type: ignore[assignment]
     k: int = 5,
     block: int | None = None,
     device: str = "cpu",
-) -> OwnLens:
-    """Per point and row: H(p_l), KL(p_final || p_l) (the final point is the last of ``xs``) and the top-k tokens of
-    p_l, where p_l = softmax(head(x_l)). ``normalised[l]``: point l is the final norm's output already."""
-    points, n, _ = xs.shape
-    out = OwnLens(
-        np.zeros((points, n)), np.zeros((points, n)), np.zeros((points, n, k), np.int64), np.zeros((points, n, k))
+) -> ReadOut:
+    """Per variant v, point l and row: H(p_l), KL(p_final || p_l) and the top-k tokens of p_l = softmax(head_v(x_l))
+    (its last point is its final one); and per common pair (a, b) JS(q_a, q_b) with q = softmax(common_head(x)).
+    The log-probabilities of each distinct (head, variant) are computed once per point and block of rows, so a
+    variant whose head is the common one (the same object) reads through it once for both. ``normalised[v][l]``: v's
+    point l is the final norm's output already."""
+    variants = list(xs)
+    n = next(iter(xs.values())).shape[1]
+    own_key = {v: (id(heads[v]), v) for v in variants}
+    keys = {own_key[v]: (heads[v], v) for v in variants}
+    in_pairs = list(dict.fromkeys(v for pair in common_pairs for v in pair))
+    if common_head is not None:
+        keys |= {(id(common_head), v): (common_head, v) for v in in_pairs}
+    vocab = max(h.vocab_size for h, _ in keys.values())
+    moved = {id(h): h.to(device) for h, _ in keys.values()}
+    out = ReadOut(
+        {
+            v: OwnLens(*(np.zeros(xs[v].shape[:2]) for _ in range(2)), *_top_arrays(xs[v].shape[:2], k))
+            for v in variants
+        },
+        {pair: np.zeros(xs[pair[0]].shape[:2]) for pair in common_pairs},
     )
-    head = head.to(device)
-    for rows in row_blocks(n, head.vocab_size, block):
-        final = head.log_probs(torch.as_tensor(xs[-1, rows], device=device), normalised[-1])
-        for layer in range(points):
-            x = torch.as_tensor(xs[layer, rows], device=device)
-            logp = final if layer == points - 1 else head.log_probs(x, normalised[layer])
-            out.entropy[layer, rows] = entropy(logp).cpu().numpy()
-            out.kl_to_final[layer, rows] = kl(final, logp).cpu().numpy()
-            top = torch.topk(logp, k, dim=-1)
-            out.top_ids[layer, rows] = top.indices.cpu().numpy()
-            out.top_probs[layer, rows] = top.values.exp().cpu().numpy()
+    for rows in row_blocks(n, vocab * (len(keys) + len(variants)), block):
+        finals = {v: moved[id(heads[v])].log_probs(_rows(xs[v][-1], rows, device), normalised[v][-1]) for v in variants}
+        final_plogp = {v: _plogp(f) for v, f in finals.items()}
+        for layer in range(max(x.shape[0] for x in xs.values())):
+            logp, p = {}, {}
+            for key, (head, v) in keys.items():
+                if layer >= xs[v].shape[0]:
+                    continue
+                final = key == own_key[v] and layer == xs[v].shape[0] - 1
+                x = _rows(xs[v][layer], rows, device)
+                logp[key] = finals[v] if final else moved[id(head)].log_probs(x, normalised[v][layer])
+                p[key] = logp[key].exp()
+            for v in variants:
+                if layer < xs[v].shape[0]:
+                    key = own_key[v]
+                    _own_measures(out.own[v], layer, rows, logp[key], p[key], final_plogp[v], k)
+            for a, b in common_pairs:
+                ka, kb = (id(common_head), a), (id(common_head), b)
+                out.common[(a, b)][layer, rows] = js(logp[ka], logp[kb], p[ka], p[kb]).double().cpu().numpy()
     return out
 
 
-def paired_points(
-    head_a: LensHead,
-    xs_a: Float[np.ndarray, "points n d"],
-    head_b: LensHead,
-    xs_b: Float[np.ndarray, "points n d"],
-    normalised: list[bool],
-    measure: Callable[[Tensor, Tensor], dict[str, Tensor]],
+def _top_arrays(shape: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((*shape, k), np.int64), np.zeros((*shape, k))
+
+
+def _rows(x: np.ndarray, rows: slice, device: str) -> Tensor:
+    return torch.as_tensor(x[rows], device=device)
+
+
+def _plogp(logp: Tensor) -> tuple[Tensor, Tensor]:
+    """(p, sum p log p) per row, for finite log-probabilities (a lens's logits are finite, so is their log_softmax)."""
+    p = logp.exp()
+    return p, torch.linalg.vecdot(p, logp)
+
+
+def _own_measures(
+    own: OwnLens, layer: int, rows: slice, logp: Tensor, p: Tensor, final: tuple[Tensor, Tensor], k: int
+) -> None:
+    """H(p) = -sum p log p and KL(f || p) = sum f log f - sum f log p, from one exp and two row dot products (f: the
+    final distribution and its sum f log f, exactly 0 KL at the final point itself)."""
+    own.entropy[layer, rows] = (-torch.linalg.vecdot(p, logp)).double().cpu().numpy()
+    kl_final = final[1] - torch.linalg.vecdot(final[0], logp)
+    own.kl_to_final[layer, rows] = kl_final.clamp_min(0.0).double().cpu().numpy()
+    top = torch.topk(logp, k, dim=-1)
+    own.top_ids[layer, rows] = top.indices.cpu().numpy()
+    own.top_probs[layer, rows] = top.values.exp().double().cpu().numpy()
+
+
+def compare_outputs(
+    heads: dict[str, LensHead],
+    xs: dict[str, Float[np.ndarray, "n d"]],
+    normalised: dict[str, bool],
+    pairs: list[tuple[str, str]],
     block: int | None = None,
     device: str = "cpu",
-) -> dict[str, np.ndarray]:
-    """``measure(log p_a, log p_b)`` at every point and row, p_a = softmax(head_a(x_a)), p_b likewise: each of its
-    entries as a (points, n) array."""
-    points, n, _ = xs_a.shape
-    head_a, head_b = head_a.to(device), head_b.to(device)
-    out: dict[str, np.ndarray] = {}
-    for rows in row_blocks(n, head_a.vocab_size, block):
-        for layer in range(points):
-            logp = head_a.log_probs(torch.as_tensor(xs_a[layer, rows], device=device), normalised[layer])
-            logq = head_b.log_probs(torch.as_tensor(xs_b[layer, rows], device=device), normalised[layer])
-            for name, values in measure(logp, logq).items():
-                out.setdefault(name, np.zeros((points, n)))[layer, rows] = values.double().cpu().numpy()
+) -> dict[tuple[str, str], dict[str, Float[np.ndarray, " n"]]]:
+    """The variants' next-token distributions compared pair by pair (``behaviour``), each p_v = softmax(head_v(x_v))
+    computed once per block of rows, in float64."""
+    variants = list(dict.fromkeys(v for pair in pairs for v in pair))
+    if not variants:
+        return {}
+    n = xs[variants[0]].shape[0]
+    moved = {v: heads[v].to(device) for v in variants}
+    out: dict[tuple[str, str], dict[str, np.ndarray]] = {pair: {} for pair in pairs}
+    width = 2 * len(variants) * max(h.vocab_size for h in moved.values())  # float64: two float32 elements each
+    for rows in row_blocks(n, width, block):
+        logp = {v: moved[v].log_probs(_rows(xs[v], rows, device), normalised[v], torch.float64) for v in variants}
+        for a, b in pairs:
+            for name, values in behaviour(logp[a], logp[b]).items():
+                out[(a, b)].setdefault(name, np.zeros(n))[rows] = values.double().cpu().numpy()
     return out
-
-
-def divergence(logp: Tensor, logq: Tensor) -> dict[str, Tensor]:
-    """The common-lens comparison: JS(p, q)."""
-    return {"js": js(logp, logq)}
 
 
 def behaviour(logp: Tensor, logq: Tensor) -> dict[str, Tensor]:

@@ -39,8 +39,16 @@ def lens_run(tiny_model, lens_models, tmp_path_factory):
     planted, other = lens_models
     folder = tmp_path_factory.mktemp("lens-run")
     (folder / "vocab.tsv").write_text(VOCAB_TEXT, encoding="utf-8")
-    variants = {"base": tiny_model, "block1": planted, "copy": tiny_model, "other": other, "floor": floor_of(tiny_model)}
-    config = make_config(folder / "run", variants, folder / "vocab.tsv", lens={"top_k": 3}, analysis={"umap_layers": []})
+    variants = {
+        "base": tiny_model,
+        "block1": planted,
+        "copy": tiny_model,
+        "other": other,
+        "floor": floor_of(tiny_model),
+    }
+    config = make_config(
+        folder / "run", variants, folder / "vocab.tsv", lens={"top_k": 3}, analysis={"umap_layers": []}
+    )
     return run(config, quiet=True), config
 
 
@@ -99,9 +107,9 @@ def test_a_variant_with_another_tokenizer_gets_its_own_lens_and_a_note(lens_run)
     assert any(n.startswith("other: its tokenizer is not the reference's") for n in notes)
 
 
-def test_heads_are_read_once_and_a_damaged_one_is_read_again(lens_run, monkeypatch):
+def test_heads_are_kept_at_capture_and_a_damaged_one_is_read_again(lens_run, monkeypatch):
     from layerdrift import run
-    from layerdrift.workbench.models import loading
+    from layerdrift.workbench.experiments import lens
 
     result, config = lens_run
     before = result.tables["output_pairs"].copy()
@@ -109,8 +117,8 @@ def test_heads_are_read_once_and_a_damaged_one_is_read_again(lens_run, monkeypat
     record = json.loads((heads / "block1.json").read_text())
     assert record["sha256"] == json.loads((heads / "base.json").read_text())["sha256"]  # blocks only: one head
     calls = []
-    real = loading.load_hf_model
-    monkeypatch.setattr(loading, "load_hf_model", lambda spec, *a: calls.append(spec.name) or real(spec, *a))
+    real = lens.load_hf_model
+    monkeypatch.setattr(lens, "load_hf_model", lambda spec, *a: calls.append(spec.name) or real(spec, *a))
     again = run(config.model_copy(update={"lens": config.lens.model_copy(update={"top_k": 2})}), quiet=True)
     assert calls == [] and again.tables["lens_top"]["rank"].max() == 2
     weights = heads / f"{json.loads((heads / 'floor.json').read_text())['sha256']}.safetensors"

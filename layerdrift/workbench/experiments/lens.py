@@ -38,8 +38,8 @@ from layerdrift.workbench.experiments import drift
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.drift import Pair, Stacks, variant_pairs
 from layerdrift.workbench.experiments.protocol import Experiment, Output
-from layerdrift.workbench.models.heads import load_variant_head
-from layerdrift.workbench.store.heads import read_head, read_tokens, save_head, save_tokens
+from layerdrift.workbench.models.loading import free_memory, load_hf_model
+from layerdrift.workbench.store.heads import keep_variant_head, read_head, read_tokens
 from layerdrift.workbench.store.results import cached_result_set
 
 RESULT_SET = "lens"
@@ -93,12 +93,15 @@ class LensRun:
         )
 
     # ---- heads ------------------------------------------------------------------------------------------------
-    def head_piece(self, v: str) -> str:
+    def head_piece(self, v: str) -> None:
         """Read one variant's head from its model and keep it (and its vocabulary) in the run folder."""
         self.ctx.say(f"lens: reading the head of {v}")
-        head, tokens, tokenizer = load_variant_head(self.config.variant(v), self.config.device, self.config.dtype)
-        save_tokens(self.store.root, tokenizer, tokens)
-        return save_head(self.store.root, v, self.identity[v], head)
+        model, tokenizer, info = load_hf_model(self.config.variant(v), self.config.device, self.config.dtype)
+        try:
+            keep_variant_head(self.store.root, v, self.identity[v], model, tokenizer, info["tokenizer_sha256"])
+        finally:
+            del model
+            free_memory()
 
     def heads(self) -> Heads:
         """Every variant's head, read from its model only when the run folder does not hold it intact."""
@@ -143,13 +146,30 @@ class LensRun:
         pairs = variant_pairs(self.store)
         comparable, skipped = self.comparable(pairs, heads, stacks)
         notes += skipped
-        self.ctx.say("lens: own read-outs")
-        own = {v: self.own(heads.heads[v], stacks.arrays[v], normalised[v]) for v in self.variants}
-        self.ctx.say("lens: common read-outs and next-token distributions")
-        common = {
-            p: self.common(heads, stacks, p, normalised) for p in comparable if p in self.same_depth(pairs, stacks)
-        }
-        behaviour = {p: self.behaviour(heads, stacks, p, normalised) for p in comparable}
+        self.ctx.say("lens: read-outs at every point")
+        common_pairs = [p for p in comparable if p in self.same_depth(pairs, stacks)]
+        readout = lens_math.read_out(
+            heads.heads,
+            {v: stacks.arrays[v] for v in self.variants},
+            normalised,
+            heads.heads[self.store.reference],
+            [(p.a, p.b) for p in common_pairs],
+            self.spec.top_k,
+            self.spec.block_rows,
+            self.device,
+        )
+        own = readout.own
+        common = {p: readout.common[(p.a, p.b)] for p in common_pairs}
+        self.ctx.say("lens: next-token distributions")
+        compared = lens_math.compare_outputs(
+            heads.heads,
+            {v: stacks.arrays[v][-1] for v in self.variants},
+            {v: normalised[v][-1] for v in self.variants},
+            [(p.a, p.b) for p in comparable],
+            self.spec.block_rows,
+            self.device,
+        )
+        behaviour = {p: compared[(p.a, p.b)] for p in comparable}
         tables = {
             **own_tables(own, heads, stacks, concepts),
             **common_tables(common, labels, concepts, self.config.analysis.n_boot, self.config.seed),
@@ -209,50 +229,9 @@ class LensRun:
             if stacks.arrays[p.a].shape[::2] == shape[::2] and stacks.arrays[p.b].shape[::2] == shape[::2]
         ]
 
-    def own(self, head: LensHead, xs: np.ndarray, normalised: list[bool]) -> lens_math.OwnLens:
-        return lens_math.own_lens(head, xs, normalised, self.spec.top_k, self.spec.block_rows, self.device)
-
     @property
     def device(self) -> str:
         return "cuda" if torch.cuda.is_available() and self.config.device in ("auto", "cuda") else "cpu"
-
-    def common(self, heads: Heads, stacks: Stacks, pair: Pair, normalised: dict[str, list[bool]]) -> np.ndarray:
-        """JS between a and b at every point, both read through the reference's head: (points, n)."""
-        ref = heads.heads[self.store.reference]
-        out = lens_math.paired_points(
-            ref,
-            stacks.arrays[pair.a],
-            ref,
-            stacks.arrays[pair.b],
-            normalised[self.store.reference],
-            lens_math.divergence,
-            self.spec.block_rows,
-            self.device,
-        )
-        return out["js"]
-
-    def behaviour(
-        self, heads: Heads, stacks: Stacks, pair: Pair, normalised: dict[str, list[bool]]
-    ) -> dict[str, np.ndarray]:
-        """a's and b's next-token distributions (their last point through their own heads) compared: (n,) each, with
-        each side's top token."""
-        xa, xb = stacks.arrays[pair.a][-1:], stacks.arrays[pair.b][-1:]
-        out = lens_math.paired_points(
-            heads.heads[pair.a],
-            xa,
-            heads.heads[pair.b],
-            xb,
-            normalised[pair.a][-1:],
-            lens_math.behaviour,
-            self.spec.block_rows,
-            self.device,
-        )
-        if normalised[pair.a][-1] != normalised[pair.b][-1]:
-            raise LayerdriftError(
-                f"pair {pair.label}: one variant's last captured point is the final norm and the other's is not; "
-                "capture the same points for both."
-            )
-        return {k: v[0] for k, v in out.items()}
 
     # ---- localisation -----------------------------------------------------------------------------------------
     def localisation(

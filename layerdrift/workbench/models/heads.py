@@ -9,7 +9,6 @@ import torch
 
 from layerdrift.analyses.lens import LensHead
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.config import VariantSpec
 
 FINAL_NORMS = ("model.norm", "transformer.ln_f", "model.final_layernorm", "gpt_neox.final_layer_norm")
 
@@ -19,7 +18,12 @@ def _module(model: Any, path: str) -> Any:
         model = getattr(model, part, None)
         if model is None:
             return None
-    return model
+    return unwrapped(model)
+
+
+def unwrapped(module: Any) -> Any:
+    """The Hugging Face module itself, also where a TransformerLens bridge wraps it (``original_component``)."""
+    return getattr(module, "original_component", None) or module
 
 
 def norm_kind(norm: Any) -> str | None:
@@ -35,7 +39,7 @@ def norm_kind(norm: Any) -> str | None:
 def read_lens_head(model: Any, variant: str) -> LensHead:
     """The final norm and unembedding of a Hugging Face causal LM, copied to the CPU in float32."""
     norm = next((m for p in FINAL_NORMS if (m := _module(model, p)) is not None), None)
-    unembed = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    unembed = unwrapped(model.get_output_embeddings()) if hasattr(model, "get_output_embeddings") else None
     kind = None if norm is None else norm_kind(norm)
     weight = None if unembed is None else getattr(unembed, "weight", None)
     if norm is None or kind is None:
@@ -60,22 +64,6 @@ def read_lens_head(model: Any, variant: str) -> LensHead:
     )
 
 
-def load_variant_head(
-    spec: VariantSpec, default_device: str = "auto", default_dtype: str = "auto"
-) -> tuple[LensHead, list[str], str]:
-    """A variant's head, its vocabulary as text (each id decoded alone) and its tokenizer's fingerprint, read from its
-    Hugging Face model: loaded as the capture loads it (quantized if asked, no TransformerLens bridge), freed at
-    once."""
-    import gc
-
-    from layerdrift.workbench.models.loading import load_hf_model
-
-    model, tokenizer, info = load_hf_model(spec, default_device, default_dtype)
-    try:
-        tokens = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-        return read_lens_head(model, spec.name), tokens, info["tokenizer_sha256"]
-    finally:
-        del model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+def vocabulary_text(tokenizer: Any) -> list[str]:
+    """Every token id decoded alone: what the lens shows for a token."""
+    return tokenizer.batch_decode([[i] for i in range(len(tokenizer))])

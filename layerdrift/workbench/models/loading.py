@@ -296,6 +296,11 @@ def free(loaded: LoadedVariant | None) -> None:
         return
     loaded.bridge = None
     loaded.tokenizer = None
+    free_memory()
+
+
+def free_memory() -> None:
+    """Return the memory of models no longer referenced (CPU and GPU) before the next one is loaded."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

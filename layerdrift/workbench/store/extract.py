@@ -27,6 +27,7 @@ from layerdrift.hooks.prompts import EncodedPrompt, encode_prompt, pad_batch, pa
 from layerdrift.workbench.config import ExperimentConfig, PromptSetSpec, VariantSpec
 from layerdrift.workbench.models.identity import package_versions, variant_identity
 from layerdrift.workbench.models.loading import LoadedVariant, free, load_variant, resolve_source
+from layerdrift.workbench.store.heads import keep_variant_head
 from layerdrift.workbench.store.runstore import CaptureJob, RunStore, batch_list, is_run_folder
 
 
@@ -293,6 +294,10 @@ def capture_task(task: CaptureTask, progress: Any = None) -> dict[str, dict[str,
             records[ps.name] = capture_prompt_set(
                 loaded, spec, ps, vocabularies[ps.name], job, config, hooks, todo, progress
             )
+        if config.lens is not None:  # the lens reads this model's head: kept now, not loaded again later
+            identity = fingerprint(variant_identity(config, spec))
+            tokenizer_sha = loaded.info["tokenizer_sha256"]
+            keep_variant_head(root, spec.name, identity, loaded.bridge.original_model, loaded.tokenizer, tokenizer_sha)
         return records
     finally:
         free(loaded)

@@ -21,6 +21,7 @@ from layerdrift.analyses.lens import LensHead
 from layerdrift.core.files import atomic_path, read_json_or_none, write_json_atomic
 from layerdrift.core.hashing import bytes_sha256
 from layerdrift.core.objectstore import RunPath
+from layerdrift.workbench.models.heads import read_lens_head, vocabulary_text
 
 HEADS = "heads"
 TENSORS = ("unembed", "norm_weight", "norm_bias", "unembed_bias")
@@ -91,3 +92,14 @@ def read_tokens(root: RunPath, tokenizer_sha256: str) -> list[str] | None:
     data = read_json_or_none(_tokens_path(root, tokenizer_sha256))
     ok = isinstance(data, dict) and data.get("tokenizer_sha256") == tokenizer_sha256
     return list(data["tokens"]) if ok and isinstance(data.get("tokens"), list) else None
+
+
+def keep_variant_head(
+    root: RunPath, variant: str, identity: str, model: Any, tokenizer: Any, tokenizer_sha256: str
+) -> None:
+    """Read a loaded variant's head and vocabulary and keep them, unless the run folder holds them intact already
+    (the capture calls this when the config asks for the lens, so no model is loaded twice)."""
+    if read_head(root, variant, identity) is None:
+        save_head(root, variant, identity, read_lens_head(model, variant))
+    if read_tokens(root, tokenizer_sha256) is None:
+        save_tokens(root, tokenizer_sha256, vocabulary_text(tokenizer))
