@@ -97,6 +97,10 @@ class Run:
         """What the drift analyses record about the run: terms, categories, pairs, point labels, headline layer."""
         return self._sets[DRIFT].meta
 
+    def meta_of(self, experiment: str) -> dict[str, Any]:
+        """What one experiment recorded about its results (its notes, settings), e.g. ``run.meta_of("lens")``."""
+        return self._sets[experiment].meta
+
     @cached_property
     def figures(self) -> dict[str, go.Figure]:
         return {key: fig for e in self.experiments for key, fig in e.figures(self).items()}

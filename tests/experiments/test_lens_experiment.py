@@ -103,8 +103,9 @@ def test_a_variant_with_another_tokenizer_gets_its_own_lens_and_a_note(lens_run)
     assert "other" in set(result.tables["lens_own"]["variant"])
     compared = set(result.tables["output_pairs"]["pair"]) | set(result.tables["lens_common"]["pair"])
     assert not any("other" in p for p in compared)
-    notes = result._sets["lens"].meta["notes"]
+    notes = result.meta_of("lens")["notes"]
     assert any(n.startswith("other: its tokenizer is not the reference's") for n in notes)
+    assert notes[0] in result.findings()
 
 
 def test_heads_are_kept_at_capture_and_a_damaged_one_is_read_again(lens_run, monkeypatch):

@@ -65,11 +65,10 @@ CURVES = {
 
 @dataclass(frozen=True)
 class Heads:
-    """Every variant's head, the sha256 of its weights (variants with one sha share one head), its vocabulary as
-    text, and its tokenizer's fingerprint."""
+    """Every variant's head (variants whose weights have one sha256 share one object), its vocabulary as text, and its
+    tokenizer's fingerprint."""
 
     heads: dict[str, LensHead]
-    sha: dict[str, str]
     tokens: dict[str, list[str]]
     tokenizer: dict[str, str]
 
@@ -115,7 +114,7 @@ class LensRun:
             if read_head(root, v, self.identity[v]) is None or read_tokens(root, tokenizer[v]) is None
         ]
         self.ctx.pieces(self, "head_piece", [(v,) for v in todo], loads_model=True)
-        heads, sha, tokens, by_sha = {}, {}, {}, {}
+        heads, tokens, by_sha = {}, {}, {}
         for v in self.variants:
             stored = read_head(root, v, self.identity[v])
             words = read_tokens(root, tokenizer[v])
@@ -125,8 +124,8 @@ class LensRun:
                     "written; check the folder's storage and run again."
                 )
             heads[v] = by_sha.setdefault(stored[1], stored[0])  # one object per distinct head
-            sha[v], tokens[v] = stored[1], words
-        return Heads(heads, sha, tokens, tokenizer)
+            tokens[v] = words
+        return Heads(heads, tokens, tokenizer)
 
     # ---- the run ----------------------------------------------------------------------------------------------
     def run(self) -> Output:
@@ -144,7 +143,7 @@ class LensRun:
         concepts = drift.Concepts(info["terms"], info["categories"])
         labels = stacks.labels[self.store.reference]
         pairs = variant_pairs(self.store)
-        comparable, skipped = self.comparable(pairs, heads, stacks)
+        comparable, skipped = self.comparable(pairs, heads)
         notes += skipped
         self.ctx.say("lens: read-outs at every point")
         common_pairs = [p for p in comparable if p in self.same_depth(pairs, stacks)]
@@ -173,7 +172,7 @@ class LensRun:
         tables = {
             **own_tables(own, heads, stacks, concepts),
             **common_tables(common, labels, concepts, self.config.analysis.n_boot, self.config.seed),
-            **output_tables(behaviour, heads, analysis.tables, concepts, self.config.analysis.n_boot, self.config.seed),
+            **output_tables(behaviour, analysis.tables, concepts, self.config.analysis.n_boot, self.config.seed),
             **self.localisation(pairs, stacks, analysis.tables, common, concepts),
         }
         meta = {"notes": notes, "labels": labels, "reference": self.store.reference, "top_k": self.spec.top_k}
@@ -208,7 +207,7 @@ class LensRun:
                 )
         return notes
 
-    def comparable(self, pairs: list[Pair], heads: Heads, stacks: Stacks) -> tuple[list[Pair], list[str]]:
+    def comparable(self, pairs: list[Pair], heads: Heads) -> tuple[list[Pair], list[str]]:
         """The pairs whose variants share the reference's vocabulary (and so can be compared in output space), and a
         note for each variant that does not."""
         ref = self.store.reference
@@ -421,7 +420,6 @@ OUTPUT_MEASURES = ("js", "kl", "top1_agree", "rank_of_top")
 
 def output_tables(
     behaviour: dict[Pair, dict[str, np.ndarray]],
-    heads: Heads,
     analysis: Any,
     concepts: drift.Concepts,
     n_boot: int,
@@ -513,10 +511,10 @@ def findings(results: Any) -> list[str]:
     cosine drift and common-lens JS start."""
     t = results.tables
     pairs = t["output_pairs"]
+    out = list(results.meta_of(RESULT_SET).get("notes", []))  # e.g. a variant with another tokenizer
     if not len(pairs):
-        return []
+        return out
     floor = pairs[pairs["floor"]].iloc[0] if pairs["floor"].any() else None
-    out = []
     for _, row in pairs[~pairs["floor"]].iterrows():
         text = (
             f"{row['pair']}: next-token JS {row['js']:.3g} [{row['js_ci_low']:.3g}, {row['js_ci_high']:.3g}] nats, "
