@@ -163,7 +163,7 @@ def test_findings_read_each_pair_against_the_floor(tiny_run):
     pairs = t["pairs"].set_index("pair")
     tuned, floor = pairs.loc["base→tuned"], pairs.loc["base→floor"]
     findings = tiny_run.findings()  # in the registry's order: drift (the pair, its categories), behaviour, manifold
-    heads = [f.split(" (")[0].split(" toward")[0].split(" changes the")[0].split(" have")[0] for f in findings[2:]]
+    heads = [f.split(" (")[0].split(" toward")[0].split(" changes the")[0].split(" have")[0] for f in findings[2:-2]]
     assert heads == [  # then patching per direction and component, behaviour, steering, manifold per probed variant
         "Patching tuned into base",
         "Patching tuned into base",
@@ -175,6 +175,9 @@ def test_findings_read_each_pair_against_the_floor(tiny_run):
         "tuned",
         "floor",
     ]
+    lens = findings[-2:]  # then the lens: next-token drift, and where the pair exceeds the floor
+    assert lens[0].startswith("base→tuned: next-token JS ") and "above the floor" in lens[0]
+    assert lens[1].startswith("base→tuned exceeds the noise floor: cosine drift from ")
     times = tuned["mean"] / floor["mean"]
     assert findings[0] == (
         f"base→tuned drifts {tuned['mean']:.4g} [{tuned['ci_low']:.4g}, {tuned['ci_high']:.4g}] at final, "

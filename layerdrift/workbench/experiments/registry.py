@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from layerdrift.dashboards import behaviour as behaviour_views
 from layerdrift.dashboards import drift as drift_views
+from layerdrift.dashboards import lens as lens_views
 from layerdrift.dashboards import manifold as manifold_views
 from layerdrift.dashboards import patching as patching_views
 from layerdrift.dashboards import trajectory as trajectory_views
@@ -23,7 +24,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     behaviour.EXPERIMENT.with_views(behaviour_views),
     manifold.EXPERIMENT.with_views(manifold_views),
     trajectory.EXPERIMENT.with_views(trajectory_views),
-    lens.EXPERIMENT,
+    lens.EXPERIMENT.with_views(lens_views),
 )
 
 
