@@ -108,23 +108,23 @@ class LensRun:
         tokenizer = {
             v: self.store.manifest["captures"][f"{v}/{self.prompt_set}"]["tokenizer_sha256"] for v in self.variants
         }
-        todo = [
-            v
-            for v in self.variants
-            if read_head(root, v, self.identity[v]) is None or read_tokens(root, tokenizer[v]) is None
-        ]
+        stored = {v: read_head(root, v, self.identity[v]) for v in self.variants}
+        words = {sha: read_tokens(root, sha) for sha in set(tokenizer.values())}
+        todo = [v for v in self.variants if stored[v] is None or words[tokenizer[v]] is None]
         self.ctx.pieces(self, "head_piece", [(v,) for v in todo], loads_model=True)
+        for v in todo:  # read back what the pieces kept, once
+            stored[v] = read_head(root, v, self.identity[v])
+            words[tokenizer[v]] = words[tokenizer[v]] or read_tokens(root, tokenizer[v])
         heads, tokens, by_sha = {}, {}, {}
         for v in self.variants:
-            stored = read_head(root, v, self.identity[v])
-            words = read_tokens(root, tokenizer[v])
-            if stored is None or words is None:
+            if stored[v] is None or words[tokenizer[v]] is None:
                 raise LayerdriftError(
                     f"the lens head of variant '{v}' could not be read back from {str(root / 'heads')!r} after it was "
                     "written; check the folder's storage and run again."
                 )
-            heads[v] = by_sha.setdefault(stored[1], stored[0])  # one object per distinct head
-            tokens[v] = words
+            head, sha = stored[v]
+            heads[v] = by_sha.setdefault(sha, head)  # one object per distinct head
+            tokens[v] = words[tokenizer[v]]
         return Heads(heads, tokens, tokenizer)
 
     # ---- the run ----------------------------------------------------------------------------------------------
