@@ -319,6 +319,7 @@ def series_run(tiny_model, tmp_path_factory):
         analysis={"umap_neighbors": 5},
         series=[{"name": "memo", "finetune": finetune}],
         trajectory={"subsamples": 4, "subsample_size": 8, "n_perm": 200, "topology_layers": [0, 2, 4]},
+        lens={"top_k": 3},
     )
     return run(cfg, quiet=True)
 

@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from layerdrift.analyses.drift import l2_normalize
+from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 
 
 def checkpoint_drift_matrix(stack: Float[np.ndarray, "k n d"]) -> Float[np.ndarray, "k k"]:
@@ -101,3 +102,51 @@ def concentration_test(distances: Float[np.ndarray, "... k k"], n_perm: int = 20
         counted = np.sum(~np.isnan(null_c), axis=-1)
         null_mean = np.where(counted > 0, np.nansum(null_c, axis=-1) / np.maximum(counted, 1), np.nan)
     return ConcentrationTest(observed, p, null_mean, band, early_count(k - 1) / (k - 1))
+
+
+def centre_of_mass(velocities: Float[np.ndarray, "... m"]) -> Float[np.ndarray, "..."]:
+    """When along training the change happens: sum_t t v_t / sum_t v_t over intervals t = 0..m-1 (NaN when nothing
+    moved)."""
+    t = np.arange(velocities.shape[-1], dtype=np.float64)
+    total = velocities.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (velocities * t).sum(-1) / np.where(total > 0, total, 1.0), np.nan)
+
+
+@dataclass(frozen=True)
+class LeadLag:
+    """Mean lag of ``second`` behind ``first`` in checkpoint intervals (> 0: ``second`` changes later), its bootstrap
+    CI over prompts, the two-sided sign-flip permutation p-value, and how many prompts moved in both."""
+
+    lag: float
+    low: float
+    high: float
+    p: float
+    n: int
+
+
+def lead_lag(
+    first: Float[np.ndarray, "n m"],
+    second: Float[np.ndarray, "n m"],
+    n_perm: int = 2000,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> LeadLag:
+    """Which of two velocities along the same checkpoints comes first, prompt by prompt.
+
+    Per prompt, lag_p = COM(second_p) - COM(first_p), the difference of the centres of mass of its two velocity
+    profiles (``centre_of_mass``). Under the null that the two profiles of a prompt are exchangeable (neither leads),
+    each lag_p is as likely to have either sign, so p = (1 + #{|mean(s * lag)| >= |mean(lag)|}) / (1 + n_perm) over
+    random signs s. Prompts where either velocity is zero throughout have no centre and are left out.
+    """
+    lags = centre_of_mass(np.asarray(second, np.float64)) - centre_of_mass(np.asarray(first, np.float64))
+    lags = lags[np.isfinite(lags)]
+    if not len(lags):
+        return LeadLag(np.nan, np.nan, np.nan, np.nan, 0)
+    rng = np.random.default_rng(seed)
+    signs = rng.choice((-1.0, 1.0), size=(n_perm, len(lags)))
+    observed = abs(lags.mean())
+    null = np.abs(signs @ lags) / len(lags)
+    p = (1 + np.sum(null >= observed - 1e-12)) / (1 + n_perm)
+    low, high = bootstrap_mean_ci(lags, n_boot=n_boot, seed=seed)
+    return LeadLag(float(lags.mean()), float(low), float(high), float(p), len(lags))

@@ -129,3 +129,37 @@ def test_heads_are_kept_at_capture_and_a_damaged_one_is_read_again(lens_run, mon
     third = run(config, quiet=True)
     assert calls == ["floor"]
     assert third.tables["output_pairs"].equals(before)
+
+
+def test_next_token_velocity_along_a_series_against_the_checkpoints_own_logits(series_run):
+    """The behavioural velocity is the JS between consecutive checkpoints' next-token distributions, computed here
+    from each checkpoint's own forward pass; its representational partner is the trajectory's drift between them."""
+    from scipy.spatial.distance import jensenshannon
+    from transformers import AutoModelForCausalLM
+
+    from layerdrift.training.finetune import series_checkpoints
+
+    t = series_run.tables
+    vel, lag = t["behaviour_velocity"], t["velocity_lag"].iloc[0]
+    assert vel["step_from"].tolist() == [0, 1, 2] and vel["step_to"].tolist() == [1, 2, 4]
+    tokens = series_run.store.tokenization("base", "concepts")
+    probs = []
+    for _, folder in series_checkpoints(series_run.store.root.parent / "ft"):
+        model = AutoModelForCausalLM.from_pretrained(folder).eval()
+        with torch.no_grad():
+            probs.append(
+                [
+                    torch.softmax(model(torch.tensor([ids])).logits[0, last].double(), -1).numpy()
+                    for ids, (last,) in zip(tokens["ids"], tokens["positions"]["last"])
+                ]
+            )
+    slow = [np.mean([jensenshannon(p, q) ** 2 for p, q in zip(a, b)]) for a, b in zip(probs[:-1], probs[1:])]
+    np.testing.assert_allclose(vel["js"], slow, rtol=1e-3, atol=1e-9)
+    assert (vel["js"] > 0).all() and vel["js_ci_low"].lt(vel["js"]).all() and vel["js"].lt(vel["js_ci_high"]).all()
+    traj = t["trajectory"].query("series == 'memo' and checkpoint > 0")
+    np.testing.assert_allclose(vel["drift"], traj.groupby("checkpoint")["drift_prev"].mean(), rtol=1e-5, atol=1e-9)
+    assert lag["c"] == pytest.approx(vel["js"].iloc[0] / vel["js"].sum())  # one interval in the first third of three
+    assert 0 < lag["p"] <= 1 and 0 < lag["lag_p"] <= 1 and abs(lag["lag"]) <= 2 and lag["lag_n"] == len(tokens["ids"])
+    assert lag["peak_behaviour"] == "{step_from}→{step_to}".format(**vel.loc[vel["js"].idxmax()])
+    assert lag["intervals_above_floor"] == (vel["js_ci_low"] > vel["floor"]).sum()
+    assert any(f.startswith("Series memo: next-token (JS) velocity") for f in series_run.findings())

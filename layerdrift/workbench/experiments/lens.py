@@ -20,6 +20,7 @@ A variant whose tokenizer is not the reference's gets its own lens only, with a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations, pairwise
 from typing import Any
 
 import numpy as np
@@ -28,16 +29,21 @@ import torch
 
 from layerdrift.analyses import lens as lens_math
 from layerdrift.analyses import localisation as loc
+from layerdrift.analyses.drift import drift_by_layer
+from layerdrift.analyses.headline import SIGNIFICANCE
 from layerdrift.analyses.lens import LensHead
+from layerdrift.analyses.trajectory import concentration_test, lead_lag
 from layerdrift.analyses.uncertainty import bootstrap_mean_ci
 from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import FINAL_NORM_HOOK, point_phrase
 from layerdrift.errors import LayerdriftError
-from layerdrift.workbench.config import LensSpec
+from layerdrift.training.series import series_step
+from layerdrift.workbench.config import LensSpec, TrajectorySpec
 from layerdrift.workbench.experiments import drift
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.drift import Pair, Stacks, variant_pairs
 from layerdrift.workbench.experiments.protocol import Experiment, Output
+from layerdrift.workbench.experiments.trajectory import trajectory_settings
 from layerdrift.workbench.models.loading import free_memory, load_hf_model
 from layerdrift.workbench.store.heads import keep_variant_head, read_head, read_tokens
 from layerdrift.workbench.store.results import cached_result_set
@@ -53,6 +59,8 @@ TABLES = (
     "output_categories",
     "localisation",
     "concept_onsets",
+    "behaviour_velocity",
+    "velocity_lag",
 )
 NORM_CHECK_TOLERANCE = 0.05  # median relative error of the head's norm against the captured final norm
 CURVES = {
@@ -85,10 +93,19 @@ class LensRun:
         self.spec: LensSpec = ctx.config.lens
         self.prompt_set = ctx.config.analysis.prompt_set or ctx.store.prompt_sets[0]
         self.variants = ctx.store.main_variants
-        self.identity = {v: ctx.identity(v) for v in self.variants}
+        # the checkpoints before each series' last (a main variant): their next-token distributions give the velocity
+        self.checkpoints = [v for members in ctx.store.series.values() for v in members if v not in self.variants]
+        self.identity = {v: ctx.identity(v) for v in self.variants + self.checkpoints}
         self.drift_key = f"{drift.EXPERIMENT.version}:{drift.DriftRun(ctx).key}"
+        self.n_perm = (trajectory_settings(ctx.config) or TrajectorySpec()).n_perm
         self.key = fingerprint(
-            {"spec": self.spec.model_dump(mode="json"), "variants": self.identity, "analysis": self.drift_key}
+            {
+                "spec": self.spec.model_dump(mode="json"),
+                "variants": self.identity,
+                "series": ctx.store.series,
+                "n_perm": self.n_perm,
+                "analysis": self.drift_key,
+            }
         )
 
     # ---- heads ------------------------------------------------------------------------------------------------
@@ -105,18 +122,17 @@ class LensRun:
     def heads(self) -> Heads:
         """Every variant's head, read from its model only when the run folder does not hold it intact."""
         root = self.store.root
-        tokenizer = {
-            v: self.store.manifest["captures"][f"{v}/{self.prompt_set}"]["tokenizer_sha256"] for v in self.variants
-        }
-        stored = {v: read_head(root, v, self.identity[v]) for v in self.variants}
+        variants = list(self.identity)
+        tokenizer = {v: self.store.manifest["captures"][f"{v}/{self.prompt_set}"]["tokenizer_sha256"] for v in variants}
+        stored = {v: read_head(root, v, self.identity[v]) for v in variants}
         words = {sha: read_tokens(root, sha) for sha in set(tokenizer.values())}
-        todo = [v for v in self.variants if stored[v] is None or words[tokenizer[v]] is None]
+        todo = [v for v in variants if stored[v] is None or words[tokenizer[v]] is None]
         self.ctx.pieces(self, "head_piece", [(v,) for v in todo], loads_model=True)
         for v in todo:  # read back what the pieces kept, once
             stored[v] = read_head(root, v, self.identity[v])
             words[tokenizer[v]] = words[tokenizer[v]] or read_tokens(root, tokenizer[v])
         heads, tokens, by_sha = {}, {}, {}
-        for v in self.variants:
+        for v in variants:
             if stored[v] is None or words[tokenizer[v]] is None:
                 raise LayerdriftError(
                     f"the lens head of variant '{v}' could not be read back from {str(root / 'heads')!r} after it was "
@@ -137,8 +153,9 @@ class LensRun:
             )
         heads = self.heads()
         stacks = Stacks.read(self.store, self.prompt_set)
+        states = {**stacks.arrays, **{v: self.states(v) for v in self.checkpoints}}
         normalised = self.normalised()
-        notes = self.check_norms(heads, stacks, normalised)
+        notes = self.check_norms(heads, states, normalised)
         info = self.store.manifest["prompt_sets"][self.prompt_set]
         concepts = drift.Concepts(info["terms"], info["categories"])
         labels = stacks.labels[self.store.reference]
@@ -174,6 +191,7 @@ class LensRun:
             **common_tables(common, labels, concepts, self.config.analysis.n_boot, self.config.seed),
             **output_tables(behaviour, analysis.tables, concepts, self.config.analysis.n_boot, self.config.seed),
             **self.localisation(pairs, stacks, analysis.tables, common, concepts),
+            **self.velocities(heads, states, normalised, behaviour),
         }
         meta = {"notes": notes, "labels": labels, "reference": self.store.reference, "top_k": self.spec.top_k}
         return Output(tables, meta=meta)
@@ -182,21 +200,26 @@ class LensRun:
         """Per variant and point, whether the point is the final norm's output already (the lens then only
         unembeds)."""
         out = {}
-        for v in self.variants:
+        for v in self.identity:
             points = self.store.residual_points(v, self.prompt_set)
             out[v] = [p == FINAL_NORM_HOOK for p in points]
         return out
 
-    def check_norms(self, heads: Heads, stacks: Stacks, normalised: dict[str, list[bool]]) -> list[str]:
+    def states(self, v: str) -> np.ndarray:
+        """A variant's last-token residual stream at every point: (points, n, d)."""
+        points = self.store.residual_points(v, self.prompt_set)
+        return np.stack([self.store.activations(v, self.prompt_set, p, "last") for p in points]).astype(np.float32)
+
+    def check_norms(self, heads: Heads, states: dict[str, np.ndarray], normalised: dict[str, list[bool]]) -> list[str]:
         """The head's norm applied to the last block's output must give the captured final norm's output: else the
         head was read wrongly, and nothing is written."""
         notes = []
-        for v in self.variants:
+        for v in self.identity:
             if not normalised[v][-1]:
                 notes.append(f"{v}: the final norm was not captured, so its head's norm could not be checked.")
                 continue
-            x = torch.as_tensor(stacks.arrays[v][-2])
-            want = torch.as_tensor(stacks.arrays[v][-1])
+            x = torch.as_tensor(states[v][-2])
+            want = torch.as_tensor(states[v][-1])
             got = heads.heads[v].normalise(x).double()
             err = float(((got - want).norm(dim=-1) / want.norm(dim=-1).clamp_min(1e-12)).median())
             if not err <= NORM_CHECK_TOLERANCE:
@@ -231,6 +254,39 @@ class LensRun:
     @property
     def device(self) -> str:
         return "cuda" if torch.cuda.is_available() and self.config.device in ("auto", "cuda") else "cpu"
+
+    # ---- behavioural velocity ---------------------------------------------------------------------------------
+    def velocities(
+        self,
+        heads: Heads,
+        states: dict[str, np.ndarray],
+        normalised: dict[str, list[bool]],
+        behaviour: dict[Pair, dict[str, np.ndarray]],
+    ) -> dict[str, pd.DataFrame]:
+        """Along each checkpoint series: the JS between every two checkpoints' next-token distributions, its velocity
+        with the early-concentration test, and its lead or lag against the representational velocity, prompt by
+        prompt."""
+        ref = self.store.reference
+        floor = next((out["js"].mean() for p, out in behaviour.items() if p.floor), np.nan)
+        n_boot, seed = self.config.analysis.n_boot, self.config.seed
+        rows, lags = [], []
+        for name, members in self.store.series.items():
+            if not all(heads.same_vocabulary(v, ref) for v in members):
+                continue  # the variant's note says its vocabulary does not match
+            self.ctx.say(f"lens: next-token velocity along series {name}")
+            pairs = list(combinations(members, 2))
+            compared = lens_math.compare_outputs(
+                heads.heads,
+                {v: states[v][-1] for v in members},
+                {v: normalised[v][-1] for v in members},
+                pairs,
+                self.spec.block_rows,
+                self.device,
+            )
+            series_rows, lag = series_velocity(name, members, compared, states, floor, self.n_perm, n_boot, seed)
+            rows += series_rows
+            lags.append(lag)
+        return {"behaviour_velocity": pd.DataFrame(rows), "velocity_lag": pd.DataFrame(lags)}
 
     # ---- localisation -----------------------------------------------------------------------------------------
     def localisation(
@@ -318,6 +374,73 @@ def concept_onset_frame(
             "onset_label": [point_name(labels, o) for o in onsets],
         }
     )
+
+
+def series_velocity(
+    name: str,
+    members: list[str],
+    compared: dict[tuple[str, str], dict[str, np.ndarray]],
+    states: dict[str, np.ndarray],
+    floor: float,
+    n_perm: int,
+    n_boot: int,
+    seed: int,
+) -> tuple[list[dict], dict]:
+    """One series' ``behaviour_velocity`` rows (per interval) and its ``velocity_lag`` row.
+
+    Behavioural velocity: JS between consecutive checkpoints' next-token distributions (nats, mean over prompts);
+    representational velocity: their cosine drift (mean over residual points), both per prompt, so the lag of one
+    behind the other is tested prompt by prompt (``analyses.trajectory.lead_lag``)."""
+    k, n = len(members), states[members[0]].shape[1]
+    js = np.zeros((n, k, k))
+    for (i, a), (j, b) in combinations(enumerate(members), 2):
+        js[:, i, j] = js[:, j, i] = compared[(a, b)]["js"]
+    consecutive = list(pairwise(members))
+    behaviour = js[:, np.arange(k - 1), np.arange(1, k)]  # (n, k - 1)
+    representation = np.stack([drift_by_layer(states[a], states[b]).mean(0) for a, b in consecutive], axis=1)
+    test = concentration_test(js.mean(0), n_perm, seed)
+    low, high = bootstrap_mean_ci(behaviour, n_boot=n_boot, seed=seed)
+    steps = [series_step(v) for v in members]
+    rows = [
+        {
+            "series": name,
+            "interval": t,
+            "step_from": steps[t],
+            "step_to": steps[t + 1],
+            "js": float(behaviour[:, t].mean()),
+            "js_ci_low": float(low[t]),
+            "js_ci_high": float(high[t]),
+            "top1_agree": float(compared[consecutive[t]]["top1_agree"].mean()),
+            "q025": float(test.band[t, 0]),
+            "q50": float(test.band[t, 1]),
+            "q975": float(test.band[t, 2]),
+            "floor": floor,
+            "above_floor": bool(low[t] > floor),
+            "drift": float(representation[:, t].mean()),
+        }
+        for t in range(k - 1)
+    ]
+    lag = lead_lag(representation, behaviour, n_perm, n_boot, seed)
+    peak = {
+        kind: int(np.argmax(v.mean(0))) for kind, v in (("behaviour", behaviour), ("representation", representation))
+    }
+    row = {
+        "series": name,
+        "n_checkpoints": k,
+        "c": float(test.c),
+        "p": float(test.p),
+        "null_mean": float(test.null_mean),
+        "expected": test.expected,
+        "floor": floor,
+        "intervals_above_floor": int(sum(r["above_floor"] for r in rows)),
+        "lag": lag.lag,
+        "lag_ci_low": lag.low,
+        "lag_ci_high": lag.high,
+        "lag_p": lag.p,
+        "lag_n": lag.n,
+        **{f"peak_{kind}": f"{steps[t]}→{steps[t + 1]}" for kind, t in peak.items()},
+    }
+    return rows, row
 
 
 def token_text(tokens: list[str], ids: np.ndarray) -> list[str]:
@@ -495,6 +618,15 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
             "step (break) and where it reaches half its final value (95% bootstrap CI over prompts)"
         )
         out[title] = shown
+    if len(t["velocity_lag"]):
+        cols = ["series", "n_checkpoints", "c", "expected", "p", "intervals_above_floor", "lag", "lag_ci_low"]
+        cols += ["lag_ci_high", "lag_p", "peak_representation", "peak_behaviour"]
+        title = (
+            "Next-token velocity along checkpoint series: C = share of the JS between consecutive checkpoints in the "
+            "first third of intervals (p vs random orderings); lag = when behaviour changes minus when representation "
+            "does, in intervals (centre of mass per prompt, sign-flip p)"
+        )
+        out[title] = t["velocity_lag"][cols]
     return out
 
 
@@ -534,7 +666,39 @@ def findings(results: Any) -> list[str]:
         ]
         if starts:
             out.append(f"{row['pair']} exceeds the noise floor: " + "; ".join(starts) + ".")
-    return out
+    return out + [velocity_finding(row) for _, row in t["velocity_lag"].iterrows()]
+
+
+def velocity_finding(row: pd.Series) -> str:
+    """One series' next-token velocity: early concentration, intervals above the floor, and its lag behind the
+    representational velocity."""
+    early = (
+        "concentrates early" if row["p"] < SIGNIFICANCE and row["c"] > row["expected"] else "is not concentrated early"
+    )
+    text = (
+        f"Series {row['series']}: next-token (JS) velocity {early} (C = {row['c']:.2f} vs {row['expected']:.2f} for "
+        f"even change, p = {row['p']:.2g})"
+    )
+    if np.isfinite(row["floor"]):
+        text += (
+            f", {row['intervals_above_floor']} of {row['n_checkpoints'] - 1} intervals above the noise floor's JS "
+            f"({row['floor']:.3g})"
+        )
+    ci = f"[{row['lag_ci_low']:.2f}, {row['lag_ci_high']:.2f}]"
+    clear = row["lag_p"] < SIGNIFICANCE and (row["lag_ci_low"] > 0 or row["lag_ci_high"] < 0)
+    if not np.isfinite(row["lag"]):
+        order = "no prompt moved in both velocities, so neither can be said to lead"
+    elif not clear:
+        order = (
+            f"neither velocity clearly leads (behaviour's lag {row['lag']:+.2f} intervals {ci}, p = {row['lag_p']:.2g})"
+        )
+    else:
+        first, second = ("representation", "behaviour") if row["lag"] > 0 else ("behaviour", "representation")
+        order = (
+            f"{first} changes before {second} by {abs(row['lag']):.2f} checkpoint intervals (behaviour's lag "
+            f"{row['lag']:+.2f} {ci}, p = {row['lag_p']:.2g} over {row['lag_n']} prompts)"
+        )
+    return f"{text}; {order}; peaks: representation {row['peak_representation']}, behaviour {row['peak_behaviour']}."
 
 
 EXPERIMENT = Experiment(
