@@ -50,16 +50,16 @@ def near_ties(
         return np.abs(clean_source - clean_receiver) < min_gap
 
 
-def normalised_effect_ci(
+def normalised_effect_resamples(
     patched: Float[np.ndarray, "... n"],
     clean_receiver: Float[np.ndarray, " n"],
     clean_source: Float[np.ndarray, " n"],
     n_boot: int,
     seed: int = 0,
-    level: float = 0.95,
-) -> tuple[Float[np.ndarray, "..."], Float[np.ndarray, "..."]]:
-    """Percentile bootstrap CI of ``normalised_effect``, prompts resampled with replacement (the same resamples for
-    every block and position). Each resample's means are count-weighted sums, so no copy of ``patched`` is made."""
+) -> Float[np.ndarray, "... boot"]:
+    """``normalised_effect`` on ``n_boot`` bootstrap resamples of the prompts (the same resamples for every block and
+    position, so a whole depth curve is resampled together). Each resample's means are count-weighted sums, so no copy
+    of ``patched`` is made."""
     ok = np.isfinite(clean_receiver) & np.isfinite(clean_source)
     n = ok.size
     weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).T  # (n, boot)
@@ -72,9 +72,27 @@ def normalised_effect_ci(
     receiver = mean(clean_receiver)
     with np.errstate(invalid="ignore", divide="ignore"):
         gap = mean(clean_source) - receiver
-        effects = (mean(patched) - receiver) / np.where(gap == 0, np.nan, gap)  # (..., boot)
+        return (mean(patched) - receiver) / np.where(gap == 0, np.nan, gap)
+
+
+def normalised_effect_ci(
+    patched: Float[np.ndarray, "... n"],
+    clean_receiver: Float[np.ndarray, " n"],
+    clean_source: Float[np.ndarray, " n"],
+    n_boot: int,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[Float[np.ndarray, "..."], Float[np.ndarray, "..."]]:
+    """Percentile bootstrap CI of ``normalised_effect`` (``normalised_effect_resamples``)."""
+    return effect_interval(normalised_effect_resamples(patched, clean_receiver, clean_source, n_boot, seed), level)
+
+
+def effect_interval(
+    effects: Float[np.ndarray, "... boot"], level: float = 0.95
+) -> tuple[Float[np.ndarray, "..."], Float[np.ndarray, "..."]]:
+    """The percentile interval of resampled effects (a cell without one defined resample is NaN)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a cell without one defined resample is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanquantile(effects, [(1 - level) / 2, 1 - (1 - level) / 2], axis=-1)
     return low, high
 

@@ -247,3 +247,31 @@ def test_patching_finding_needs_the_whole_ci_above_one_half():
     )
     unsure = direction_finding("nf4 into reference", "resid", table.assign(normalised_logit_diff_ci_low=0.2))
     assert "at no block with its whole 95% CI; the largest is 0.70 [0.20, 0.90] at block 2" in unsure
+
+
+def test_the_patching_effect_is_located_along_depth_and_joins_the_localisation_table(tiny_run):
+    """Onset (first block whose effect at every position exceeds zero), break (the block after the largest rise) and
+    final value, read from the effect table itself; the residual stream's rows join the lens's localisation table."""
+    t = tiny_run.tables
+    located, effects = t["patching_localisation"], t["patching"]
+    assert len(located) == effects.groupby(["direction", "component"]).ngroups
+    for _, r in located.iterrows():
+        curve = effects[
+            (effects.direction == r.direction) & (effects.component == r.component) & (effects.position == "all")
+        ].sort_values("block")
+        e, blocks = curve["normalised_logit_diff"].to_numpy(), curve["block"].to_numpy()
+        above = np.flatnonzero(e > 0)
+        assert r["onset"] == blocks[above[0]] if len(above) else np.isnan(r["onset"])
+        rises = np.diff(e)
+        assert r["break"] == blocks[np.nanargmax(rises) + 1] if np.nanmax(rises) > 0 else np.isnan(r["break"])
+        assert r["final"] == pytest.approx(e[-1], nan_ok=True)
+        if not np.isnan(r["onset"]):
+            assert r["onset_low"] <= r["onset"] <= r["onset_high"]
+    rows = tiny_run.tables["localisation"].query("curve == 'patching'")
+    resid = located[located.component == "resid"]
+    assert len(rows) == len(resid) and set(rows["against"]) == {"zero"}
+    labels = tiny_run.meta_of("lens")["labels"]
+    for (_, row), (_, r) in zip(rows.iterrows(), resid.iterrows()):
+        assert row["measure"] == f"patching effect ({r['direction']})" and row["pair"] in set(t["output_pairs"]["pair"])
+        assert row["onset_label"] == (str(int(r["onset"])) if not np.isnan(r["onset"]) else None)
+        assert np.isnan(row["onset"]) or labels[int(row["onset"])] == row["onset_label"]

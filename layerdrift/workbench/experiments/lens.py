@@ -39,7 +39,7 @@ from layerdrift.core.naming import FINAL_NORM_HOOK, point_phrase
 from layerdrift.errors import LayerdriftError
 from layerdrift.training.series import series_step
 from layerdrift.workbench.config import LensSpec, TrajectorySpec
-from layerdrift.workbench.experiments import drift
+from layerdrift.workbench.experiments import drift, patching
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.drift import Pair, Stacks, variant_pairs
 from layerdrift.workbench.experiments.protocol import Experiment, Output
@@ -68,7 +68,7 @@ CURVES = {
     "jaccard": "1 - Jaccard",
     "cka": "1 - CKA",
     "lens_js": "common-lens JS",
-}
+}  # and "patching": the patching effect of the residual stream at every position, where patching ran
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,9 @@ class LensRun:
         self.identity = {v: ctx.identity(v) for v in self.variants + self.checkpoints}
         self.drift_key = f"{drift.EXPERIMENT.version}:{drift.DriftRun(ctx).key}"
         self.n_perm = (trajectory_settings(ctx.config) or TrajectorySpec()).n_perm
+        self.patching_key = (
+            f"{patching.EXPERIMENT.version}:{patching.PatchingRun(ctx).key}" if ctx.config.patching else None
+        )
         self.key = fingerprint(
             {
                 "spec": self.spec.model_dump(mode="json"),
@@ -105,6 +108,7 @@ class LensRun:
                 "series": ctx.store.series,
                 "n_perm": self.n_perm,
                 "analysis": self.drift_key,
+                "patching": self.patching_key,
             }
         )
 
@@ -335,9 +339,38 @@ class LensRun:
                         },
                     }
                 )
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(rows + self.patching_rows(pairs, labels))
         onsets = pd.concat(onset_rows, ignore_index=True) if onset_rows else pd.DataFrame()
         return {"localisation": frame, "concept_onsets": onsets}
+
+    def patching_rows(self, pairs: list[Pair], labels: list[str]) -> list[dict[str, Any]]:
+        """The patching effect's onset, break and half-way block for each patched pair (the patching experiment's
+        ``patching_localisation``, on its own prompts) as rows of the localisation table."""
+        found = self.patching_key and cached_result_set(self.store.root, patching.EXPERIMENT.name, self.patching_key)
+        if not found:
+            return []
+        by_label = {label: p for p in pairs for label in (p.label, f"{p.b}→{p.a}")}
+        rows = []
+        for _, r in found.tables["patching_localisation"].iterrows():
+            if r["pair"] not in by_label or r["component"] != "resid":
+                continue
+            located = {k: r[k] for k in ("final", "threshold_final", "onset_defined")}
+            for k in ("onset", "break", "half"):
+                for end in ("", "_low", "_high"):
+                    block = r[f"{k}{end}"]
+                    at = np.nan if np.isnan(block) else float(labels.index(str(int(block))))
+                    located[f"{k}{end}"], located[f"{k}{end}_label"] = at, point_name(labels, at)
+            rows.append(
+                {
+                    "pair": by_label[r["pair"]].label,
+                    "floor": False,
+                    "curve": "patching",
+                    "measure": f"patching effect ({r['direction']})",
+                    "against": "zero",
+                    **located,
+                }
+            )
+        return rows
 
     def curves(
         self, pair: Pair, stacks: Stacks, drift_table: pd.DataFrame, common: dict[Pair, np.ndarray]

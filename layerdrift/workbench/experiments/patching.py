@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from layerdrift.analyses.localisation import locate
 from layerdrift.analyses.patching import (
+    effect_interval,
     first_divergence,
     logit_difference,
     near_ties,
     normalised_effect,
-    normalised_effect_ci,
+    normalised_effect_resamples,
     target_logprob,
 )
 from layerdrift.concepts.patch_prompts import load_patch_prompts
@@ -377,20 +379,24 @@ class PatchingRun:
         sweeps: dict[tuple[str, str, str], dict[str, np.ndarray]],
     ) -> dict[str, pd.DataFrame]:
         """The long effect table (pair, direction, component, block, position) and the per-prompt table."""
-        rows = []
+        rows, located = [], []
         offsets = self.offsets()
         labels = [str(o) if o != ALL_POSITIONS else "all" for o in offsets]
         for (o, src, dst), res in sweeps.items():
             plan = plans[o]
             effects = {name: self.effects(name, plan, clean[(o, dst)], clean[(o, src)], res) for name in METRICS}
+            resampled = {name: columns.pop(f"resampled_{name}") for name, columns in effects.items()}
             layers = self.layers(self.store.n_layers(dst))
+            where = {
+                "pair": pair_label(plan.a, plan.b),
+                "source": src,
+                "receiver": dst,
+                "direction": f"{src} into {dst}",
+            }
             for h, (component, layer) in enumerate((c, l) for c in self.spec.components for l in layers):
                 for k, label in enumerate(labels):
                     row = {
-                        "pair": pair_label(plan.a, plan.b),
-                        "source": src,
-                        "receiver": dst,
-                        "direction": f"{src} into {dst}",
+                        **where,
                         "component": component,
                         "block": layer,
                         "position": label,
@@ -400,12 +406,19 @@ class PatchingRun:
                     for columns in effects.values():
                         row |= {c: v if np.ndim(v) == 0 else v[h, k] for c, v in columns.items()}
                     rows.append(row)
+            every = labels.index("all")
+            plain, boot = effects["logit_diff"]["normalised_logit_diff"][:, every], resampled["logit_diff"][:, every]
+            for c, component in enumerate(self.spec.components):
+                hooks = slice(c * len(layers), (c + 1) * len(layers))
+                curves = np.vstack([plain[hooks], boot[hooks].T])  # (1 + boot, blocks): the estimate, then resamples
+                located.append({**where, "component": component, **locate_effect(curves, layers)})
         prompt_frames = [
             prompt_table(plan, clean.get((o, plan.a)), clean.get((o, plan.b)), self.spec.min_gap)
             for o, plan in plans.items()
         ]
         return {
             "patching": pd.DataFrame(rows),
+            "patching_localisation": pd.DataFrame(located),
             "patching_prompts": pd.concat(prompt_frames, ignore_index=True) if prompt_frames else pd.DataFrame(),
         }
 
@@ -419,7 +432,8 @@ class PatchingRun:
         patched = pair_metric(name, plan, res["logits"], res["lse"])  # (hooks, offsets, n)
         ties = near_ties(c_dst, c_src, self.spec.min_gap)
         kept_dst, kept_src = np.where(ties, np.nan, c_dst), np.where(ties, np.nan, c_src)
-        low, high = normalised_effect_ci(patched, kept_dst, kept_src, self.spec.n_boot, self.config.seed)
+        resampled = normalised_effect_resamples(patched, kept_dst, kept_src, self.spec.n_boot, self.config.seed)
+        low, high = effect_interval(resampled)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a cell without one finite prompt is NaN
             delta = np.nanmean(patched - c_dst, axis=-1)
@@ -429,7 +443,18 @@ class PatchingRun:
             f"normalised_{name}_ci_low": low,
             f"normalised_{name}_ci_high": high,
             f"near_ties_{name}": int(ties.sum()),
+            f"resampled_{name}": resampled,
         }
+
+
+def locate_effect(curves: np.ndarray, blocks: list[int]) -> dict[str, Any]:
+    """Onset (the first block whose normalised effect at every position exceeds zero), break and half-way block of a
+    patching effect along depth, with bootstrap CIs over prompts (``analyses.localisation.locate``), as block
+    numbers."""
+    row = locate(curves, np.zeros_like(curves))
+    for key in [k for k in row if k.split("_")[0] in ("onset", "break", "half") and k != "onset_defined"]:
+        row[key] = np.nan if np.isnan(row[key]) else float(blocks[int(row[key])])
+    return row
 
 
 def check_patching(config: ExperimentConfig) -> None:
@@ -497,10 +522,10 @@ def findings(results: Any) -> list[str]:
 
 EXPERIMENT = Experiment(
     name="patching",
-    version="2",
+    version="3",
     settings=lambda config: config.patching,
     runner=PatchingRun,
-    tables=("patching", "patching_prompts"),
+    tables=("patching", "patching_localisation", "patching_prompts"),
     check=check_patching,
     summaries=summaries,
     findings=findings,
