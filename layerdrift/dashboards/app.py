@@ -1,8 +1,9 @@
 """The dashboard shell: a title and one tab per experiment the run has, served on localhost.
 
-Each experiment's tab comes from its own dashboards module (``tabs(run)``), through the registry; the
-shell never names an experiment. Everything shown comes from the run's result tables through the same
-figure builders as the report; nothing is recomputed here.
+Each experiment's tab comes from its own dashboards module (``tabs(run, selection)``), through the registry; the
+shell never names an experiment. The tabs share one ``Selection`` per session (the layer and the concept).
+Everything shown comes from the run's result tables through the same figure builders as the report; nothing is
+recomputed here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import panel as pn
 
 from layerdrift.dashboards.markup import md
+from layerdrift.dashboards.selection import Selection
 
 
 def build_app(run: Any) -> pn.viewable.Viewable:
@@ -22,7 +24,8 @@ def build_app(run: Any) -> pn.viewable.Viewable:
         name=run.store.manifest["config"]["name"],
         reference=run.meta.get("reference", run.store.reference),
     )
-    tabs = [tab for experiment in run.experiments for tab in experiment.tabs(run)]
+    selection = Selection()
+    tabs = [tab for experiment in run.experiments for tab in experiment.tabs(run, selection)]
     return pn.Column(pn.pane.Markdown(title), pn.Tabs(*tabs, dynamic=False), sizing_mode="stretch_width")
 
 

@@ -252,7 +252,7 @@ def figures(results: Any) -> dict[str, go.Figure]:
     return figs
 
 
-def tabs(results: Any) -> list[tuple[str, Any]]:
+def tabs(results: Any, selection: Any = None) -> list[tuple[str, Any]]:
     return (
         [("Behaviour vectors", vectors_tab(results.tables))] if len(results.tables.get("behaviour_vectors", ())) else []
     )

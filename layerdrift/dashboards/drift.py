@@ -19,9 +19,11 @@ from layerdrift.analyses.pair_metrics import DRIFT, PAIR_METRICS, PairMetric
 from layerdrift.core.naming import pair_key
 from layerdrift.core.spreadsheet import to_csv
 from layerdrift.dashboards.markup import md
+from layerdrift.dashboards.selection import Selection, follow
 from layerdrift.dashboards.style import (
     FLOOR_COLOUR,
     LAYOUT,
+    TABLE_CSS,
     category_colours,
     empty_figure,
     layer_ticks,
@@ -30,12 +32,6 @@ from layerdrift.dashboards.style import (
     shade_band,
 )
 
-TABLE_CSS = """
-table.neighbours { border-collapse: collapse; font-size: 13px; width: 100%; }
-table.neighbours th, table.neighbours td { padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; }
-table.neighbours th { border-bottom: 2px solid #bbb; }
-table.neighbours .num { text-align: right; font-variant-numeric: tabular-nums; }
-"""
 MAP_TAB, OVERVIEW_TAB = 0, 1  # the drift tab's sub-tabs
 MAP_TRANSITION = dict(duration=250, easing="cubic-out")  # points glide to the next layer's places
 
@@ -451,7 +447,7 @@ def neighbour_html(neighbours: pd.DataFrame) -> str:
         for term, sim in zip(neighbours["neighbour"], neighbours["similarity"])
     )
     return (
-        "<table class='neighbours'><thead><tr><th>neighbour</th><th class='num'>cos</th></tr></thead>"
+        "<table class='small'><thead><tr><th>neighbour</th><th class='num'>cos</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
 
@@ -1108,6 +1104,10 @@ class DriftTab:
         return pn.Column(self._control_rows(export), self.tabs, sizing_mode="stretch_width")
 
 
-def tabs(run: Any) -> list[tuple[str, Any]]:
-    """The drift tab: layer player, pair, map and concept search above a map & concept view and an overview."""
-    return [("Drift", DriftTab(run).view())]
+def tabs(run: Any, selection: Selection | None = None) -> list[tuple[str, Any]]:
+    """The drift tab: layer player, pair, map and concept search above a map & concept view and an overview; its
+    layer and concept are the session's selection."""
+    tab = DriftTab(run)
+    if selection is not None:
+        follow(selection, tab.state)
+    return [("Drift", tab.view())]

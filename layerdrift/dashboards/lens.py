@@ -1,4 +1,5 @@
-"""Figures of the lens experiment: where each pair's difference starts along depth, and common-lens JS by layer."""
+"""Figures and tab of the lens experiment: where each pair's difference starts along depth, common-lens JS by layer,
+the pairs x depth map of drift over the noise floor, and a concept's lens read-out layer by layer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pandas as pd
 import panel as pn
 import plotly.graph_objects as go
 
-from layerdrift.dashboards.style import LAYOUT, PAIR_COLOURS, pair_colours, shade_band
+from layerdrift.dashboards.markup import md
+from layerdrift.dashboards.selection import Selection
+from layerdrift.dashboards.style import LAYOUT, PAIR_COLOURS, TABLE_CSS, mark_layer, pair_colours, shade_band
 
 JS_RESOLVED = 1e-12  # below this a common-lens JS is float32 rounding, not a difference
 CURVE_COLUMNS = {  # localisation curve -> (table, column, transform to "larger = more different")
@@ -96,9 +99,139 @@ def common_lens_figure(lens_layers: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def drift_over_floor_map(layers: pd.DataFrame) -> go.Figure:
+    """Pairs x residual points: log10 of the mean cosine drift over the noise-floor pair's at the same point (0: at
+    the floor), or the drift itself when the run has no floor."""
+    main, floor = layers[~layers["floor"]], layers[layers["floor"]]
+    drift = main.pivot_table(index="pair", columns="layer", values="drift_mean", sort=False, dropna=False)
+    labels = layers.drop_duplicates("layer").set_index("layer").loc[drift.columns, "label"].astype(str).tolist()
+    if len(floor):
+        base = floor[floor["pair"] == floor["pair"].iloc[0]].set_index("layer")["drift_mean"].reindex(drift.columns)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.log10(drift.to_numpy() / base.to_numpy())
+        z[~np.isfinite(z)] = np.nan
+        colour = dict(colorscale="RdBu_r", zmid=0, colorbar=dict(title="log10(drift / floor)"))
+        title = f"Cosine drift over the noise floor ({escape_html(floor['pair'].iloc[0])}) by pair and point"
+        hover = "%{y} at %{x}: drift / floor = 10^%{z:.2f}<extra></extra>"
+    else:
+        z = drift.to_numpy()
+        colour = dict(colorscale="Viridis", colorbar=dict(title="cosine drift"))
+        title = "Cosine drift by pair and point (the run has no noise-floor variant)"
+        hover = "%{y} at %{x}: drift %{z:.3g}<extra></extra>"
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=labels, y=[escape_html(p) for p in drift.index], hovertemplate=hover, xgap=1, ygap=1, **colour
+        )
+    )
+    fig.update_layout(**LAYOUT, title=title, xaxis_title="residual point", yaxis=dict(autorange="reversed"))
+    fig.update_layout(height=160 + 40 * len(drift))
+    return fig
+
+
+def visible_token(token: str) -> str:
+    """A token as it reads in a table: spaces as ␣, newlines as ⏎, HTML escaped."""
+    return escape_html(token.replace(" ", "␣").replace("\n", "⏎"))
+
+
+def readout_html(tables: Any, a: str, b: str, pair: str, concept: int, labels: list[str], layer: int) -> str:
+    """One concept's lens read-out at every point: a's and b's top tokens through their own heads side by side, and
+    the common-lens JS of the pair there; the selected layer's row is highlighted."""
+    top = tables["lens_top"]
+    top = top[(top["concept"] == concept) & top["variant"].isin([a, b])]
+    words = {
+        (v, at): ", ".join(f"{visible_token(t)} {p:.2f}" for t, p in zip(g["token"], g["prob"]))
+        for (v, at), g in top.sort_values("rank").groupby(["variant", "layer"])
+    }
+    common = tables["lens_common"]
+    js = common[(common["pair"] == pair) & (common["concept"] == concept)].set_index("layer")["js"]
+    rows = "".join(
+        f"<tr{' class=current' if i == layer else ''}><td>{escape_html(label)}</td><td>{words.get((a, i), '')}</td>"
+        f"<td>{words.get((b, i), '')}</td><td class='num'>{js.get(i, np.nan):.2g}</td></tr>"
+        for i, label in enumerate(labels)
+    )
+    return (
+        f"<table class='small readout'><thead><tr><th>point</th><th>{escape_html(a)}</th><th>{escape_html(b)}</th>"
+        f"<th class='num'>JS</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+READOUT_CSS = TABLE_CSS + "table.small tr.current td { background: #fff3c4; }"
+
+
+class LocalisationTab:
+    """A pair's normalised depth curves (clicking a point moves the session's layer) beside the selected concept's
+    lens read-out, above the pairs x depth map and the common-lens JS."""
+
+    def __init__(self, results: Any, selection: Selection) -> None:
+        self.tables, self.selection = results.tables, selection
+        meta = results.meta_of("lens")
+        self.labels, self.terms = meta["labels"], results.meta["terms"]
+        located = self.tables["localisation"]
+        pairs = list(dict.fromkeys(located.sort_values("floor", kind="stable")["pair"]))
+        self.pairs = {p["label"]: p for p in results.meta["pairs"]}
+        self.pair = pn.widgets.Select(name="variant pair", options=pairs, value=pairs[0], width=240)
+        self.curves = pn.pane.Plotly(self.curve_figure(), sizing_mode="stretch_width", css_classes=["loc-curves"])
+        self.concept = pn.pane.Markdown(self.concept_text(), css_classes=["readout-concept"])
+        self.readout = pn.pane.HTML(self.readout_text(), stylesheets=[READOUT_CSS], css_classes=["readout"])
+        self.pair.param.watch(self.redraw, "value")
+        self.curves.param.watch(self.on_click, "click_data")
+        selection.param.watch(self.on_layer, "layer")
+        selection.param.watch(self.redraw_readout, "concept")
+
+    def curve_figure(self) -> go.Figure:
+        return mark_layer(localisation_figure(self.tables, self.pair.value), self.selection.layer)
+
+    def concept_text(self) -> str:
+        return md(
+            "### Lens read-out: **{term}**\n\nthe top tokens through each variant's own head at every point "
+            "(what it would say there) and the pair's common-lens JS; pick the concept on the Drift tab",
+            term=self.terms[self.selection.concept],
+        )
+
+    def readout_text(self) -> str:
+        pair = self.pairs[self.pair.value]
+        return readout_html(
+            self.tables, pair["a"], pair["b"], pair["label"], self.selection.concept, self.labels, self.selection.layer
+        )
+
+    def redraw(self, *_: Any) -> None:
+        with pn.io.hold():
+            self.curves.object = self.curve_figure()
+            self.readout.object = self.readout_text()
+
+    def redraw_readout(self, *_: Any) -> None:
+        with pn.io.hold():
+            self.concept.object = self.concept_text()
+            self.readout.object = self.readout_text()
+
+    def on_layer(self, *_: Any) -> None:
+        """The session's layer moved: the mark on the curves (in place) and the read-out's highlighted row."""
+        with pn.io.hold():
+            mark_layer(self.curves.object, self.selection.layer)
+            self.curves.param.trigger("object")
+            self.readout.object = self.readout_text()
+
+    def on_click(self, event: Any) -> None:
+        """Move the session's layer (and the Drift tab's player) to the clicked point."""
+        points = (event.new or {}).get("points") or []
+        if points and str(points[0].get("x")) in self.labels:
+            self.selection.layer = self.labels.index(str(points[0]["x"]))
+
+    def view(self, figures: list[go.Figure]) -> pn.Column:
+        panes = [pn.pane.Plotly(fig, sizing_mode="stretch_width") for fig in figures]
+        return pn.Column(
+            self.pair,
+            pn.Row(self.curves, pn.Column(self.concept, self.readout, width=520)),
+            *panes,
+            sizing_mode="stretch_width",
+        )
+
+
 def figures(results: Any) -> dict[str, go.Figure]:
     t = results.tables
     out = {}
+    if len(t.get("layers", ())) and (~t["layers"]["floor"]).any():
+        out["drift_over_floor"] = drift_over_floor_map(t["layers"])
     if len(t["lens_layers"]):
         out["lens_common_js"] = common_lens_figure(t["lens_layers"])
     for pair in dict.fromkeys(t["localisation"]["pair"]) if len(t["localisation"]) else []:
@@ -106,9 +239,10 @@ def figures(results: Any) -> dict[str, go.Figure]:
     return out
 
 
-def tabs(results: Any) -> list[tuple[str, Any]]:
-    shown = figures(results)
-    if not shown:
+def tabs(results: Any, selection: Selection | None = None) -> list[tuple[str, Any]]:
+    """The Localisation tab, where the run has a localisation table."""
+    if not len(results.tables["localisation"]):
         return []
-    panes = [pn.pane.Plotly(fig, sizing_mode="stretch_width") for fig in shown.values()]
-    return [("Localisation", pn.Column(*panes, sizing_mode="stretch_width"))]
+    shown = figures(results)
+    tab = LocalisationTab(results, selection or Selection())
+    return [("Localisation", tab.view([shown[k] for k in ("drift_over_floor", "lens_common_js") if k in shown]))]

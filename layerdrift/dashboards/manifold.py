@@ -580,7 +580,7 @@ def figures(results: Any) -> dict[str, go.Figure]:
     return manifold_figures(results.tables, results.arrays.get("manifold/projections", {}))
 
 
-def tabs(results: Any) -> list[tuple[str, Any]]:
+def tabs(results: Any, selection: Any = None) -> list[tuple[str, Any]]:
     if not len(results.tables.get("manifold_scores", ())):
         return []
     return [("Manifolds", manifold_tab(results.tables, results.arrays.get("manifold/projections", {})))]

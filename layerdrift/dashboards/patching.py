@@ -209,5 +209,5 @@ def figures(results: Any) -> dict[str, go.Figure]:
     return figs
 
 
-def tabs(results: Any) -> list[tuple[str, Any]]:
+def tabs(results: Any, selection: Any = None) -> list[tuple[str, Any]]:
     return [("Patching", patching_tab(results.tables))] if len(results.tables.get("patching", ())) else []

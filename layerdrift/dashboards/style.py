@@ -107,3 +107,12 @@ def mark_layer(fig: go.Figure, x: float) -> go.Figure:
     ]
     fig.update_layout(shapes=shapes)
     return fig
+
+
+# the dashboards' small HTML tables (neighbours, lens read-outs)
+TABLE_CSS = """
+table.small { border-collapse: collapse; font-size: 13px; width: 100%; }
+table.small th, table.small td { padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; }
+table.small th { border-bottom: 2px solid #bbb; }
+table.small .num { text-align: right; font-variant-numeric: tabular-nums; }
+"""

@@ -624,7 +624,7 @@ def figures(results: Any) -> dict[str, go.Figure]:
     return trajectory_figures(results.tables)
 
 
-def tabs(results: Any) -> list[tuple[str, Any]]:
+def tabs(results: Any, selection: Any = None) -> list[tuple[str, Any]]:
     if not len(results.tables.get("trajectory", ())):
         return []
     return [("Trajectories", trajectory_tab(results.tables, results.meta.get("terms")))]

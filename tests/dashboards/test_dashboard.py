@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from conftest import ALL_NODES_JS, CHROMIUM, launch_chromium, served_dashboard
 
 from layerdrift.dashboards.app import build_app
 from layerdrift.dashboards.drift import DashboardState, match_concept
+from layerdrift.dashboards.selection import Selection
 
 
 def test_match_concept_exact_prefix_fuzzy():
@@ -140,7 +142,7 @@ def test_experiment_views_follow_their_tables(tiny_run):
     vectors.variant = "tuned"
     assert "(tuned)" in vectors.cross_figure().layout.title.text
     assert {tr.name for tr in vectors.steering_figure().data} == {"base +c", "base −c", "tuned +c", "tuned −c"}
-    tabs = [name for e in tiny_run.experiments for name, _ in e.tabs(tiny_run)]
+    tabs = [name for e in tiny_run.experiments for name, _ in e.tabs(tiny_run, Selection())]
     assert tabs == ["Drift", "Patching", "Behaviour vectors", "Manifolds", "Localisation"]
 
 
@@ -233,6 +235,9 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
         page.get_by_text("Patching tuned into base: resid output").wait_for(timeout=20000)
         page.get_by_text("Behaviour vectors", exact=True).click()
         page.get_by_text("Behaviour vectors, base→tuned: cosine per layer").wait_for(timeout=20000)
+        page.get_by_text("Localisation", exact=True).click()  # the concept picked on the Drift tab: its read-out
+        page.get_by_text("Lens read-out: electron").wait_for(timeout=20000)
+        assert page.locator(".readout tr.current").count() == 1
         page.get_by_text("Manifolds", exact=True).click()
         page.get_by_text("SMDS score (ridge map, held-out): probe set 'birthday'").wait_for(timeout=20000)
         area = page.locator(".manifold-map .nsewdrag").first.bounding_box()
@@ -336,3 +341,45 @@ def test_report_is_written_once_and_again_when_a_file_is_damaged(tiny_run, tmp_p
     assert again["key"] == stamp["key"] and again["files"].keys() == stamp["files"].keys()  # every file, again
     tables = {f: h for f, h in stamp["files"].items() if f.startswith("tables/")}
     assert tables == {f: h for f, h in again["files"].items() if f.startswith("tables/")}  # the same tables
+
+
+def test_localisation_tab_moves_the_drift_player_and_reads_out_the_selected_concept(tiny_run):
+    """One selection per session: a click on a depth in the Localisation tab moves the Drift tab's player, and the
+    concept picked on the Drift tab is the one read out (its tokens escaped, the current point highlighted)."""
+    from types import SimpleNamespace
+
+    from layerdrift.dashboards.drift import DriftTab
+    from layerdrift.dashboards.lens import LocalisationTab
+    from layerdrift.dashboards.selection import follow
+
+    selection = Selection()
+    drift = DriftTab(tiny_run)
+    follow(selection, drift.state)
+    tab = LocalisationTab(tiny_run, selection)
+    labels = tab.labels
+    tab.on_click(SimpleNamespace(new={"points": [{"x": labels[2], "y": 0.5}]}))
+    assert selection.layer == 2 and drift.state.layer == 2 and drift.layer.value == 2
+    assert [s.x0 for s in tab.curves.object.layout.shapes] == [2]  # the curves mark the new point
+    drift.state.concept = 5
+    top = tiny_run.tables["lens_top"].query("concept == 5 and rank == 1")
+    pair = tiny_run.meta["pairs"][0]
+    assert tab.pair.value == pair["label"] and f"Lens read-out: **{tiny_run.meta['terms'][5]}" in tab.concept.object
+    rows = tab.readout.object.split("<tr")[2:]  # past the header
+    assert len(rows) == len(labels) and rows[2].startswith(" class=current")
+    for i, row in enumerate(rows):
+        for v in (pair["a"], pair["b"]):
+            token = top[(top.variant == v) & (top.layer == i)]["token"].iloc[0]
+            assert html.escape(token.replace(" ", "␣")) in row
+
+
+def test_drift_over_floor_map_is_the_log_ratio_of_the_layers_table(tiny_run):
+    from layerdrift.dashboards.lens import drift_over_floor_map
+
+    layers = tiny_run.tables["layers"]
+    fig = drift_over_floor_map(layers)
+    floor = layers[layers.floor].set_index("layer")["drift_mean"]
+    main = layers[~layers.floor]
+    assert list(fig.data[0].y) == list(dict.fromkeys(main.pair))
+    for i, (_, g) in enumerate(main.groupby("pair", sort=False)):
+        want = np.log10(g.set_index("layer")["drift_mean"] / floor)
+        np.testing.assert_allclose(np.asarray(fig.data[0].z[i], float), want.where(np.isfinite(want)).to_numpy())

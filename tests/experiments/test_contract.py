@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import pytest
 
 from layerdrift import open_run
+from layerdrift.dashboards.selection import Selection
 from layerdrift.workbench.config import config_from_dict
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.registry import EXPERIMENTS
@@ -38,7 +39,7 @@ def test_experiment_contract(experiment, request, monkeypatch):
     assert set(figures) <= set(run.figures)  # the report and open_run show the same figures
     summaries = experiment.summaries(run)
     assert summaries and all(isinstance(t, str) and len(frame) for t, frame in summaries.items())
-    tabs = experiment.tabs(run)
+    tabs = experiment.tabs(run, Selection())
     assert tabs and all(isinstance(title, str) and view is not None for title, view in tabs)
 
     # a second run of the same config finds the result set under the same fingerprint: no model, no recompute

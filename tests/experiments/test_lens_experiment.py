@@ -1,6 +1,7 @@
 """The lens experiment on tiny models: read-outs against the models' own logits, identical variants, a change planted
 in one block located there, another tokenizer, and heads kept in the run folder."""
 
+import itertools
 import json
 import shutil
 
@@ -153,7 +154,7 @@ def test_next_token_velocity_along_a_series_against_the_checkpoints_own_logits(s
                     for ids, (last,) in zip(tokens["ids"], tokens["positions"]["last"])
                 ]
             )
-    slow = [np.mean([jensenshannon(p, q) ** 2 for p, q in zip(a, b)]) for a, b in zip(probs[:-1], probs[1:])]
+    slow = [np.mean([jensenshannon(p, q) ** 2 for p, q in zip(a, b)]) for a, b in itertools.pairwise(probs)]
     np.testing.assert_allclose(vel["js"], slow, rtol=1e-3, atol=1e-9)
     assert (vel["js"] > 0).all() and vel["js_ci_low"].lt(vel["js"]).all() and vel["js"].lt(vel["js_ci_high"]).all()
     traj = t["trajectory"].query("series == 'memo' and checkpoint > 0")

@@ -57,7 +57,7 @@ def figures(run) -> dict[str, go.Figure]:
     }
 
 
-def tabs(run):
+def tabs(run, selection):
     import panel as pn
 
     return [("Norms", pn.pane.DataFrame(run.tables["norm_ratio"]))]

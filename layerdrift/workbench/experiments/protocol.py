@@ -44,7 +44,7 @@ def _no_figures(results: RunResults) -> dict[str, go.Figure]:
     return {}
 
 
-def _no_tabs(results: RunResults) -> list[tuple[str, Any]]:
+def _no_tabs(results: RunResults, selection: Any) -> list[tuple[str, Any]]:
     return []
 
 
@@ -71,7 +71,8 @@ class Experiment:
     tables      the tables it writes; artifacts: its named arrays (e.g. manifold projections)
     summaries   short tables by title, for the terminal and the report alike
     findings    the results as short sentences, each with its statistic and the baseline it is read against
-    figures     report figures by a key that says what they show; tabs: dashboard tabs (title, Panel object)
+    figures     report figures by a key that says what they show; tabs: dashboard tabs (title, Panel object) of a run
+                and the session's ``dashboards.selection.Selection``
     """
 
     name: str
@@ -84,7 +85,7 @@ class Experiment:
     summaries: Callable[[RunResults], dict[str, pd.DataFrame]] = _no_summaries
     findings: Callable[[RunResults], list[str]] = _no_findings
     figures: Callable[[RunResults], dict[str, go.Figure]] = _no_figures
-    tabs: Callable[[RunResults], list[tuple[str, Any]]] = _no_tabs
+    tabs: Callable[[RunResults, Any], list[tuple[str, Any]]] = _no_tabs
 
     def asked_for(self, config: ExperimentConfig) -> bool:
         return self.settings(config) is not None
