@@ -135,7 +135,7 @@ def visible_token(token: str) -> str:
 
 def readout_html(tables: Any, a: str, b: str, pair: str, concept: int, labels: list[str], layer: int) -> str:
     """One concept's lens read-out at every point: a's and b's top tokens through their own heads side by side, and
-    the common-lens JS of the pair there; the selected layer's row is highlighted."""
+    the common-lens JS of the pair there (a rounded -0 shows as 0); the selected layer's row is highlighted."""
     top = tables["lens_top"]
     top = top[(top["concept"] == concept) & top["variant"].isin([a, b])]
     words = {
@@ -146,7 +146,7 @@ def readout_html(tables: Any, a: str, b: str, pair: str, concept: int, labels: l
     js = common[(common["pair"] == pair) & (common["concept"] == concept)].set_index("layer")["js"]
     rows = "".join(
         f"<tr{' class=current' if i == layer else ''}><td>{escape_html(label)}</td><td>{words.get((a, i), '')}</td>"
-        f"<td>{words.get((b, i), '')}</td><td class='num'>{js.get(i, np.nan):.2g}</td></tr>"
+        f"<td>{words.get((b, i), '')}</td><td class='num'>{abs(js.get(i, np.nan)):.2g}</td></tr>"
         for i, label in enumerate(labels)
     )
     return (
