@@ -409,6 +409,20 @@ def concept_onset_frame(
     )
 
 
+def checkpoint_velocities(
+    members: list[str], compared: dict[tuple[str, str], dict[str, np.ndarray]], states: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per prompt: the JS between every two checkpoints (n, k, k), and the behavioural and representational
+    velocities between consecutive ones (n, k - 1 each)."""
+    k, n = len(members), states[members[0]].shape[1]
+    js = np.zeros((n, k, k))
+    for (i, a), (j, b) in combinations(enumerate(members), 2):
+        js[:, i, j] = js[:, j, i] = compared[(a, b)]["js"]
+    behaviour = js[:, np.arange(k - 1), np.arange(1, k)]
+    representation = np.stack([drift_by_layer(states[a], states[b]).mean(0) for a, b in pairwise(members)], axis=1)
+    return js, behaviour, representation
+
+
 def series_velocity(
     name: str,
     members: list[str],
@@ -424,13 +438,8 @@ def series_velocity(
     Behavioural velocity: JS between consecutive checkpoints' next-token distributions (nats, mean over prompts);
     representational velocity: their cosine drift (mean over residual points), both per prompt, so the lag of one
     behind the other is tested prompt by prompt (``analyses.trajectory.lead_lag``)."""
-    k, n = len(members), states[members[0]].shape[1]
-    js = np.zeros((n, k, k))
-    for (i, a), (j, b) in combinations(enumerate(members), 2):
-        js[:, i, j] = js[:, j, i] = compared[(a, b)]["js"]
-    consecutive = list(pairwise(members))
-    behaviour = js[:, np.arange(k - 1), np.arange(1, k)]  # (n, k - 1)
-    representation = np.stack([drift_by_layer(states[a], states[b]).mean(0) for a, b in consecutive], axis=1)
+    k, consecutive = len(members), list(pairwise(members))
+    js, behaviour, representation = checkpoint_velocities(members, compared, states)
     test = concentration_test(js.mean(0), n_perm, seed)
     low, high = bootstrap_mean_ci(behaviour, n_boot=n_boot, seed=seed)
     steps = [series_step(v) for v in members]
