@@ -195,8 +195,10 @@ class LensRun:
             **common_tables(common, labels, concepts, self.config.analysis.n_boot, self.config.seed),
             **output_tables(behaviour, analysis.tables, concepts, self.config.analysis.n_boot, self.config.seed),
             **self.localisation(pairs, stacks, analysis.tables, common, concepts),
-            **self.velocities(heads, states, normalised, behaviour),
         }
+        velocity_tables, skipped_series = self.velocities(heads, states, normalised, behaviour)
+        tables |= velocity_tables
+        notes += skipped_series
         meta = {"notes": notes, "labels": labels, "reference": self.store.reference, "top_k": self.spec.top_k}
         return Output(tables, meta=meta)
 
@@ -266,17 +268,22 @@ class LensRun:
         states: dict[str, np.ndarray],
         normalised: dict[str, list[bool]],
         behaviour: dict[Pair, dict[str, np.ndarray]],
-    ) -> dict[str, pd.DataFrame]:
+    ) -> tuple[dict[str, pd.DataFrame], list[str]]:
         """Along each checkpoint series: the JS between every two checkpoints' next-token distributions, its velocity
         with the early-concentration test, and its lead or lag against the representational velocity, prompt by
-        prompt."""
+        prompt; and a note for each series left out because a checkpoint's tokenizer is not the reference's."""
         ref = self.store.reference
         floor = next((out["js"].mean() for p, out in behaviour.items() if p.floor), np.nan)
         n_boot, seed = self.config.analysis.n_boot, self.config.seed
-        rows, lags = [], []
+        rows, lags, notes = [], [], []
         for name, members in self.store.series.items():
-            if not all(heads.same_vocabulary(v, ref) for v in members):
-                continue  # the variant's note says its vocabulary does not match
+            other = [v for v in members if not heads.same_vocabulary(v, ref)]
+            if other:
+                notes.append(
+                    f"series {name}: checkpoint {other[0]} has another tokenizer than the reference, so its next-token "
+                    "velocity is not computed (the vocabularies do not match)."
+                )
+                continue
             self.ctx.say(f"lens: next-token velocity along series {name}")
             pairs = list(combinations(members, 2))
             compared = lens_math.compare_outputs(
@@ -290,7 +297,7 @@ class LensRun:
             series_rows, lag = series_velocity(name, members, compared, states, floor, self.n_perm, n_boot, seed)
             rows += series_rows
             lags.append(lag)
-        return {"behaviour_velocity": pd.DataFrame(rows), "velocity_lag": pd.DataFrame(lags)}
+        return {"behaviour_velocity": pd.DataFrame(rows), "velocity_lag": pd.DataFrame(lags)}, notes
 
     # ---- localisation -----------------------------------------------------------------------------------------
     def localisation(
@@ -358,7 +365,8 @@ class LensRun:
             for k in ("onset", "break", "half"):
                 for end in ("", "_low", "_high"):
                     block = r[f"{k}{end}"]
-                    at = np.nan if np.isnan(block) else float(labels.index(str(int(block))))
+                    found_at = not np.isnan(block) and str(int(block)) in labels
+                    at = float(labels.index(str(int(block)))) if found_at else np.nan
                     located[f"{k}{end}"], located[f"{k}{end}_label"] = at, point_name(labels, at)
             rows.append(
                 {
