@@ -43,7 +43,7 @@ from layerdrift.workbench.experiments import drift, patching
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.drift import Pair, Stacks, variant_pairs
 from layerdrift.workbench.experiments.protocol import Experiment, Output
-from layerdrift.workbench.experiments.trajectory import trajectory_settings
+from layerdrift.workbench.experiments.trajectory import concentration_phrase, trajectory_settings
 from layerdrift.workbench.models.loading import free_memory, load_hf_model
 from layerdrift.workbench.store.heads import keep_variant_head, read_head, read_tokens
 from layerdrift.workbench.store.results import cached_result_set
@@ -722,13 +722,7 @@ def findings(results: Any) -> list[str]:
 def velocity_finding(row: pd.Series) -> str:
     """One series' next-token velocity: early concentration, intervals above the floor, and its lag behind the
     representational velocity."""
-    early = (
-        "concentrates early" if row["p"] < SIGNIFICANCE and row["c"] > row["expected"] else "is not concentrated early"
-    )
-    text = (
-        f"Series {row['series']}: next-token (JS) velocity {early} (C = {row['c']:.2f} vs {row['expected']:.2f} for "
-        f"even change, p = {row['p']:.2g})"
-    )
+    text = concentration_phrase(row, "next-token (JS)")
     if np.isfinite(row["floor"]):
         text += (
             f", {row['intervals_above_floor']} of {row['n_checkpoints'] - 1} intervals above the noise floor's JS "

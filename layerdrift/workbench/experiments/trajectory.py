@@ -521,16 +521,21 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
 METRIC_NAMES = {"drift": "representation drift", "wasserstein_h0": "H0 topology", "wasserstein_h1": "H1 topology"}
 
 
-def velocity_finding(row: pd.Series) -> str:
-    """One series' velocity along training (mean over points): where it concentrates, and against the noise floor."""
-    what = METRIC_NAMES.get(row["metric"], row["metric"])
+def concentration_phrase(row: pd.Series, what: str) -> str:
+    """'Series S: WHAT velocity concentrates early (C = .. vs .. for even change, p = ..)' from a row with series, c,
+    expected and p (the trajectory's and the lens's velocities alike)."""
     early = (
         "concentrates early" if row["p"] < SIGNIFICANCE and row["c"] > row["expected"] else "is not concentrated early"
     )
-    text = (
+    return (
         f"Series {row['series']}: {what} velocity {early} (C = {row['c']:.2f} vs {row['expected']:.2f} for even "
         f"change, p = {row['p']:.2g})"
     )
+
+
+def velocity_finding(row: pd.Series) -> str:
+    """One series' velocity along training (mean over points): where it concentrates, and against the noise floor."""
+    text = concentration_phrase(row, METRIC_NAMES.get(row["metric"], row["metric"]))
     intervals = row["n_checkpoints"] - 1
     if not np.isfinite(row["floor"]):
         return text + "; the run has no noise-floor variant to read the velocities against."
