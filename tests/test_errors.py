@@ -182,3 +182,21 @@ def test_experiment_errors_come_before_any_capture(tmp_path, capsys, case):
 
     assert code == 2 and re.search(pattern, err), err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_command_ends_with_its_code_its_output_and_atexit_handlers(tmp_path):
+    """``layerdrift`` ends the process without the interpreter's teardown: output flushed, exit code kept,
+    ``atexit`` handlers run."""
+    import subprocess
+    import sys
+
+    script = (
+        "import atexit, sys; atexit.register(lambda: print('atexit ran', flush=True)); "
+        "sys.argv = ['layerdrift', *sys.argv[1:]]; from layerdrift.workbench.cli import entry; entry()"
+    )
+    missing = subprocess.run(
+        [sys.executable, "-c", script, "run", "--config", str(tmp_path / "none.toml")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "atexit ran" in missing.stdout
+    listed = subprocess.run([sys.executable, "-c", script, "models"], capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stdout.startswith("embedded models") and "atexit ran" in listed.stdout

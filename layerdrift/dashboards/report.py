@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from threading import Thread
 from typing import Any
 
 import pandas as pd
@@ -17,6 +21,7 @@ from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.core.spreadsheet import to_csv
 
 REPORT = "report"
+RENDER_TIMEOUT = 600  # seconds for Chromium to start, or to render a report's figures
 STAMP = "report.json"  # in the report folder: what it was made from, and the hash of every file in it
 
 
@@ -51,23 +56,79 @@ def up_to_date(folder: Any, key: str) -> list[str] | None:
     return list(stamp.get("notes", []))
 
 
-def write_pngs(figs: dict[str, go.Figure], folder: Path) -> str | None:
-    """A PNG of each figure, all in one Chromium session (kaleido). Returns a one-sentence note if they could not
-    be rendered, else None."""
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import plotly.io as pio
+class PngRenderer:
+    """One Chromium (kaleido) for a report's PNGs. ``start()`` launches it in the background, so a report rendered
+    later does not wait the ~3 s of its start (a run starts it when its experiments begin computing); ``write``
+    renders with it (launching it first if need be), ``close`` ends it. Each call waits for its own result: a browser
+    that cannot start raises from ``write``, it never hangs."""
 
-        sizes = [(fig.layout.width or 1000, fig.layout.height or 500) for fig in figs.values()]
-        pio.write_images(
-            list(figs.values()),
-            [folder / f"{n}.png" for n in figs],
-            width=[w for w, _ in sizes],
-            height=[h for _, h in sizes],
-            scale=1.5,
-        )
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._browser: Future[Any] | None = None
+
+    def start(self) -> None:
+        if self._loop is not None:
+            return
+        import kaleido
+
+        async def launch() -> Any:
+            browser = kaleido.Kaleido()
+            await browser.__aenter__()
+            return browser
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = Thread(target=self._loop.run_forever, name="png-renderer", daemon=True)
+        self._thread.start()
+        self._browser = asyncio.run_coroutine_threadsafe(launch(), self._loop)
+
+    def _run(self, make: Callable[[Any], Any], timeout: float) -> Any:
+        """``make(browser)``'s coroutine run on the renderer's loop, waited for."""
+        self.start()
+        assert self._loop is not None and self._browser is not None
+        browser = self._browser.result(timeout=timeout)
+        return asyncio.run_coroutine_threadsafe(make(browser), self._loop).result(timeout=timeout)
+
+    def write(self, specs: list[dict[str, Any]]) -> None:
+        """Render kaleido specs (fig, path, opts); the first figure that fails raises."""
+        self._run(lambda browser: browser.write_fig_from_object(specs, cancel_on_error=True), RENDER_TIMEOUT)
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        with suppress(Exception):  # a browser that never started has nothing to close
+            self._run(lambda browser: browser.__aexit__(None, None, None), 30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        self._loop = self._browser = None
+
+
+@contextmanager
+def png_renderer() -> Iterator[PngRenderer]:
+    """A ``PngRenderer`` closed when the block ends."""
+    renderer = PngRenderer()
+    try:
+        yield renderer
+    finally:
+        renderer.close()
+
+
+def png_spec(name: str, fig: go.Figure, folder: Path) -> dict[str, Any]:
+    """What kaleido renders for one figure: its own size (default 1000 x 500) at 1.5x."""
+    size = {"width": fig.layout.width or 1000, "height": fig.layout.height or 500}
+    return {"fig": fig.to_dict(), "path": folder / f"{name}.png", "opts": {"format": "png", "scale": 1.5, **size}}
+
+
+def write_pngs(figs: dict[str, go.Figure], folder: Path, renderer: PngRenderer | None = None) -> str | None:
+    """A PNG of each figure, all in one Chromium session (``renderer``'s, or one for these figures). Returns a
+    one-sentence note if they could not be rendered, else None."""
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = [png_spec(name, fig, folder) for name, fig in figs.items()]
+    try:
+        with nullcontext(renderer) if renderer is not None else png_renderer() as chromium:
+            chromium.write(specs)
     except Exception as err:
-        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}"
         return (
             f"PNG figures were not rendered ({reason}); install Chromium (`apt-get install chromium`) "
             "or set analysis.png = false."
@@ -86,10 +147,12 @@ def _table_html(df: pd.DataFrame, floats: int = 4) -> str:
     return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}g}", border=0, classes="t", escape=True)
 
 
-def write_report(run: Any, png: bool = True, folder: str | RunPath | None = None) -> list[str]:
+def write_report(
+    run: Any, png: bool = True, folder: str | RunPath | None = None, renderer: PngRenderer | None = None
+) -> list[str]:
     """Write the report folder (tables/*.parquet|csv, figures/*.html|png, index.html) in one swap, by default
-    RUN/report, or ``folder`` (a path or an fsspec URL: a remote run's report can be written here); returns notes to
-    show."""
+    RUN/report, or ``folder`` (a path or an fsspec URL: a remote run's report can be written here), the PNGs with
+    ``renderer`` when given; returns notes to show."""
     folder = run.store.root / REPORT if folder is None else run_location(folder)
     key = fingerprint({"results": run.results_key, "png": png, "code": figure_code()})
     done = up_to_date(folder, key)
@@ -98,7 +161,7 @@ def write_report(run: Any, png: bool = True, folder: str | RunPath | None = None
     notes: list[str] = []
     with atomic_path(folder) as tmp, ThreadPoolExecutor(max_workers=1) as background:
         # Chromium renders the PNGs on another core while the tables and the HTML are written here
-        pngs = background.submit(write_pngs, run.figures, tmp / "figures") if png else None
+        pngs = background.submit(write_pngs, run.figures, tmp / "figures", renderer) if png else None
         (tmp / "tables").mkdir(parents=True)
         for name, table in run.tables.items():
             table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)

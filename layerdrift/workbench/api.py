@@ -20,7 +20,7 @@ from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import parse_pair
 from layerdrift.core.objectstore import RunPath
 from layerdrift.core.progress import progress_bars
-from layerdrift.dashboards.report import REPORT, write_report
+from layerdrift.dashboards.report import REPORT, png_renderer, write_report
 from layerdrift.errors import LayerdriftError
 from layerdrift.training.series import expand_series
 from layerdrift.workbench.config import ExperimentConfig
@@ -161,11 +161,13 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
         store = extract(config, out=out, quiet=quiet, say=say, engine=engine)
         remove_orphan_generations(store.root)
         say("analyses")
-        with progress_bars(quiet) as progress:
-            registry.run_experiments(RunContext(config, store, progress, say, engine))
-        result = open_run(store.root)
-        say("report")
-        result.notes += write_report(result, png=config.analysis.png)
+        with progress_bars(quiet) as progress, png_renderer() as renderer:
+            # an experiment that computes changes the report: Chromium starts for its PNGs while they compute
+            starts = renderer.start if config.analysis.png else lambda: None
+            registry.run_experiments(RunContext(config, store, progress, say, engine, starts))
+            result = open_run(store.root)
+            say("report")
+            result.notes += write_report(result, png=config.analysis.png, renderer=renderer)
     say("done")
     return result
 

@@ -68,6 +68,7 @@ class RunContext:
     progress: Any = None  # a rich Progress, or None when quiet
     say: Callable[[str], None] = _silent
     engine: Engine = field(default_factory=LocalEngine)
+    before_computing: Callable[[], None] = lambda: None  # called before an experiment computes (not cached)
     _identities: dict[str, str] = field(default_factory=dict, repr=False)
 
     def identity(self, variant: str) -> str:
@@ -137,6 +138,7 @@ class RunContext:
         cached = cached_result_set(self.store.root, experiment.name, key)
         if cached is not None and set(experiment.tables) <= set(cached.tables):
             return cached
+        self.before_computing()
         out = runner.run()
         result = ResultSet(experiment.name, key, out.tables, out.meta, out.arrays)
         save_result_set(self.store.root, result)

@@ -1,0 +1,42 @@
+"""The report's PNGs: one Chromium for a run, started early; a browser that cannot start is a note, never a hang."""
+
+from __future__ import annotations
+
+import shutil
+
+import plotly.graph_objects as go
+import pytest
+
+from layerdrift.dashboards.report import png_renderer, write_pngs
+
+
+def figure() -> go.Figure:
+    return go.Figure(go.Scatter(x=[0, 1, 2], y=[2, 0, 1]), layout={"width": 300, "height": 200})
+
+
+def test_a_browser_that_cannot_start_gives_the_note_and_does_not_hang(tmp_path, monkeypatch):
+    """kaleido's own background server waits forever on a browser that died at launch; the renderer raises instead,
+    whether it was started early or by the write."""
+    import kaleido
+
+    class NoBrowser(kaleido.Kaleido):
+        async def __aenter__(self):
+            raise RuntimeError("no browser here")
+
+    monkeypatch.setattr(kaleido, "Kaleido", NoBrowser)
+    with png_renderer() as renderer:
+        renderer.start()
+        note = write_pngs({"a": figure()}, tmp_path, renderer)
+    assert note is not None and "PNG figures were not rendered (RuntimeError: no browser here)" in note
+    assert "no browser here" in (write_pngs({"a": figure()}, tmp_path) or "")
+    assert not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="needs Chromium")
+def test_an_early_started_renderer_writes_the_same_png_as_a_fresh_one(tmp_path):
+    with png_renderer() as renderer:
+        renderer.start()
+        assert write_pngs({"a": figure()}, tmp_path / "early", renderer) is None
+    assert write_pngs({"a": figure()}, tmp_path / "fresh") is None
+    early, fresh = (tmp_path / "early/a.png").read_bytes(), (tmp_path / "fresh/a.png").read_bytes()
+    assert early[:8] == b"\x89PNG\r\n\x1a\n" and early == fresh
