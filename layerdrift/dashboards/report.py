@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
@@ -19,6 +19,8 @@ from layerdrift.core.files import atomic_path, read_json_or_none
 from layerdrift.core.hashing import bytes_sha256, fingerprint
 from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.core.spreadsheet import to_csv
+from layerdrift.dashboards.paper import FORMATS, STYLES, PaperStyle, latex_table, slug, styled
+from layerdrift.errors import LayerdriftError
 
 REPORT = "report"
 RENDER_TIMEOUT = 600  # seconds for Chromium to start, or to render a report's figures
@@ -113,27 +115,51 @@ def png_renderer() -> Iterator[PngRenderer]:
         renderer.close()
 
 
-def png_spec(name: str, fig: go.Figure, folder: Path) -> dict[str, Any]:
-    """What kaleido renders for one figure: its own size (default 1000 x 500) at 1.5x."""
+def image_spec(name: str, fig: go.Figure, folder: Path, fmt: str) -> dict[str, Any]:
+    """What kaleido renders for one figure in one format: its own size (default 1000 x 500), PNG at 1.5x."""
     size = {"width": fig.layout.width or 1000, "height": fig.layout.height or 500}
-    return {"fig": fig.to_dict(), "path": folder / f"{name}.png", "opts": {"format": "png", "scale": 1.5, **size}}
+    scale = 1.5 if fmt == "png" else 1
+    return {"fig": fig.to_dict(), "path": folder / f"{name}.{fmt}", "opts": {"format": fmt, "scale": scale, **size}}
 
 
-def write_pngs(figs: dict[str, go.Figure], folder: Path, renderer: PngRenderer | None = None) -> str | None:
-    """A PNG of each figure, all in one Chromium session (``renderer``'s, or one for these figures). Returns a
-    one-sentence note if they could not be rendered, else None."""
+def write_images(
+    figs: dict[str, go.Figure],
+    folder: Path,
+    formats: Sequence[str] = ("png",),
+    renderer: PngRenderer | None = None,
+    style: PaperStyle | None = None,
+) -> str | None:
+    """Each figure in each format (png, svg, pdf), at ``style``'s size when given, all in one Chromium session
+    (``renderer``'s, or one for these figures). Returns a one-sentence note if they could not be rendered."""
     folder.mkdir(parents=True, exist_ok=True)
-    specs = [png_spec(name, fig, folder) for name, fig in figs.items()]
+    specs = [image_spec(name, styled(fig, style), folder, fmt) for fmt in formats for name, fig in figs.items()]
+    if not specs:
+        return None
     try:
         with nullcontext(renderer) if renderer is not None else png_renderer() as chromium:
             chromium.write(specs)
     except Exception as err:
         reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}"
         return (
-            f"PNG figures were not rendered ({reason}); install Chromium (`apt-get install chromium`) "
-            "or set analysis.png = false."
+            f"{'/'.join(f.upper() for f in formats)} figures were not rendered ({reason}); install Chromium "
+            "(`apt-get install chromium`) or set analysis.png = false."
         )
     return None
+
+
+def write_latex_tables(run: Any, folder: Path) -> None:
+    """Every summary table as ``folder/NAME.tex`` (booktabs, CIs in brackets) and ``folder/tables.tex`` that
+    inputs them all, in report order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    names = []
+    for title, frame in run.summaries().items():
+        if frame.empty:
+            continue
+        name = slug(title, taken)
+        (folder / f"{name}.tex").write_text(latex_table(title, frame, name), encoding="utf-8")
+        names.append(name)
+    (folder / "tables.tex").write_text("".join(f"\\input{{{n}}}\n" for n in names), encoding="utf-8")
 
 
 def write_html_figures(figs: dict[str, go.Figure], folder: Path) -> None:
@@ -148,29 +174,40 @@ def _table_html(df: pd.DataFrame, floats: int = 4) -> str:
 
 
 def write_report(
-    run: Any, png: bool = True, folder: str | RunPath | None = None, renderer: PngRenderer | None = None
+    run: Any,
+    formats: Sequence[str] = ("png",),
+    folder: str | RunPath | None = None,
+    renderer: PngRenderer | None = None,
+    style: str | None = None,
 ) -> list[str]:
-    """Write the report folder (tables/*.parquet|csv, figures/*.html|png, index.html) in one swap, by default
-    RUN/report, or ``folder`` (a path or an fsspec URL: a remote run's report can be written here), the PNGs with
-    ``renderer`` when given; returns notes to show."""
+    """Write the report folder (tables/*.parquet|csv, latex/*.tex, figures/*.html and each of ``formats``,
+    index.html) in one swap, by default RUN/report, or ``folder`` (a path or an fsspec URL: a remote run's report can
+    be written here); the images with ``renderer`` when given, at a paper ``style``'s size (``STYLES``) when given;
+    returns notes to show."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or (style is not None and style not in STYLES):
+        what = f"figure format {unknown[0]!r}" if unknown else f"figure style {style!r}"
+        raise LayerdriftError(f"{what} is not one of {', '.join(FORMATS if unknown else STYLES)}.")
     folder = run.store.root / REPORT if folder is None else run_location(folder)
-    key = fingerprint({"results": run.results_key, "png": png, "code": figure_code()})
+    key = fingerprint({"results": run.results_key, "formats": sorted(formats), "style": style, "code": figure_code()})
     done = up_to_date(folder, key)
     if done is not None:  # made from these results by this code, every file intact: nothing to redo
         return done
     notes: list[str] = []
     with atomic_path(folder) as tmp, ThreadPoolExecutor(max_workers=1) as background:
         # Chromium renders the PNGs on another core while the tables and the HTML are written here
-        pngs = background.submit(write_pngs, run.figures, tmp / "figures", renderer) if png else None
+        paper = STYLES.get(style or "")
+        images = background.submit(write_images, run.figures, tmp / "figures", formats, renderer, paper)
         (tmp / "tables").mkdir(parents=True)
         for name, table in run.tables.items():
             table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
             to_csv(table, tmp / "tables" / f"{name}.csv")
+        write_latex_tables(run, tmp / "latex")
         write_html_figures(run.figures, tmp / "figures")
-        note = pngs.result() if pngs is not None else None
+        note = images.result()
         if note:
             notes.append(note)
-        page = index_html(run, png and note is None, [*run.notes, *notes])
+        page = index_html(run, "png" in formats and note is None, [*run.notes, *notes])
         (tmp / "index.html").write_text(page, encoding="utf-8")
         stamp = {"key": key, "notes": notes, "files": files_of(tmp)}
         (tmp / STAMP).write_text(json.dumps(stamp, indent=1), encoding="utf-8")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,12 @@ from layerdrift.workbench.experiments.drift import RESULT_SET as DRIFT
 from layerdrift.workbench.experiments.drift import TABLES as DRIFT_TABLES
 from layerdrift.workbench.experiments.protocol import Experiment
 from layerdrift.workbench.store.extract import engine_for, extract
+from layerdrift.workbench.store.labelled import activation_array
 from layerdrift.workbench.store.results import StoredResultSet, remove_orphan_generations, stored_result_sets
 from layerdrift.workbench.store.runstore import RunStore
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 class _LazyMapping(Mapping):
@@ -125,6 +129,15 @@ class Run:
             raise LayerdriftError(f"pair {label!r} is not one of this run's pairs {known}.")
         return label
 
+    def activations(
+        self, variant: str, prompt_set: str | None = None, position: str = "last", points: list[str] | None = None
+    ) -> xr.DataArray:
+        """A variant's captured activations as a lazy ``xarray.DataArray`` (prompt x point x d_model, with terms,
+        categories, hook names and labels as coordinates); selecting a point reads that point's array only:
+        ``run.activations("nf4").sel(point="blocks.20.hook_resid_post")``. See ``layerdrift.workbench.store.labelled``.
+        """
+        return activation_array(self.store, variant, prompt_set, position, points)
+
     @property
     def report(self) -> RunPath:
         return self.store.root / REPORT / "index.html"
@@ -167,7 +180,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, quiet: bool = F
             registry.run_experiments(RunContext(config, store, progress, say, engine, starts))
             result = open_run(store.root)
             say("report")
-            result.notes += write_report(result, png=config.analysis.png, renderer=renderer)
+            result.notes += write_report(result, ("png",) if config.analysis.png else (), renderer=renderer)
     say("done")
     return result
 

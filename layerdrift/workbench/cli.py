@@ -81,7 +81,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     if args.out is None:
         print_headline(run)
         return
-    run.notes += write_report(run, png=not args.no_png, folder=args.out)
+    formats = [f for f in args.formats.split(",") if f and not (args.no_png and f == "png")]
+    run.notes += write_report(run, formats, folder=args.out, style=args.style)
     print_headline(run, report=run_location(args.out) / "index.html")
 
 
@@ -183,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder: a path or an fsspec URL such as s3://bucket/runs/name")
     p.add_argument("--out", help="write the report folder here (for example a local copy of a remote run's report)")
     p.add_argument("--no-png", action="store_true", help="HTML figures only (no Chromium needed)")
+    p.add_argument(
+        "--formats", default="png", help="figure files besides HTML, comma-separated: png, svg, pdf (default png)"
+    )
+    p.add_argument("--style", choices=("one-column", "two-column"), help="size figures for a paper's column")
     p = sub.add_parser("dashboard", help="serve the Panel dashboard of a finished run")
     p.add_argument("run", help="run folder: a path or an fsspec URL such as s3://bucket/runs/name")
     p.add_argument("--port", type=int, default=5006)

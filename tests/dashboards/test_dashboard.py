@@ -326,16 +326,16 @@ def test_report_is_written_once_and_again_when_a_file_is_damaged(tiny_run, tmp_p
     from layerdrift.dashboards.report import STAMP, write_report
 
     folder = tmp_path / "report"
-    write_report(tiny_run, png=False, folder=str(folder))
+    write_report(tiny_run, (), folder=str(folder))
     stamp = json.loads((folder / STAMP).read_text())
     assert "index.html" in stamp["files"] and any(f.startswith("figures/") for f in stamp["files"])
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-    write_report(tiny_run, png=False, folder=str(folder))
+    write_report(tiny_run, (), folder=str(folder))
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before  # nothing rewritten
     figure = next(p for p in folder.glob("figures/*.html"))
     figure.unlink()
     (folder / "tables" / "pairs.csv").write_text("damaged")
-    write_report(tiny_run, png=False, folder=str(folder))
+    write_report(tiny_run, (), folder=str(folder))
     assert figure.is_file() and (folder / "tables" / "pairs.csv").read_text() != "damaged"
     again = json.loads((folder / STAMP).read_text())
     assert again["key"] == stamp["key"] and again["files"].keys() == stamp["files"].keys()  # every file, again

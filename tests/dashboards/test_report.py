@@ -7,7 +7,7 @@ import shutil
 import plotly.graph_objects as go
 import pytest
 
-from layerdrift.dashboards.report import png_renderer, write_pngs
+from layerdrift.dashboards.report import png_renderer, write_images
 
 
 def figure() -> go.Figure:
@@ -26,9 +26,9 @@ def test_a_browser_that_cannot_start_gives_the_note_and_does_not_hang(tmp_path, 
     monkeypatch.setattr(kaleido, "Kaleido", NoBrowser)
     with png_renderer() as renderer:
         renderer.start()
-        note = write_pngs({"a": figure()}, tmp_path, renderer)
+        note = write_images({"a": figure()}, tmp_path, renderer=renderer)
     assert note is not None and "PNG figures were not rendered (RuntimeError: no browser here)" in note
-    assert "no browser here" in (write_pngs({"a": figure()}, tmp_path) or "")
+    assert "no browser here" in (write_images({"a": figure()}, tmp_path) or "")
     assert not (tmp_path / "a.png").exists()
 
 
@@ -36,7 +36,7 @@ def test_a_browser_that_cannot_start_gives_the_note_and_does_not_hang(tmp_path, 
 def test_an_early_started_renderer_writes_the_same_png_as_a_fresh_one(tmp_path):
     with png_renderer() as renderer:
         renderer.start()
-        assert write_pngs({"a": figure()}, tmp_path / "early", renderer) is None
-    assert write_pngs({"a": figure()}, tmp_path / "fresh") is None
+        assert write_images({"a": figure()}, tmp_path / "early", renderer=renderer) is None
+    assert write_images({"a": figure()}, tmp_path / "fresh") is None
     early, fresh = (tmp_path / "early/a.png").read_bytes(), (tmp_path / "fresh/a.png").read_bytes()
     assert early[:8] == b"\x89PNG\r\n\x1a\n" and early == fresh

@@ -373,7 +373,8 @@ class RunStore:
     def capture_folder(self, variant: str, prompt_set: str) -> RunPath:
         return self.root / CAPTURES / variant / prompt_set
 
-    def _capture(self, variant: str, prompt_set: str) -> dict[str, Any]:
+    def capture(self, variant: str, prompt_set: str) -> dict[str, Any]:
+        """The record of a finished capture (n_prompts, batch_size, hooks, residual_points, positions, max_len, ...)."""
         entry = self.manifest.get("captures", {}).get(f"{variant}/{prompt_set}")
         if entry is None or not entry.get("complete"):
             have = ", ".join(sorted(self.manifest.get("captures", {}))) or "none"
@@ -384,7 +385,7 @@ class RunStore:
         return entry
 
     def _job(self, variant: str, prompt_set: str) -> CaptureJob:
-        entry = self._capture(variant, prompt_set)
+        entry = self.capture(variant, prompt_set)
         return CaptureJob(
             self.capture_folder(variant, prompt_set),
             entry["fingerprint"],
@@ -417,21 +418,21 @@ class RunStore:
         return [p["name"] for p in self.manifest["config"]["prompt_sets"]]
 
     def positions(self, variant: str, prompt_set: str) -> list[str]:
-        return list(self._capture(variant, prompt_set)["positions"])
+        return list(self.capture(variant, prompt_set)["positions"])
 
     def hook_points(self, variant: str, prompt_set: str) -> list[str]:
-        return list(self._capture(variant, prompt_set)["hooks"])
+        return list(self.capture(variant, prompt_set)["hooks"])
 
     def residual_points(self, variant: str, prompt_set: str) -> list[str]:
         """Residual-stream hook names in depth order: embedding, block outputs, final norm."""
-        return list(self._capture(variant, prompt_set)["residual_points"])
+        return list(self.capture(variant, prompt_set)["residual_points"])
 
     def n_layers(self, variant: str) -> int:
         return int(self.manifest["variants"][variant]["n_layers"])
 
     def tokenization(self, variant: str, prompt_set: str) -> dict[str, Any]:
         """Texts, token ids, tokens and chosen positions of every prompt of a prompt-set capture."""
-        entry = self._capture(variant, prompt_set)
+        entry = self.capture(variant, prompt_set)
         if "tokens_file" not in entry:
             kind = entry.get("kind", "experiment")
             raise LayerdriftError(
@@ -447,7 +448,7 @@ class RunStore:
     ) -> Float[np.ndarray, "n ..."]:
         """The captured array of one hook point: (n_prompts, d), or (n_prompts, max_len, d) for 'all'; every batch
         verified."""
-        entry = self._capture(variant, prompt_set)
+        entry = self.capture(variant, prompt_set)
         if position not in entry["positions"]:
             raise LayerdriftError(
                 f"position {position!r} was not captured for '{variant}/{prompt_set}'; captured: "
