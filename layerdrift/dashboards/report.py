@@ -20,6 +20,7 @@ from layerdrift.core.hashing import bytes_sha256, fingerprint
 from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.core.spreadsheet import to_csv
 from layerdrift.dashboards.paper import FORMATS, STYLES, PaperStyle, latex_table, slug, styled
+from layerdrift.dashboards.reading import SECTIONS, how_to_read
 from layerdrift.errors import LayerdriftError
 
 REPORT = "report"
@@ -219,13 +220,28 @@ table.t{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}
 table.t td,table.t th{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}
 table.t th{background:#f3f3f3} figure{margin:1.5em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-weight:600;margin-bottom:4px} pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}
-.note{color:#a40}"""
+.note{color:#a40} p.read{color:#555;margin:2px 0 0;font-size:14px}
+nav.toc{background:#f7f7f7;padding:0.6em 1em;margin:1em 0} nav.toc a{margin-right:1.2em}"""
 
 
 def _figure_html(name: str, fig: Any, with_png: bool) -> str:
     title = html.escape(fig.layout.title.text or name)
     body = f'<img src="figures/{name}.png" alt="{title}" loading="lazy">' if with_png else ""
-    return f'<figure><figcaption>{title} — <a href="figures/{name}.html">interactive</a></figcaption>{body}</figure>'
+    read = how_to_read(name)
+    line = f'<p class="read">{html.escape(read)}</p>' if read else ""
+    return (
+        f'<figure id="fig-{html.escape(name)}"><figcaption>{title} — <a href="figures/{name}.html">interactive</a>'
+        f"</figcaption>{body}{line}</figure>"
+    )
+
+
+def _experiment_html(run: Any, experiment: Any, with_png: bool) -> str:
+    """One experiment's section body: its summary tables, then its figures, each with how to read it."""
+    tables = "".join(
+        f"<h3>{html.escape(t)}</h3>{_table_html(f, 3)}" for t, f in run.summaries_of(experiment).items() if not f.empty
+    )
+    figs = run.figures_by_experiment.get(experiment.name, {})
+    return tables + "".join(_figure_html(k, fig, with_png) for k, fig in figs.items())
 
 
 def _provenance(run: Any) -> str:
@@ -238,13 +254,14 @@ def _provenance(run: Any) -> str:
         json.dumps({"packages": m["packages"], "platform": m["platform"], "config": m["config"]}, indent=1)
     )
     return (
-        f"<h2>Provenance</h2>{_table_html(variants)}<p>config hash <code>{m['config_hash']}</code>; "
+        f"{_table_html(variants)}<p>config hash <code>{m['config_hash']}</code>; "
         f"created {m['created']}, updated {m['updated']}; seed {meta['seed']}.</p><pre>{record}</pre>"
     )
 
 
 def index_html(run: Any, with_png: bool, notes: list[str]) -> str:
-    """The report page: the run in one paragraph, every summary table, every figure, the provenance."""
+    """The report page: a table of contents, the run in one paragraph, the findings and notes first, then one section
+    per experiment (its summary tables, then its figures with a line on how to read each), the provenance."""
     m, meta = run.store.manifest, run.meta
     name = html.escape(m["config"]["name"])
     intro = (
@@ -255,16 +272,21 @@ def index_html(run: Any, with_png: bool, notes: list[str]) -> str:
         "Drift = 1 − cos of L2-normalised last-token vectors; CIs are 95% bootstrap intervals over concepts "
         f"({meta['spec']['n_boot']} resamples).</p>"
     )
-    notes_html = f'<ul class="note">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>' if notes else ""
     findings = "".join(f"<li>{html.escape(f)}</li>" for f in run.findings())
-    findings_html = f'<h2>Findings</h2><ul class="findings">{findings}</ul>' if findings else ""
-    summaries = "".join(
-        f"<h2>{html.escape(t)}</h2>{_table_html(f, 3)}" for t, f in run.summaries().items() if not f.empty
-    )
-    figures = "".join(_figure_html(k, fig, with_png) for k, fig in run.figures.items())
+    sections = [("findings", "Findings", f'<ul class="findings">{findings}</ul>')] if findings else []
+    if notes:
+        sections.append(
+            ("notes", "Notes", f'<ul class="note">{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>')
+        )
+    for e in run.experiments:
+        body = _experiment_html(run, e, with_png)
+        if body:
+            sections.append((e.name, SECTIONS.get(e.name, e.name), body))
+    sections.append(("provenance", "Provenance", _provenance(run)))
+    toc = "".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in sections)
+    body = "".join(f'<section id="{key}"><h2>{html.escape(title)}</h2>{b}</section>' for key, title, b in sections)
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>layerdrift report: {name}</title>'
-        f"<style>{STYLE}</style></head><body><h1>layerdrift report: {name}</h1>{intro}{findings_html}{notes_html}"
-        f"{summaries}"
-        f"<h2>Figures</h2>{figures}{_provenance(run)}</body></html>"
+        f'<style>{STYLE}</style></head><body><h1>layerdrift report: {name}</h1>{intro}<nav class="toc">{toc}</nav>'
+        f"{body}</body></html>"
     )

@@ -106,15 +106,21 @@ class Run:
         return self._sets[experiment].meta
 
     @cached_property
+    def figures_by_experiment(self) -> dict[str, dict[str, go.Figure]]:
+        """Each experiment's report figures by key, in run order."""
+        return {e.name: e.figures(self) for e in self.experiments}
+
+    @property
     def figures(self) -> dict[str, go.Figure]:
-        return {key: fig for e in self.experiments for key, fig in e.figures(self).items()}
+        return {key: fig for figs in self.figures_by_experiment.values() for key, fig in figs.items()}
+
+    def summaries_of(self, experiment: Experiment, top_n: int = 10) -> dict[str, pd.DataFrame]:
+        """One experiment's short tables by title."""
+        return experiment.summaries(self, top_n) if experiment.name == DRIFT else experiment.summaries(self)
 
     def summaries(self, top_n: int = 10) -> dict[str, pd.DataFrame]:
         """Every experiment's short tables by title (the terminal and the report show the same ones)."""
-        out: dict[str, pd.DataFrame] = {}
-        for e in self.experiments:
-            out.update(e.summaries(self, top_n) if e.name == DRIFT else e.summaries(self))
-        return out
+        return {title: frame for e in self.experiments for title, frame in self.summaries_of(e, top_n).items()}
 
     def findings(self) -> list[str]:
         """Every experiment's findings as sentences, each with its statistic and its baseline (the report and the

@@ -40,3 +40,27 @@ def test_an_early_started_renderer_writes_the_same_png_as_a_fresh_one(tmp_path):
     assert write_images({"a": figure()}, tmp_path / "fresh") is None
     early, fresh = (tmp_path / "early/a.png").read_bytes(), (tmp_path / "fresh/a.png").read_bytes()
     assert early[:8] == b"\x89PNG\r\n\x1a\n" and early == fresh
+
+
+def test_the_report_page_opens_with_contents_and_findings_and_reads_every_figure(tiny_run, series_run):
+    """A table of contents, the findings first, a section per experiment, and a line under every figure."""
+    import re
+
+    from layerdrift.dashboards.reading import SECTIONS, how_to_read
+    from layerdrift.dashboards.report import index_html
+    from layerdrift.workbench.experiments.registry import EXPERIMENTS
+
+    assert {e.name for e in EXPERIMENTS} <= set(SECTIONS)
+    for run in (tiny_run, series_run):
+        unread = [key for key in run.figures if not how_to_read(key)]
+        assert unread == [], unread
+    page = index_html(tiny_run, True, ["a note"])
+    toc = re.search(r'<nav class="toc">(.*?)</nav>', page).group(1)
+    anchors = re.findall(r'href="#([\w-]+)"', toc)
+    assert anchors[:2] == ["findings", "notes"] and anchors[-1] == "provenance"
+    assert anchors[2:-1] == [e.name for e in tiny_run.experiments]
+    assert re.findall(r'<section id="([\w-]+)">', page) == anchors
+    figures = re.findall(r'<figure id="fig-([^"]+)">.*?</figure>', page, flags=re.S)
+    assert figures == list(tiny_run.figures) and page.count('<p class="read">') == len(figures)
+    drift = page[page.index('<section id="analysis">') : page.index('<section id="patching">')]
+    assert "fig-drift_by_layer" in drift and "fig-patching_by_block" not in drift
