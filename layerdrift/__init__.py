@@ -18,5 +18,12 @@ def run(config, out=None, quiet=False):
     return _run(config, out=out, quiet=quiet)
 
 
+def compare_runs(runs, names=None):
+    """Several finished runs side by side (``layerdrift.workbench.compare``): ``.tables``, ``.figures``, ``.notes``."""
+    from layerdrift.workbench.compare import compare_runs as _compare_runs
+
+    return _compare_runs(runs, names)
+
+
 __version__ = "0.1.0"
-__all__ = ["LayerdriftError", "RunStore", "__version__", "open_run", "run"]
+__all__ = ["LayerdriftError", "RunStore", "__version__", "compare_runs", "open_run", "run"]

@@ -178,6 +178,21 @@ READING = [
         "common lens at each point, with 95% CIs: where output space starts to differ.",
     ),
     (
+        r"^pair_drift$",
+        "Each run's mean drift per pair at its own headline layer with 95% CIs: a pair whose bars "
+        "differ between runs is a result that depends on the model or the prompts.",
+    ),
+    (
+        r"^drift_by_depth$",
+        "Mean drift along depth, one colour per run and one dash per pair: where the runs' curves "
+        "part is the depth at which they disagree.",
+    ),
+    (
+        r"^category_drift$",
+        "Mean drift per category (those every run has), per run and pair, with 95% CIs: an "
+        "ordering that holds in every run does not depend on the model or the prompts.",
+    ),
+    (
         r"^localisation_",
         "Every measure along depth for this pair, each normalised to its final value, onsets and "
         "breaks marked: where the curves rise together is where the change is made.",

@@ -224,7 +224,7 @@ figcaption{font-weight:600;margin-bottom:4px} pre{background:#f7f7f7;padding:1em
 nav.toc{background:#f7f7f7;padding:0.6em 1em;margin:1em 0} nav.toc a{margin-right:1.2em}"""
 
 
-def _figure_html(name: str, fig: Any, with_png: bool) -> str:
+def figure_html(name: str, fig: Any, with_png: bool) -> str:
     title = html.escape(fig.layout.title.text or name)
     body = f'<img src="figures/{name}.png" alt="{title}" loading="lazy">' if with_png else ""
     read = how_to_read(name)
@@ -241,7 +241,7 @@ def _experiment_html(run: Any, experiment: Any, with_png: bool) -> str:
         f"<h3>{html.escape(t)}</h3>{_table_html(f, 3)}" for t, f in run.summaries_of(experiment).items() if not f.empty
     )
     figs = run.figures_by_experiment.get(experiment.name, {})
-    return tables + "".join(_figure_html(k, fig, with_png) for k, fig in figs.items())
+    return tables + "".join(figure_html(k, fig, with_png) for k, fig in figs.items())
 
 
 def _provenance(run: Any) -> str:

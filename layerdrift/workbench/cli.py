@@ -86,6 +86,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     print_headline(run, report=run_location(args.out) / "index.html")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from layerdrift.workbench.compare import compare_runs, write_comparison
+
+    names = args.names.split(",") if args.names else None
+    comparison = compare_runs(args.runs, names)
+    for note in write_comparison(comparison, args.out, png=not args.no_png):
+        print(f"note: {note}")
+    print(f"comparison of {', '.join(comparison.names)}: {args.out}/index.html")
+
+
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from layerdrift.dashboards.app import serve
     from layerdrift.workbench.api import open_run
@@ -150,6 +160,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "finetune": cmd_finetune,
     "run": cmd_run,
     "report": cmd_report,
+    "compare": cmd_compare,
     "dashboard": cmd_dashboard,
     "extract": cmd_extract,
     "models": cmd_models,
@@ -188,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--formats", default="png", help="figure files besides HTML, comma-separated: png, svg, pdf (default png)"
     )
     p.add_argument("--style", choices=("one-column", "two-column"), help="size figures for a paper's column")
+    p = sub.add_parser("compare", help="several finished runs side by side in one report folder")
+    p.add_argument("runs", nargs="+", help="run folders or fsspec URLs")
+    p.add_argument("--out", required=True, help="the comparison's report folder")
+    p.add_argument("--names", help="comma-separated names of the runs (default: their config names)")
+    p.add_argument("--no-png", action="store_true", help="HTML figures only (no Chromium needed)")
     p = sub.add_parser("dashboard", help="serve the Panel dashboard of a finished run")
     p.add_argument("run", help="run folder: a path or an fsspec URL such as s3://bucket/runs/name")
     p.add_argument("--port", type=int, default=5006)
