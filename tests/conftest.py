@@ -95,6 +95,15 @@ def build_tiny_llama(folder: Path, seed: int = 0, hidden: int = 32, layers: int 
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_umap_from_the_cache():
+    """UMAP's compiled functions from layerdrift's cache (warmed by ``make setup``), as every run loads them: a test
+    that calls ``joint_umap`` first would otherwise compile them all (10 s)."""
+    from layerdrift.core.jit import cache_compiled_umap
+
+    cache_compiled_umap()
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))

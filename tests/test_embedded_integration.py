@@ -82,8 +82,8 @@ def test_behaviour_vectors_across_quantization(quant_run):
         quant_run.root,
         behaviour={
             "sets": ["myopic-reward", "corrigibility"],
-            "max_items": 28,
-            "steering_items": 4,
+            "max_items": 20,
+            "steering_items": 2,
             "steering_layers": [12],
         },
     )
