@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext, suppress
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from threading import Thread
 from typing import Any
 
 import pandas as pd
@@ -19,12 +16,12 @@ from layerdrift.core.files import atomic_path, read_json_or_none
 from layerdrift.core.hashing import bytes_sha256, fingerprint
 from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.core.spreadsheet import to_csv
-from layerdrift.dashboards.paper import FORMATS, STYLES, PaperStyle, latex_table, slug, styled
+from layerdrift.dashboards.images import PngRenderer, write_images
+from layerdrift.dashboards.paper import FORMATS, STYLES, latex_table, slug
 from layerdrift.dashboards.reading import SECTIONS, how_to_read
 from layerdrift.errors import LayerdriftError
 
 REPORT = "report"
-RENDER_TIMEOUT = 600  # seconds for Chromium to start, or to render a report's figures
 STAMP = "report.json"  # in the report folder: what it was made from, and the hash of every file in it
 
 
@@ -57,95 +54,6 @@ def up_to_date(folder: Any, key: str) -> list[str] | None:
         if not path.is_file() or bytes_sha256(path.read_bytes()) != sha:
             return None
     return list(stamp.get("notes", []))
-
-
-class PngRenderer:
-    """One Chromium (kaleido) for a report's PNGs. ``start()`` launches it in the background, so a report rendered
-    later does not wait the ~3 s of its start (a run starts it when its experiments begin computing); ``write``
-    renders with it (launching it first if need be), ``close`` ends it. Each call waits for its own result: a browser
-    that cannot start raises from ``write``, it never hangs."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._browser: Future[Any] | None = None
-
-    def start(self) -> None:
-        if self._loop is not None:
-            return
-        import kaleido
-
-        async def launch() -> Any:
-            browser = kaleido.Kaleido()
-            await browser.__aenter__()
-            return browser
-
-        self._loop = asyncio.new_event_loop()
-        self._thread = Thread(target=self._loop.run_forever, name="png-renderer", daemon=True)
-        self._thread.start()
-        self._browser = asyncio.run_coroutine_threadsafe(launch(), self._loop)
-
-    def _run(self, make: Callable[[Any], Any], timeout: float) -> Any:
-        """``make(browser)``'s coroutine run on the renderer's loop, waited for."""
-        self.start()
-        assert self._loop is not None and self._browser is not None
-        browser = self._browser.result(timeout=timeout)
-        return asyncio.run_coroutine_threadsafe(make(browser), self._loop).result(timeout=timeout)
-
-    def write(self, specs: list[dict[str, Any]]) -> None:
-        """Render kaleido specs (fig, path, opts); the first figure that fails raises."""
-        self._run(lambda browser: browser.write_fig_from_object(specs, cancel_on_error=True), RENDER_TIMEOUT)
-
-    def close(self) -> None:
-        if self._loop is None:
-            return
-        with suppress(Exception):  # a browser that never started has nothing to close
-            self._run(lambda browser: browser.__aexit__(None, None, None), 30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-        self._loop = self._browser = None
-
-
-@contextmanager
-def png_renderer() -> Iterator[PngRenderer]:
-    """A ``PngRenderer`` closed when the block ends."""
-    renderer = PngRenderer()
-    try:
-        yield renderer
-    finally:
-        renderer.close()
-
-
-def image_spec(name: str, fig: go.Figure, folder: Path, fmt: str) -> dict[str, Any]:
-    """What kaleido renders for one figure in one format: its own size (default 1000 x 500), PNG at 1.5x."""
-    size = {"width": fig.layout.width or 1000, "height": fig.layout.height or 500}
-    scale = 1.5 if fmt == "png" else 1
-    return {"fig": fig.to_dict(), "path": folder / f"{name}.{fmt}", "opts": {"format": fmt, "scale": scale, **size}}
-
-
-def write_images(
-    figs: dict[str, go.Figure],
-    folder: Path,
-    formats: Sequence[str] = ("png",),
-    renderer: PngRenderer | None = None,
-    style: PaperStyle | None = None,
-) -> str | None:
-    """Each figure in each format (png, svg, pdf), at ``style``'s size when given, all in one Chromium session
-    (``renderer``'s, or one for these figures). Returns a one-sentence note if they could not be rendered."""
-    folder.mkdir(parents=True, exist_ok=True)
-    specs = [image_spec(name, styled(fig, style), folder, fmt) for fmt in formats for name, fig in figs.items()]
-    if not specs:
-        return None
-    try:
-        with nullcontext(renderer) if renderer is not None else png_renderer() as chromium:
-            chromium.write(specs)
-    except Exception as err:
-        reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}"
-        return (
-            f"{'/'.join(f.upper() for f in formats)} figures were not rendered ({reason}); install Chromium "
-            "(`apt-get install chromium`) or set analysis.png = false."
-        )
-    return None
 
 
 def write_latex_tables(run: Any, folder: Path) -> None:

@@ -20,7 +20,8 @@ from layerdrift.core.hashing import fingerprint
 from layerdrift.core.naming import parse_pair
 from layerdrift.core.objectstore import RunPath
 from layerdrift.core.progress import progress_bars
-from layerdrift.dashboards.report import REPORT, png_renderer, write_report
+from layerdrift.dashboards.images import png_renderer
+from layerdrift.dashboards.report import REPORT, write_report
 from layerdrift.errors import LayerdriftError
 from layerdrift.training.series import expand_series
 from layerdrift.workbench.config import ExperimentConfig

@@ -26,7 +26,8 @@ import plotly.graph_objects as go
 from layerdrift.core.files import atomic_path
 from layerdrift.core.spreadsheet import to_csv
 from layerdrift.dashboards.compare import category_bars, depth_curves, pair_bars
-from layerdrift.dashboards.report import STYLE, figure_html, write_html_figures, write_images
+from layerdrift.dashboards.images import write_images
+from layerdrift.dashboards.report import STYLE, figure_html, write_html_figures
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.api import Run, open_run
 

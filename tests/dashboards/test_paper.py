@@ -108,7 +108,8 @@ def html_data(path) -> list:
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="needs Chromium")
 def test_svg_and_pdf_figures_are_valid_files_with_the_htmls_traces(tmp_path):
-    from layerdrift.dashboards.report import write_html_figures, write_images
+    from layerdrift.dashboards.images import write_images
+    from layerdrift.dashboards.report import write_html_figures
 
     figs = {
         "two_lines": go.Figure(

@@ -7,7 +7,7 @@ import shutil
 import plotly.graph_objects as go
 import pytest
 
-from layerdrift.dashboards.report import png_renderer, write_images
+from layerdrift.dashboards.images import png_renderer, write_images
 
 
 def figure() -> go.Figure:
