@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from layerdrift.dashboards.style import LAYOUT, PAIR_COLOURS
+from layerdrift.dashboards.style import LAYOUT, PAIR_COLOURS, ci_error_bars
 
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 
@@ -14,16 +14,14 @@ def run_colours(runs: list[str]) -> dict[str, str]:
     return {r: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, r in enumerate(runs)}
 
 
-def error_bars(frame: pd.DataFrame, estimate: str = "mean", low: str = "ci_low", high: str = "ci_high") -> dict:
-    return {"type": "data", "array": frame[high] - frame[estimate], "arrayminus": frame[estimate] - frame[low]}
-
-
 def pair_bars(pairs: pd.DataFrame) -> go.Figure:
     """Each run's mean drift per pair at its headline layer, with its 95% CI (log scale)."""
     colours = run_colours(list(dict.fromkeys(pairs["run"])))
     fig = go.Figure()
     for run, part in pairs.groupby("run", sort=False):
-        fig.add_bar(x=part["pair"], y=part["mean"], name=str(run), marker_color=colours[run], error_y=error_bars(part))
+        fig.add_bar(
+            x=part["pair"], y=part["mean"], name=str(run), marker_color=colours[run], error_y=ci_error_bars(part)
+        )
     fig.update_layout(
         **LAYOUT,
         barmode="group",
@@ -72,7 +70,7 @@ def category_bars(categories: pd.DataFrame) -> go.Figure:
             y=part["mean"],
             name=f"{run}: {pair}",
             marker_color=colours[run],
-            error_y=error_bars(part),
+            error_y=ci_error_bars(part),
         )
     fig.update_layout(
         **LAYOUT,

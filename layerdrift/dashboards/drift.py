@@ -25,6 +25,7 @@ from layerdrift.dashboards.style import (
     LAYOUT,
     TABLE_CSS,
     category_colours,
+    ci_error_bars,
     empty_figure,
     layer_ticks,
     mark_layer,
@@ -80,9 +81,7 @@ def category_comparison(categories_table: pd.DataFrame, layer_label: str) -> go.
                 y=t["mean"],
                 name=pair,
                 marker_color=FLOOR_COLOUR if t["floor"].iloc[0] else colours[pair],
-                error_y=dict(
-                    type="data", symmetric=False, array=t["ci_high"] - t["mean"], arrayminus=t["mean"] - t["ci_low"]
-                ),
+                error_y=ci_error_bars(t),
                 hovertemplate="%{x}<br>mean %{y:.4f}<extra>" + pair + "</extra>",
             )
         )

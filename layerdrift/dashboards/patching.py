@@ -11,7 +11,7 @@ import param
 import plotly.graph_objects as go
 
 from layerdrift.core.naming import safe_name
-from layerdrift.dashboards.style import FLOOR_COLOUR, LAYOUT, pair_colours
+from layerdrift.dashboards.style import FLOOR_COLOUR, LAYOUT, ci_error_bars, pair_colours
 
 PATCH_METRICS = {
     "normalised_logit_diff": "normalised effect on logit(B) − logit(A)",
@@ -75,14 +75,7 @@ def patching_curves(patching: pd.DataFrame, metric: str = "normalised_logit_diff
             go.Scatter(
                 x=g["block"],
                 y=g[metric],
-                error_y=dict(
-                    type="data",
-                    symmetric=False,
-                    array=g[f"{metric}_ci_high"] - g[metric],
-                    arrayminus=g[metric] - g[f"{metric}_ci_low"],
-                    thickness=1,
-                    width=3,
-                )
+                error_y=ci_error_bars(g, metric, f"{metric}_ci_low", f"{metric}_ci_high", thickness=1, width=3)
                 if ci
                 else None,
                 mode="lines+markers",

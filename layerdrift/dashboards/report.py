@@ -56,6 +56,14 @@ def up_to_date(folder: Any, key: str) -> list[str] | None:
     return list(stamp.get("notes", []))
 
 
+def write_tables(tables: Any, folder: Path) -> None:
+    """Every table as ``NAME.parquet`` (exact) and ``NAME.csv`` (safe to open in a spreadsheet)."""
+    folder.mkdir(parents=True)
+    for name, table in tables.items():
+        table.to_parquet(folder / f"{name}.parquet", index=False)
+        to_csv(table, folder / f"{name}.csv")
+
+
 def write_latex_tables(run: Any, folder: Path) -> None:
     """Every summary table as ``folder/NAME.tex`` (booktabs, CIs in brackets) and ``folder/tables.tex`` that
     inputs them all, in report order."""
@@ -78,7 +86,8 @@ def write_html_figures(figs: dict[str, go.Figure], folder: Path) -> None:
         fig.write_html(folder / f"{name}.html", include_plotlyjs="directory", full_html=True)
 
 
-def _table_html(df: pd.DataFrame, floats: int = 4) -> str:
+def table_html(df: pd.DataFrame, floats: int = 4) -> str:
+    """A table as escaped HTML, numbers to ``floats`` significant digits."""
     return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}g}", border=0, classes="t", escape=True)
 
 
@@ -107,10 +116,7 @@ def write_report(
         # Chromium renders the PNGs on another core while the tables and the HTML are written here
         paper = STYLES.get(style or "")
         images = background.submit(write_images, run.figures, tmp / "figures", formats, renderer, paper)
-        (tmp / "tables").mkdir(parents=True)
-        for name, table in run.tables.items():
-            table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
-            to_csv(table, tmp / "tables" / f"{name}.csv")
+        write_tables(run.tables, tmp / "tables")
         write_latex_tables(run, tmp / "latex")
         write_html_figures(run.figures, tmp / "figures")
         note = images.result()
@@ -146,7 +152,7 @@ def figure_html(name: str, fig: Any, with_png: bool) -> str:
 def _experiment_html(run: Any, experiment: Any, with_png: bool) -> str:
     """One experiment's section body: its summary tables, then its figures, each with how to read it."""
     tables = "".join(
-        f"<h3>{html.escape(t)}</h3>{_table_html(f, 3)}" for t, f in run.summaries_of(experiment).items() if not f.empty
+        f"<h3>{html.escape(t)}</h3>{table_html(f, 3)}" for t, f in run.summaries_of(experiment).items() if not f.empty
     )
     figs = run.figures_by_experiment.get(experiment.name, {})
     return tables + "".join(figure_html(k, fig, with_png) for k, fig in figs.items())
@@ -162,7 +168,7 @@ def _provenance(run: Any) -> str:
         json.dumps({"packages": m["packages"], "platform": m["platform"], "config": m["config"]}, indent=1)
     )
     return (
-        f"{_table_html(variants)}<p>config hash <code>{m['config_hash']}</code>; "
+        f"{table_html(variants)}<p>config hash <code>{m['config_hash']}</code>; "
         f"created {m['created']}, updated {m['updated']}; seed {meta['seed']}.</p><pre>{record}</pre>"
     )
 

@@ -72,6 +72,14 @@ def shade_band(
     )
 
 
+def ci_error_bars(
+    frame: pd.DataFrame, estimate: str = "mean", low: str = "ci_low", high: str = "ci_high", **style: Any
+) -> dict[str, Any]:
+    """Plotly error bars from an estimate column and its CI's bounds (asymmetric)."""
+    array, minus = frame[high] - frame[estimate], frame[estimate] - frame[low]
+    return {"type": "data", "symmetric": False, "array": array, "arrayminus": minus, **style}
+
+
 def empty_figure(message: str, **layout: Any) -> go.Figure:
     """A figure that says, in its middle, why there is nothing to draw (the message is text: escaped, wrapped)."""
     fig = go.Figure()

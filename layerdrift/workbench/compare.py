@@ -24,10 +24,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from layerdrift.core.files import atomic_path
-from layerdrift.core.spreadsheet import to_csv
 from layerdrift.dashboards.compare import category_bars, depth_curves, pair_bars
 from layerdrift.dashboards.images import write_images
-from layerdrift.dashboards.report import STYLE, figure_html, write_html_figures
+from layerdrift.dashboards.report import STYLE, figure_html, table_html, write_html_figures, write_tables
 from layerdrift.errors import LayerdriftError
 from layerdrift.workbench.api import Run, open_run
 
@@ -118,10 +117,7 @@ def write_comparison(c: Comparison, out: str | Path, png: bool = True) -> list[s
     folder, notes = Path(out), list(c.notes)
     figs = c.figures
     with atomic_path(folder) as tmp:
-        (tmp / "tables").mkdir(parents=True)
-        for name, table in c.tables.items():
-            table.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
-            to_csv(table, tmp / "tables" / f"{name}.csv")
+        write_tables(c.tables, tmp / "tables")
         write_html_figures(figs, tmp / "figures")
         note = write_images(figs, tmp / "figures") if png else None
         notes += [note] if note else []
@@ -147,6 +143,6 @@ def comparison_html(c: Comparison, figs: dict[str, go.Figure], with_png: bool, n
         f"</style></head><body><h1>layerdrift comparison</h1><ul>{runs}</ul>"
         f"{f'<h2>Notes</h2><ul class=note>{note_list}</ul>' if notes else ''}"
         f"<h2>Variant pairs at each run's headline layer</h2>"
-        f"{pairs.to_html(index=False, float_format=lambda x: f'{x:.4g}', border=0, classes='t', escape=True)}"
+        f"{table_html(pairs)}"
         f"<h2>Figures</h2>{figures}</body></html>"
     )
