@@ -25,8 +25,8 @@ from layerdrift.dashboards.style import (
     LAYOUT,
     TABLE_CSS,
     category_colours,
-    ci_error_bars,
     empty_figure,
+    grouped_ci_bars,
     layer_ticks,
     mark_layer,
     pair_colours,
@@ -72,29 +72,18 @@ def top_drifters_bar(top: pd.DataFrame, pair: str, categories: list[str], layer_
 
 def category_comparison(categories_table: pd.DataFrame, layer_label: str) -> go.Figure:
     """Mean drift per category for every pair, with bootstrap 95% CIs."""
-    fig = go.Figure()
-    colours = pair_colours(list(dict.fromkeys(categories_table["pair"])))
-    for pair, t in categories_table.groupby("pair", sort=False):
-        fig.add_trace(
-            go.Bar(
-                x=t["category"],
-                y=t["mean"],
-                name=pair,
-                marker_color=FLOOR_COLOUR if t["floor"].iloc[0] else colours[pair],
-                error_y=ci_error_bars(t),
-                hovertemplate="%{x}<br>mean %{y:.4f}<extra>" + pair + "</extra>",
-            )
-        )
-    fig.update_layout(
-        **LAYOUT,
-        barmode="group",
-        title=f"Mean drift by category (layer {layer_label}, 95% bootstrap CI)",
-        yaxis_title="mean cosine drift",
-        yaxis_type="log",
+    floors = categories_table.groupby("pair", sort=False)["floor"].first()
+    colours = {p: FLOOR_COLOUR if floors[p] else c for p, c in pair_colours(list(floors.index)).items()}
+    return grouped_ci_bars(
+        categories_table,
+        "category",
+        "pair",
+        colours,
+        f"Mean drift by category (layer {layer_label}, 95% bootstrap CI)",
+        "mean cosine drift",
         legend_title="pair",
         height=480,
     )
-    return fig
 
 
 def category_violins(

@@ -11,6 +11,7 @@ import re
 
 SECTIONS = {
     "analysis": "Representation drift",
+    "templates": "Template ensemble",
     "patching": "Activation patching",
     "behaviour": "Behaviour vectors",
     "manifold": "Manifold probes",
@@ -19,6 +20,21 @@ SECTIONS = {
 }
 
 READING = [
+    (
+        r"^template_pairs$",
+        "Each pair's headline drift under every template and pooled over them (log scale): bars of one pair that "
+        "differ by more than their CIs mean the template changes the answer.",
+    ),
+    (
+        r"^template_categories_",
+        "Mean drift per category under every template for one pair: a finding about categories holds for every "
+        "template when the same category stands out in each colour.",
+    ),
+    (
+        r"^template_(drift|jaccard)_by_layer$",
+        "The measure pooled over templates at every residual point, the band spanning the lowest and the highest "
+        "template: a wide band is depth where the template matters.",
+    ),
     (
         r"^top_drifters_",
         "Each bar is one concept's cosine drift (1 − cos) at the headline layer: the longest bars are "

@@ -80,6 +80,29 @@ def ci_error_bars(
     return {"type": "data", "symmetric": False, "array": array, "arrayminus": minus, **style}
 
 
+def grouped_ci_bars(
+    frame: pd.DataFrame, x: str, group: str, colours: dict[str, str], title: str, yaxis_title: str, **layout: Any
+) -> go.Figure:
+    """One bar per (``x``, ``group``) at the ``mean`` column with its 95% CI (``ci_low``, ``ci_high``), the groups side
+    by side in ``colours``; on a log axis (drift spans orders of magnitude)."""
+    fig = go.Figure()
+    for name, t in frame.groupby(group, sort=False):
+        fig.add_trace(
+            go.Bar(
+                x=t[x],
+                y=t["mean"],
+                name=str(name),
+                marker_color=colours[name],
+                error_y=ci_error_bars(t),
+                hovertemplate="%{x}<br>mean %{y:.4g}<extra>" + html.escape(str(name)) + "</extra>",
+            )
+        )
+    fig.update_layout(
+        **{**LAYOUT, "barmode": "group", "title": title, "yaxis_title": yaxis_title, "yaxis_type": "log", **layout}
+    )
+    return fig
+
+
 def empty_figure(message: str, **layout: Any) -> go.Figure:
     """A figure that says, in its middle, why there is nothing to draw (the message is text: escaped, wrapped)."""
     fig = go.Figure()

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from layerdrift.concepts.templates import template_ensemble, template_set_name
 from layerdrift.core.hashing import fingerprint
 from layerdrift.core.objectstore import RunPath, run_location
 from layerdrift.errors import LayerdriftError
@@ -50,11 +51,32 @@ class VariantSpec(_Strict):
 
 
 class PromptSetSpec(_Strict):
-    """A vocabulary of terms poured into a prompt template."""
+    """A vocabulary of terms poured into a prompt template, or into each template of an ensemble (``templates``: a
+    list, or a built-in ensemble's name such as ``"default"``; see ``layerdrift.concepts.templates``)."""
 
     name: str = Field(pattern=NAME_PATTERN)
     vocabulary: str = "embeddingdrift-235"
     template: str = "The concept of {term} is"
+    templates: list[str] | None = Field(
+        None, description="an ensemble: every analysis reads the first; drift is also reported per template and pooled"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ensemble(cls, data: Any) -> Any:
+        """A named ensemble becomes its list; with an ensemble, ``template`` is its first template."""
+        if not isinstance(data, dict) or data.get("templates") is None:
+            return data
+        templates = data["templates"]
+        if isinstance(templates, str):
+            try:
+                templates = template_ensemble(templates)
+            except LayerdriftError as e:
+                raise ValueError(str(e)) from None
+        first = templates[0] if isinstance(templates, list) and templates else None
+        if data.get("template", first) != first:
+            raise ValueError("give either template or templates, not both (the first of templates is the seed)")
+        return {**data, "templates": templates, "template": first}
 
     @field_validator("template")
     @classmethod
@@ -62,6 +84,30 @@ class PromptSetSpec(_Strict):
         if "{term}" not in v:
             raise ValueError("the template must contain '{term}'")
         return v
+
+    @field_validator("templates")
+    @classmethod
+    def _each_has_term(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if len(v) < 2:
+            raise ValueError("an ensemble needs at least two templates (one template: use template)")
+        if len(set(v)) != len(v):
+            raise ValueError("a template is listed twice")
+        for i, t in enumerate(v):
+            if "{term}" not in t:
+                raise ValueError(f"template {i + 1} ({t!r}) must contain '{{term}}'")
+        return v
+
+    def captured(self) -> list[PromptSetSpec]:
+        """The prompt sets captured for it: itself, or one per template of its ensemble (the first under its own
+        name, the others as ``NAME.tN``)."""
+        if self.templates is None:
+            return [self]
+        return [
+            PromptSetSpec(name=template_set_name(self.name, i), vocabulary=self.vocabulary, template=t)
+            for i, t in enumerate(self.templates, start=1)
+        ]
 
 
 class CaptureSpec(_Strict):
@@ -348,7 +394,7 @@ class ExperimentConfig(_Strict):
             raise ValueError("the config needs at least one variant or one series")
         for label, names in (
             ("variant", [v.name for v in self.variants]),
-            ("prompt set", [p.name for p in self.prompt_sets]),
+            ("prompt set", [p.name for p in self.captured_prompt_sets()]),
             ("series", [s.name for s in self.series]),
         ):
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -357,8 +403,10 @@ class ExperimentConfig(_Strict):
         refs = [v.name for v in self.variants if v.reference]
         if len(refs) > 1:
             raise ValueError(f"only one variant can be the reference, but {refs} all say reference = true")
-        if self.analysis.prompt_set is not None and self.analysis.prompt_set not in {p.name for p in self.prompt_sets}:
-            raise ValueError(f"analysis.prompt_set {self.analysis.prompt_set!r} is not one of the prompt sets")
+        captured = [p.name for p in self.captured_prompt_sets()]
+        if self.analysis.prompt_set is not None and self.analysis.prompt_set not in captured:
+            wanted = self.analysis.prompt_set
+            raise ValueError(f"analysis.prompt_set {wanted!r} is not one of the prompt sets {captured}")
         if any(v.noise_floor and v.reference for v in self.variants):
             raise ValueError("the reference variant cannot also be the noise-floor variant")
         known = {v.name for v in self.variants}
@@ -377,6 +425,20 @@ class ExperimentConfig(_Strict):
             if name is not None and name not in known:
                 raise ValueError(f"{field} names variant {name!r}, which is not one of {sorted(known)}")
         return self
+
+    def captured_prompt_sets(self) -> list[PromptSetSpec]:
+        """Every prompt set as captured: an ensemble's templates each as a prompt set of its own."""
+        return [c for p in self.prompt_sets for c in p.captured()]
+
+    def analysed_prompt_set(self) -> PromptSetSpec:
+        """The prompt set the analyses read (``analysis.prompt_set``, else the first), as captured."""
+        name = self.analysis.prompt_set or self.prompt_sets[0].name
+        return next(p for p in self.captured_prompt_sets() if p.name == name)
+
+    def ensemble_of_analysed(self) -> PromptSetSpec | None:
+        """The prompt set whose template ensemble the analysed set opens (it is that set's first template), or None."""
+        name = self.analysis.prompt_set or self.prompt_sets[0].name
+        return next((p for p in self.prompt_sets if p.name == name and p.templates), None)
 
     def non_floor_variants(self) -> list[str]:
         """Variants the experiments compare by default: no noise floor, and of each series only its last checkpoint."""

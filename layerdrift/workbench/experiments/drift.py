@@ -89,8 +89,8 @@ def check_analysis_inputs(config: ExperimentConfig) -> None:
     if "last" not in capture.positions:
         problems.append("capture.positions lacks 'last'")
     capture_problems = bool(problems)
-    ps = config.analysis.prompt_set or config.prompt_sets[0].name
-    vocab = load_vocabulary(next(p for p in config.prompt_sets if p.name == ps).vocabulary)
+    analysed = config.analysed_prompt_set()
+    ps, vocab = analysed.name, load_vocabulary(analysed.vocabulary)
     n, k = len(vocab), config.analysis.k
     if n < MIN_CONCEPTS:
         problems.append(f"prompt set '{ps}' has {n} concepts, but the analyses need at least {MIN_CONCEPTS}")
@@ -533,6 +533,15 @@ def joined_pair_tables(per_pair: list[PairTables]) -> dict[str, pd.DataFrame]:
     }
 
 
+def drift_inputs(store: RunStore, prompt_set: str, spec: AnalysisSpec, seed: int) -> DriftInputs:
+    """What the drift pieces of one prompt set read: its stacks, its concepts and the headline settings."""
+    info = store.manifest["prompt_sets"][prompt_set]
+    stacks = Stacks.read(store, prompt_set)
+    head = headline_index(spec, stacks.arrays[store.reference].shape[0])
+    concepts = Concepts(info["terms"], info["categories"])
+    return DriftInputs(stacks, Headline(spec, seed, store.reference, head, concepts))
+
+
 def analyze(
     store: RunStore,
     spec: AnalysisSpec,
@@ -546,15 +555,13 @@ def analyze(
     engine = engine or LocalEngine()
     say = progress or (lambda msg: None)
     ps = spec.prompt_set or store.prompt_sets[0]
-    info = store.manifest["prompt_sets"][ps]
-    concepts = Concepts(info["terms"], info["categories"])
-    stacks = Stacks.read(store, ps)
+    local = drift_inputs(store, ps, spec, seed)
+    stacks, head, concepts = local.stacks, local.at.head, local.at.concepts
     pairs = variant_pairs(store)
-    head = headline_index(spec, stacks.arrays[store.reference].shape[0])
     check_alignment(stacks, spec.align)
     notes = [n for p in pairs for n in pair_notes(p, stacks, spec.align)] + stacks.notes()
 
-    inputs = engine.share(DriftInputs(stacks, Headline(spec, seed, store.reference, head, concepts)))
+    inputs = engine.share(local)
     say("drift, neighbourhoods and cross-layer CKA")
     per_pair, cross_rows = tables_of_pairs(pairs, inputs, engine)
     say("effective rank and neighbour lists")

@@ -11,15 +11,17 @@ from layerdrift.dashboards import drift as drift_views
 from layerdrift.dashboards import lens as lens_views
 from layerdrift.dashboards import manifold as manifold_views
 from layerdrift.dashboards import patching as patching_views
+from layerdrift.dashboards import templates as templates_views
 from layerdrift.dashboards import trajectory as trajectory_views
 from layerdrift.workbench.config import ExperimentConfig
-from layerdrift.workbench.experiments import behaviour, drift, lens, manifold, patching, trajectory
+from layerdrift.workbench.experiments import behaviour, drift, lens, manifold, patching, templates, trajectory
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.protocol import Experiment
 from layerdrift.workbench.store.results import ResultSet
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     drift.EXPERIMENT.with_views(drift_views),
+    templates.EXPERIMENT.with_views(templates_views),
     patching.EXPERIMENT.with_views(patching_views),
     behaviour.EXPERIMENT.with_views(behaviour_views),
     manifold.EXPERIMENT.with_views(manifold_views),

@@ -218,7 +218,7 @@ def manifest_base(config: ExperimentConfig, vocabularies: dict[str, Vocabulary])
                 "terms": list(vocabularies[ps.name].terms),
                 "categories": list(vocabularies[ps.name].categories),
             }
-            for ps in config.prompt_sets
+            for ps in config.captured_prompt_sets()
         },
     }
 
@@ -249,7 +249,7 @@ def capture_jobs(
             len(prompts[ps.name]),
             config.capture.batch_size,
         )
-        for ps in config.prompt_sets
+        for ps in config.captured_prompt_sets()
     }
 
 
@@ -283,7 +283,7 @@ def capture_task(task: CaptureTask, progress: Any = None) -> dict[str, dict[str,
             config.capture.hooks, loaded.n_layers, loaded.bridge.hook_dict.keys(), f"variant '{spec.name}'"
         )
         records = {}
-        for ps in (p for p in config.prompt_sets if p.name in task.batches):
+        for ps in (p for p in config.captured_prompt_sets() if p.name in task.batches):
             job, batches = jobs[ps.name], task.batches[ps.name]
             if batches is None:
                 finished = job.prepare()
@@ -448,8 +448,9 @@ def checked_inputs(config: ExperimentConfig) -> tuple[dict[str, Vocabulary], dic
 
 def prompt_sets(config: ExperimentConfig) -> tuple[dict[str, Vocabulary], dict[str, list[str]]]:
     """Each prompt set's vocabulary and its rendered prompts."""
-    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in config.prompt_sets}
-    return vocabularies, {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in config.prompt_sets}
+    sets = config.captured_prompt_sets()
+    vocabularies = {ps.name: load_vocabulary(ps.vocabulary) for ps in sets}
+    return vocabularies, {ps.name: render_prompts(vocabularies[ps.name], ps.template) for ps in sets}
 
 
 @dataclass

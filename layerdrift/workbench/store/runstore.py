@@ -415,7 +415,8 @@ class RunStore:
 
     @property
     def prompt_sets(self) -> list[str]:
-        return [p["name"] for p in self.manifest["config"]["prompt_sets"]]
+        """Every captured prompt set in config order (an ensemble's templates each as ``NAME``, ``NAME.t2``, ...)."""
+        return list(self.manifest["prompt_sets"])
 
     def positions(self, variant: str, prompt_set: str) -> list[str]:
         return list(self.capture(variant, prompt_set)["positions"])

@@ -1,0 +1,84 @@
+"""Figures of a template ensemble: drift per pair and template, categories per template, pooled depth curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from layerdrift.core.naming import pair_key
+from layerdrift.dashboards.drift import layer_curves
+from layerdrift.dashboards.style import PAIR_COLOURS, grouped_ci_bars
+
+POOLED_COLOUR = "#222222"
+
+
+def template_colours(names: list[str]) -> dict[str, str]:
+    """A colour per template, the pooled estimate in near-black."""
+    return {n: POOLED_COLOUR if n == "pooled" else PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, n in enumerate(names)}
+
+
+def template_name(number: int) -> str:
+    return f"template {number}"
+
+
+def pairs_by_template(template_pairs: pd.DataFrame, pooled: pd.DataFrame, at: str) -> go.Figure:
+    """Each pair's headline drift under every template (95% CI over concepts) and pooled over them."""
+    frame = pd.concat(
+        [
+            template_pairs.assign(group=template_pairs["template"].map(template_name)),
+            pooled.assign(group="pooled"),
+        ],
+        ignore_index=True,
+    )
+    return grouped_ci_bars(
+        frame,
+        "pair",
+        "group",
+        template_colours(list(dict.fromkeys(frame["group"]))),
+        f"Drift per pair at {at}, per template and pooled (95% bootstrap CI over concepts)",
+        "mean cosine drift",
+        legend_title="template",
+        height=480,
+    )
+
+
+def categories_by_template(template_categories: pd.DataFrame, pair: str, at: str) -> go.Figure:
+    """One pair's mean drift per category under every template (95% CI over the category's concepts)."""
+    own = template_categories[template_categories["pair"] == pair]
+    own = own.assign(group=own["template"].map(template_name))
+    return grouped_ci_bars(
+        own,
+        "category",
+        "group",
+        template_colours(list(dict.fromkeys(own["group"]))),
+        f"Mean drift by category per template: {pair} (layer {at}, 95% bootstrap CI)",
+        "mean cosine drift",
+        legend_title="template",
+        height=460,
+    )
+
+
+def pooled_depth(layers: pd.DataFrame, metric: str, title: str, axis: str, log: bool) -> go.Figure:
+    """A metric pooled over templates along depth for every pair, the band spanning the lowest and highest template."""
+    band = (f"{metric}_template_min", f"{metric}_template_max")
+    return layer_curves(layers, f"{metric}_mean", title, axis, log=log, band=band)
+
+
+def figures(results: Any) -> dict[str, go.Figure]:
+    """The template ensemble's figures, by what each shows."""
+    t, meta = results.tables, results.meta_of("templates")
+    at, n = meta["headline_label"], len(meta["templates"])
+    pooled, cats = t["ensemble_pairs"], t["template_categories"]
+    figs = {"template_pairs": pairs_by_template(t["template_pairs"], pooled, at)}
+    for pair in pooled.loc[~pooled["floor"], "pair"]:
+        if (cats["pair"] == pair).any():
+            figs[f"template_categories_{pair_key(pair)}"] = categories_by_template(cats, pair, at)
+    layers = t["ensemble_layers"]
+    if "drift_mean" in layers and layers["drift_mean"].notna().any():
+        title = f"Mean drift per layer pooled over {n} templates (band: lowest to highest template)"
+        figs["template_drift_by_layer"] = pooled_depth(layers, "drift", title, "mean cosine drift (log)", True)
+    title = f"k-NN Jaccard per layer pooled over {n} templates (band: lowest to highest template)"
+    figs["template_jaccard_by_layer"] = pooled_depth(layers, "jaccard", title, "mean Jaccard", False)
+    return figs
