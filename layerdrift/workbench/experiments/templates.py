@@ -251,7 +251,7 @@ def category_finding(label: str, pooled: pd.DataFrame, per_template: pd.DataFram
     other = firsts[firsts != top["category"]]
     others = [
         f"{templates_text([int(i) for i in g.index])} put{'s' if len(g) == 1 else ''} {c} first"
-        for c, g in other.groupby(other)
+        for c, g in sorted(other.groupby(other), key=lambda cg: cg[1].index.min())
     ]
     holds = int(top["top_in"])
     return (
