@@ -183,7 +183,7 @@ def tiny_config(model: Path, vocab: Path, out: Path, **capture):
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
-    """A finished `layerdrift run` on the tiny models (projections at every layer, no PNGs)."""
+    """A finished `layerdrift run` on the tiny models (projections at every layer, no PNGs, two templates)."""
     import json
 
     from layerdrift import run
@@ -215,8 +215,8 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
     cfg = make_config(
         tmp_path_factory.mktemp("tiny-run"),
         {"base": tiny_model, "tuned": tiny_model_b, "floor": floor_of(tiny_model)},
-        vocab,
         name="tiny-dash",
+        prompt_sets=[{"name": "concepts", "vocabulary": str(vocab), "templates": TINY_TEMPLATES}],
         capture={},
         analysis={"umap_layers": "all"},
         patching={
@@ -231,6 +231,10 @@ def tiny_run(tiny_model, tiny_model_b, tmp_path_factory):
         lens={"top_k": 3},
     )
     return run(cfg, quiet=True)
+
+
+# tiny_run's template ensemble: the seed template and one whose text would be markup in HTML, Markdown and LaTeX
+TINY_TEMPLATES = ["The concept of {term} is", "<b>{term}</b> & 100% of $x_1$ is"]
 
 
 def derive_tiny_llama(source: Path, folder: Path, edit) -> Path:

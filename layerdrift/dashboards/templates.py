@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import panel as pn
 import plotly.graph_objects as go
 
 from layerdrift.core.naming import pair_key
 from layerdrift.dashboards.drift import layer_curves
-from layerdrift.dashboards.style import PAIR_COLOURS, grouped_ci_bars
+from layerdrift.dashboards.markup import md
+from layerdrift.dashboards.style import PAIR_COLOURS, grouped_ci_bars, mark_layer
 
 POOLED_COLOUR = "#222222"
 
@@ -72,7 +74,7 @@ def figures(results: Any) -> dict[str, go.Figure]:
     at, n = meta["headline_label"], len(meta["templates"])
     pooled, cats = t["ensemble_pairs"], t["template_categories"]
     figs = {"template_pairs": pairs_by_template(t["template_pairs"], pooled, at)}
-    for pair in pooled.loc[~pooled["floor"], "pair"]:
+    for pair in compared_pairs(results):
         if (cats["pair"] == pair).any():
             figs[f"template_categories_{pair_key(pair)}"] = categories_by_template(cats, pair, at)
     layers = t["ensemble_layers"]
@@ -82,3 +84,47 @@ def figures(results: Any) -> dict[str, go.Figure]:
     title = f"k-NN Jaccard per layer pooled over {n} templates (band: lowest to highest template)"
     figs["template_jaccard_by_layer"] = pooled_depth(layers, "jaccard", title, "mean Jaccard", False)
     return figs
+
+
+def templates_table(meta: dict[str, Any]) -> str:
+    """The ensemble's templates as Markdown, each with the first term filled in (user text shown as text)."""
+    example = meta["example_term"]
+    rows = "".join(
+        md("| {n} | {text} | {filled} |\n", n=i, text=text, filled=text.replace("{term}", example))
+        for i, text in enumerate(meta["templates"], start=1)
+    )
+    return "| # | template | with the first term |\n|---|---|---|\n" + rows
+
+
+def templates_tab(results: Any, selection: Any) -> pn.viewable.Viewable:
+    """The ensemble's findings and templates, each pair's drift per template, the pooled depth curve with the
+    selected layer marked, and a chosen pair's categories per template."""
+    figs, meta = figures(results), results.meta_of("templates")
+    experiment = next(e for e in results.experiments if e.name == "templates")
+    findings = "\n".join(md("- {f}", f=f) for f in experiment.findings(results))
+    keys = {k.removeprefix("template_categories_"): k for k in figs if k.startswith("template_categories_")}
+    pairs = [p for p in compared_pairs(results) if pair_key(p) in keys]
+    categories = pn.pane.Plotly(figs[keys[pair_key(pairs[0])]] if pairs else None, sizing_mode="stretch_width")
+    choose = pn.widgets.Select(name="pair", options=pairs, value=pairs[0] if pairs else None, width=260)
+    choose.param.watch(lambda e: setattr(categories, "object", figs[keys[pair_key(e.new)]]), "value")
+    curve = figs.get("template_drift_by_layer", figs["template_jaccard_by_layer"])
+    depth = pn.pane.Plotly(mark_layer(go.Figure(curve), selection.layer), sizing_mode="stretch_width")
+    selection.param.watch(lambda e: setattr(depth, "object", mark_layer(go.Figure(curve), e.new)), "layer")
+    return pn.Column(
+        pn.pane.Markdown(findings),
+        pn.pane.Markdown(templates_table(meta)),
+        pn.Row(pn.pane.Plotly(figs["template_pairs"], sizing_mode="stretch_width"), depth),
+        choose,
+        categories,
+        sizing_mode="stretch_width",
+    )
+
+
+def compared_pairs(results: Any) -> list[str]:
+    """The ensemble's pairs, noise floors left out."""
+    pooled = results.tables["ensemble_pairs"]
+    return list(pooled.loc[~pooled["floor"], "pair"])
+
+
+def tabs(results: Any, selection: Any) -> list[tuple[str, Any]]:
+    return [("Templates", templates_tab(results, selection))]

@@ -261,7 +261,7 @@ def test_dashboard_in_headless_chromium(tiny_run, tmp_path):
 def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
     """Terms and categories that are markup or formulas: no script runs on any tab, the text shows literally, the CSV is
     inert."""
-    from conftest import HOSTILE_ROWS
+    from conftest import HOSTILE_ROWS, TINY_TEMPLATES
     from playwright.sync_api import sync_playwright
 
     terms = tiny_run.meta["terms"]
@@ -292,6 +292,7 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
             "Patching": "Patching tuned into base: resid output",
             "Behaviour vectors": "Behaviour vectors, base→tuned: cosine per layer",
             "Manifolds": "SMDS score (ridge map, held-out): probe set 'birthday'",
+            "Templates": TINY_TEMPLATES[1],  # the template's own markup shown as text
         }
         for tab, shown in tabs.items():  # every tab drawn, with the hostile rows in its tables and figures
             page.get_by_text(tab, exact=True).click()
@@ -300,6 +301,9 @@ def test_hostile_terms_render_as_text_on_every_tab(tiny_run, tmp_path):
         page.get_by_text(f"The concept of {img} is").first.wait_for(
             timeout=20000
         )  # the patched prompts table shows it as text
+        page.get_by_text("Templates", exact=True).click()
+        page.get_by_text(TINY_TEMPLATES[1].replace("{term}", "love")).first.wait_for(timeout=20000)
+        assert page.locator("b:has-text('love')").count() == 0
         page.mouse.move(10, 10)
         page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
         assert page.locator("img[src='x'], iframe").count() == 0
