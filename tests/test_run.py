@@ -162,8 +162,10 @@ def test_findings_read_each_pair_against_the_floor(tiny_run):
     t = tiny_run.tables
     pairs = t["pairs"].set_index("pair")
     tuned, floor = pairs.loc["base→tuned"], pairs.loc["base→floor"]
-    findings = tiny_run.findings()  # in the registry's order: drift (the pair, its categories), behaviour, manifold
-    heads = [f.split(" (")[0].split(" toward")[0].split(" changes the")[0].split(" have")[0] for f in findings[2:-2]]
+    findings = tiny_run.findings()  # in the registry's order: drift (the pair, its categories), templates, ...
+    assert findings[2].startswith("Over 2 templates, base→tuned drifts ") and "of 2 templates" in findings[2]
+    assert findings[3].startswith("base→tuned moves ") and "of 2 templates" in findings[3]
+    heads = [f.split(" (")[0].split(" toward")[0].split(" changes the")[0].split(" have")[0] for f in findings[4:-2]]
     assert heads == [  # then patching per direction and component, behaviour, steering, manifold per probed variant
         "Patching tuned into base",
         "Patching tuned into base",

@@ -143,7 +143,7 @@ def test_experiment_views_follow_their_tables(tiny_run):
     assert "(tuned)" in vectors.cross_figure().layout.title.text
     assert {tr.name for tr in vectors.steering_figure().data} == {"base +c", "base −c", "tuned +c", "tuned −c"}
     tabs = [name for e in tiny_run.experiments for name, _ in e.tabs(tiny_run, Selection())]
-    assert tabs == ["Drift", "Patching", "Behaviour vectors", "Manifolds", "Localisation"]
+    assert tabs == ["Drift", "Templates", "Patching", "Behaviour vectors", "Manifolds", "Localisation"]
 
 
 def test_manifold_view_selects_cells_and_variants(tiny_run):
@@ -178,7 +178,7 @@ def test_build_app_makes_a_layout(tiny_run):
     app = build_app(tiny_run)
     title, tabs = app.objects  # the shell: a title and one tab per experiment, in registry order
     assert "compared against **base**" in title.object
-    assert tabs._names == ["Drift", "Patching", "Behaviour vectors", "Manifolds", "Localisation"]
+    assert tabs._names == ["Drift", "Templates", "Patching", "Behaviour vectors", "Manifolds", "Localisation"]
 
 
 def test_dashboard_cli_errors_clearly(tmp_path, capsys):
