@@ -43,8 +43,9 @@ lint: setup
 	$(VENV)/bin/ruff format --check layerdrift tests benchmarks scripts
 	$(VENV)/bin/lint-imports
 
+# one worker per core (pytest-xdist); tests sharing a module's fixture stay together
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration"
