@@ -43,9 +43,9 @@ lint: setup
 	$(VENV)/bin/ruff format --check layerdrift tests benchmarks scripts
 	$(VENV)/bin/lint-imports
 
-# one worker per core (pytest-xdist); tests sharing a module's fixture stay together
+# one worker per core (pytest-xdist), a test module's tests on one worker (its fixtures built once)
 test: lint
-	$(PY) -m pytest -q -n auto --dist loadgroup
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration"

@@ -17,19 +17,6 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; unknown ids fail at once
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each, not two per core
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MKL_NUM_THREADS", "1")
-
-
-def pytest_collection_modifyitems(config, items):
-    """With ``--dist loadgroup`` the tests that share a module-scoped fixture stay on one worker (it is built once);
-    every other test goes to whichever worker is free."""
-    for item in items:
-        defs = getattr(item, "_fixtureinfo", None)
-        if defs and any(d.scope == "module" for fs in defs.name2fixturedefs.values() for d in fs):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
 
 # analysis settings that keep a tiny run fast (few bootstrap draws, one UMAP, no PNGs); tests add to them
 FAST_ANALYSIS = {"k": 3, "n_boot": 100, "n_perm": 100, "umap_layers": "headline", "umap_neighbors": 4, "png": False}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import panel as pn
 import plotly.graph_objects as go
@@ -25,41 +26,27 @@ def template_name(number: int) -> str:
     return f"template {number}"
 
 
+def bars_by_template(frame: pd.DataFrame, x: str, title: str, height: int) -> go.Figure:
+    """Mean drift bars along ``x``, one colour per template (``frame.template``; NaN = pooled), with their 95% CIs."""
+    groups = frame["template"].map(lambda t: "pooled" if pd.isna(t) else template_name(int(t)))
+    frame = frame.assign(group=groups)
+    colours = template_colours(list(dict.fromkeys(groups)))
+    axis = "mean cosine drift"
+    return grouped_ci_bars(frame, x, "group", colours, title, axis, legend_title="template", height=height)
+
+
 def pairs_by_template(template_pairs: pd.DataFrame, pooled: pd.DataFrame, at: str) -> go.Figure:
     """Each pair's headline drift under every template (95% CI over concepts) and pooled over them."""
-    frame = pd.concat(
-        [
-            template_pairs.assign(group=template_pairs["template"].map(template_name)),
-            pooled.assign(group="pooled"),
-        ],
-        ignore_index=True,
-    )
-    return grouped_ci_bars(
-        frame,
-        "pair",
-        "group",
-        template_colours(list(dict.fromkeys(frame["group"]))),
-        f"Drift per pair at {at}, per template and pooled (95% bootstrap CI over concepts)",
-        "mean cosine drift",
-        legend_title="template",
-        height=480,
-    )
+    frame = pd.concat([template_pairs, pooled.assign(template=np.nan)], ignore_index=True)
+    title = f"Drift per pair at {at}, per template and pooled (95% bootstrap CI over concepts)"
+    return bars_by_template(frame, "pair", title, 480)
 
 
 def categories_by_template(template_categories: pd.DataFrame, pair: str, at: str) -> go.Figure:
     """One pair's mean drift per category under every template (95% CI over the category's concepts)."""
     own = template_categories[template_categories["pair"] == pair]
-    own = own.assign(group=own["template"].map(template_name))
-    return grouped_ci_bars(
-        own,
-        "category",
-        "group",
-        template_colours(list(dict.fromkeys(own["group"]))),
-        f"Mean drift by category per template: {pair} (layer {at}, 95% bootstrap CI)",
-        "mean cosine drift",
-        legend_title="template",
-        height=460,
-    )
+    title = f"Mean drift by category per template: {pair} (layer {at}, 95% bootstrap CI)"
+    return bars_by_template(own, "category", title, 460)
 
 
 def pooled_depth(layers: pd.DataFrame, metric: str, title: str, axis: str, log: bool) -> go.Figure:
@@ -90,10 +77,15 @@ def templates_table(meta: dict[str, Any]) -> str:
     """The ensemble's templates as Markdown, each with the first term filled in (user text shown as text)."""
     example = meta["example_term"]
     rows = "".join(
-        md("| {n} | {text} | {filled} |\n", n=i, text=text, filled=text.replace("{term}", example))
+        md("| {n} | {text} | {filled} |\n", n=i, text=one_line(text), filled=one_line(text.replace("{term}", example)))
         for i, text in enumerate(meta["templates"], start=1)
     )
     return "| # | template | with the first term |\n|---|---|---|\n" + rows
+
+
+def one_line(text: str) -> str:
+    """A template on one line, its line breaks shown as ``\\n`` (as a config writes them)."""
+    return text.replace("\n", "\\n")
 
 
 def templates_tab(results: Any, selection: Any) -> pn.viewable.Viewable:

@@ -172,3 +172,11 @@ def test_a_wrong_ensemble_is_refused_in_one_sentence(prompt_set, message, tmp_pa
     with pytest.raises(LayerdriftError, match="prompt_sets") as info:
         config_from_dict(config_with({"name": "c", **prompt_set}, tmp_path))
     assert message in str(info.value)
+
+
+def test_the_templates_table_has_one_row_per_template_whatever_its_text():
+    from layerdrift.dashboards.templates import templates_table
+
+    table = templates_table({"templates": ["Q: What is {term}?\nA:", "<b>{term}</b> | x"], "example_term": "a|b"})
+    rows = table.splitlines()
+    assert len(rows) == 4 and all(r.count("|") == 4 for r in rows)  # line breaks, pipes: text

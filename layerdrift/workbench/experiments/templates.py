@@ -17,6 +17,7 @@ import pandas as pd
 from layerdrift.analyses.ensemble import holds_in, pooled_mean
 from layerdrift.analyses.headline import SIGNIFICANCE
 from layerdrift.core.hashing import fingerprint
+from layerdrift.dashboards.templates import one_line
 from layerdrift.workbench.config import AnalysisSpec, ExperimentConfig
 from layerdrift.workbench.experiments.context import RunContext
 from layerdrift.workbench.experiments.drift import (
@@ -195,8 +196,8 @@ def summaries(results: Any) -> dict[str, pd.DataFrame]:
         {
             "template": range(1, n + 1),
             "prompt_set": meta["prompt_sets"],
-            "text": meta["templates"],
-            "example": [text.replace("{term}", example) for text in meta["templates"]],
+            "text": [one_line(text) for text in meta["templates"]],
+            "example": [one_line(text.replace("{term}", example)) for text in meta["templates"]],
         }
     )
     pooled_cols = ["pair", "mean", "ci_low", "ci_high", "template_sd", "template_min", "template_max"]
