@@ -7,6 +7,7 @@ a browser that cannot start raises instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext, suppress
@@ -19,6 +20,8 @@ import plotly.graph_objects as go
 from layerdrift.dashboards.paper import PaperStyle, styled
 
 RENDER_TIMEOUT = 600  # seconds for Chromium to start, or to render a report's figures
+PAGE_NOT_READY = "ReferenceError"  # kaleido's page asked to render before its scripts were defined
+PAGE_TRIES = 3
 
 
 class PngRenderer:
@@ -54,8 +57,16 @@ class PngRenderer:
         return asyncio.run_coroutine_threadsafe(make(browser), self._loop).result(timeout=timeout)
 
     def write(self, specs: list[dict[str, Any]]) -> None:
-        """Render kaleido specs (fig, path, opts); the first figure that fails raises."""
-        self._run(lambda browser: browser.write_fig_from_object(specs, cancel_on_error=True), RENDER_TIMEOUT)
+        """Render kaleido specs (fig, path, opts); the first figure that fails raises. A page whose scripts had not
+        loaded yet (a ``ReferenceError``, seen on a loaded machine) is rendered again, up to ``PAGE_TRIES`` times."""
+        for attempt in range(1, PAGE_TRIES + 1):
+            try:
+                self._run(lambda browser: browser.write_fig_from_object(specs, cancel_on_error=True), RENDER_TIMEOUT)
+                return
+            except Exception as err:
+                if PAGE_NOT_READY not in str(err) or attempt == PAGE_TRIES:
+                    raise
+                time.sleep(attempt)
 
     def close(self) -> None:
         if self._loop is None:

@@ -42,6 +42,33 @@ def test_an_early_started_renderer_writes_the_same_png_as_a_fresh_one(tmp_path):
     assert early[:8] == b"\x89PNG\r\n\x1a\n" and early == fresh
 
 
+@pytest.mark.parametrize(
+    ("error", "calls"),
+    [("JavascriptError: ReferenceError: kaleido_scopes is not defined", 2), ("JavascriptError: TypeError: x", 1)],
+)
+def test_a_page_that_was_not_ready_is_rendered_again_and_nothing_else_is(error, calls, monkeypatch):
+    """Under load kaleido's page can be asked to render before its scripts are defined (a ReferenceError): that call
+    is made again; any other error is reported at once."""
+    from layerdrift.dashboards import images
+
+    made = []
+
+    def fake_run(make, timeout):
+        made.append(make)
+        if len(made) == 1:
+            raise RuntimeError(error)
+
+    renderer = images.PngRenderer()
+    monkeypatch.setattr(renderer, "_run", fake_run)
+    monkeypatch.setattr(images.time, "sleep", lambda seconds: None)
+    if calls == 1:
+        with pytest.raises(RuntimeError, match="TypeError"):
+            renderer.write([])
+    else:
+        renderer.write([])
+    assert len(made) == calls
+
+
 def test_the_report_page_opens_with_contents_and_findings_and_reads_every_figure(tiny_run, series_run):
     """A table of contents, the findings first, a section per experiment, and a line under every figure."""
     import re

@@ -127,6 +127,8 @@ def test_the_report_has_the_ensemble_section(ensemble_run):
     page = result.report.read_text(encoding="utf-8")
     assert '<section id="templates"><h2>Template ensemble</h2>' in page
     assert "# {term} is" in page
+    latex = (result.report.parent / "latex" / "template-ensemble.tex").read_text(encoding="utf-8")
+    assert r"2 & concepts.t2 & \# \{term\} is & \# love is \\" in latex  # the template escaped for LaTeX
     figures = result.figures_by_experiment["templates"]
     assert {"template_pairs", "template_drift_by_layer", "template_categories_base_vs_demog"} <= set(figures)
     bars = [tr for tr in figures["template_pairs"].data if tr.name == "pooled"][0]
