@@ -182,3 +182,15 @@ def test_the_templates_table_has_one_row_per_template_whatever_its_text():
     table = templates_table({"templates": ["Q: What is {term}?\nA:", "<b>{term}</b> | x"], "example_term": "a|b"})
     rows = table.splitlines()
     assert len(rows) == 4 and all(r.count("|") == 4 for r in rows)  # line breaks, pipes: text
+
+
+def test_a_table_no_template_has_rows_of_stays_empty():
+    from layerdrift.workbench.config import AnalysisSpec
+    from layerdrift.workbench.experiments.templates import ensemble_categories, ensemble_pairs, numbered
+
+    one = {"template_layers": pd.DataFrame({"pair": ["a→b"]}), "template_pairs": pd.DataFrame()}
+    one |= {"template_categories": pd.DataFrame(), "template_drift": pd.DataFrame()}
+    joined = numbered([one, one])  # e.g. variants of different widths: Jaccard per layer, no drift to pool
+    assert list(joined["template_layers"]["template"]) == [1, 2] and joined["template_pairs"].empty
+    pooled, cats = ensemble_pairs(joined, AnalysisSpec(), 0), ensemble_categories(joined, AnalysisSpec(), 0)
+    assert pooled.empty and {"pair", "floor", "above_floor_in"} <= set(pooled) and cats.empty and "top_in" in cats

@@ -41,6 +41,12 @@ TABLES = (
 )
 
 
+SPREAD = ["mean", "ci_low", "ci_high", "template_sd", "template_min", "template_max"]
+POOLED_PAIR_COLUMNS = ["pair", "a", "b", "floor", "n_templates", *SPREAD]
+POOLED_PAIR_COLUMNS += ["jaccard_mean", "jaccard_template_sd", "above_floor_in"]
+POOLED_CATEGORY_COLUMNS = ["pair", "floor", "category", "n", *SPREAD, "top_in", "higher_in", "survives_floor_in"]
+
+
 def ensemble_settings(config: ExperimentConfig) -> AnalysisSpec | None:
     """The analysis settings the ensemble's tables depend on, when the analysed prompt set has several templates."""
     if config.ensemble_of_analysed() is None:
@@ -76,6 +82,8 @@ def ensemble_pairs(t: dict[str, pd.DataFrame], spec: AnalysisSpec, seed: int) ->
     """Per pair: the pooled drift and Jaccard at the headline point over templates (CI over concepts, spread between
     templates), and in how many templates its drift is above the noise floor's (CI above the floor's CI)."""
     pairs, drift = t["template_pairs"], t["template_drift"]
+    if pairs.empty:  # no drift in any template (variants of different widths, no alignment): nothing to pool
+        return pd.DataFrame(columns=POOLED_PAIR_COLUMNS)
     above_floor = above_floor_by_template(pairs)
     rows = []
     for label, own in pairs.groupby("pair", sort=False):
@@ -86,7 +94,7 @@ def ensemble_pairs(t: dict[str, pd.DataFrame], spec: AnalysisSpec, seed: int) ->
         row |= {"jaccard_mean": jac["mean"], "jaccard_template_sd": jac["template_sd"]}
         above = above_floor.get(label)
         rows.append(row | {"above_floor_in": np.nan if above is None else holds_in(above)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=POOLED_PAIR_COLUMNS)
 
 
 def above_floor_by_template(pairs: pd.DataFrame) -> dict[str, pd.Series]:
@@ -108,6 +116,8 @@ def ensemble_categories(t: dict[str, pd.DataFrame], spec: AnalysisSpec, seed: in
     templates), in how many templates it is the category that drifts most, drifts significantly more than the rest,
     and does so read against the noise floor too."""
     cats, drift = t["template_categories"], t["template_drift"]
+    if cats.empty:
+        return pd.DataFrame(columns=POOLED_CATEGORY_COLUMNS)
     rows = []
     for (label, category), own in cats.groupby(["pair", "category"], sort=False):
         d = drift[(drift["pair"] == label) & (drift["category"] == category)]
@@ -126,7 +136,7 @@ def ensemble_categories(t: dict[str, pd.DataFrame], spec: AnalysisSpec, seed: in
                 "survives_floor_in": holds_in(own["verdict"] == "survives the floor"),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=POOLED_CATEGORY_COLUMNS)
 
 
 def ensemble_layers(layers: pd.DataFrame) -> pd.DataFrame:
@@ -142,13 +152,14 @@ def ensemble_layers(layers: pd.DataFrame) -> pd.DataFrame:
 
 
 def numbered(frames: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
-    """The templates' tables joined, each row with its template's number (1 = the seed template)."""
-    return {
-        name: pd.concat(
-            [f[name].assign(template=i) for i, f in enumerate(frames, start=1) if len(f[name])], ignore_index=True
-        )
-        for name in frames[0]
-    }
+    """The templates' tables joined, each row with its template's number (1 = the seed template); a table no template
+    has rows of (e.g. categories of variants of different widths) stays empty."""
+    out = {}
+    for name in frames[0]:
+        parts = [f[name].assign(template=i) for i, f in enumerate(frames, start=1) if len(f[name])]
+        empty = pd.DataFrame(columns=[*frames[0][name], "template"])
+        out[name] = pd.concat(parts, ignore_index=True) if parts else empty
+    return out
 
 
 @dataclass
