@@ -91,7 +91,7 @@ def one_line(text: str) -> str:
 def templates_tab(results: Any, selection: Any) -> pn.viewable.Viewable:
     """The ensemble's findings and templates, each pair's drift per template, the pooled depth curve with the
     selected layer marked, and a chosen pair's categories per template."""
-    figs, meta = figures(results), results.meta_of("templates")
+    figs, meta = results.figures_by_experiment["templates"], results.meta_of("templates")
     experiment = next(e for e in results.experiments if e.name == "templates")
     findings = "\n".join(md("- {f}", f=f) for f in experiment.findings(results))
     keys = {k.removeprefix("template_categories_"): k for k in figs if k.startswith("template_categories_")}

@@ -91,5 +91,5 @@ class Experiment:
         return self.settings(config) is not None
 
     def with_views(self, views: Any) -> Experiment:
-        """This experiment with the figures and tabs of a dashboards module (``figures``, and ``tabs`` if any)."""
-        return replace(self, figures=views.figures, tabs=getattr(views, "tabs", _no_tabs))
+        """This experiment with the figures and tabs of a dashboards module (``figures``, ``tabs``)."""
+        return replace(self, figures=views.figures, tabs=views.tabs)

@@ -118,11 +118,11 @@ def ensemble_categories(t: dict[str, pd.DataFrame], spec: AnalysisSpec, seed: in
     cats, drift = t["template_categories"], t["template_drift"]
     if cats.empty:
         return pd.DataFrame(columns=POOLED_CATEGORY_COLUMNS)
+    first = cats.loc[cats.groupby(["pair", "template"])["mean"].idxmax(), ["pair", "category"]]
     rows = []
     for (label, category), own in cats.groupby(["pair", "category"], sort=False):
         d = drift[(drift["pair"] == label) & (drift["category"] == category)]
-        of_pair = cats[cats["pair"] == label]
-        tops = of_pair.loc[of_pair.groupby("template")["mean"].idxmax(), "category"]
+        tops = first.loc[first["pair"] == label, "category"]
         higher = (own["p_vs_rest"] < SIGNIFICANCE) & (own["diff_vs_rest"] > 0)
         rows.append(
             {
